@@ -1,0 +1,617 @@
+//! The range lock of one subscription: which region owns which part of the span, and the
+//! resolved ts of every part.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use hashbrown::HashMap;
+use kvfeed_span::{EncodedKey, Partition, Span, below_end};
+
+use crate::min_tree::MinTree;
+
+/// A waiting lock request, handed back by [`RangeLock::lock`] as [`LockOutcome::Wait`].
+///
+/// Keep it with the request; when an [`Unlocked`] or [`Stopped`] result lists it among `woken`,
+/// call [`RangeLock::lock`] again with the same arguments. A ticket you give up on must be passed
+/// to [`RangeLock::cancel_wait`].
+#[must_use = "a waiting lock request is retried only when its ticket is woken"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// The result of [`RangeLock::lock`].
+#[must_use = "a locked range must be requested from TiKV and unlocked when its region leaves"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// The range is now owned by the region. Request it from TiKV from `checkpoint_ts`, the
+    /// minimum resolved ts of the parts it covers.
+    Locked {
+        /// The ts the region's incremental scan must start from.
+        checkpoint_ts: u64,
+    },
+    /// Another region holds part of the range (or this region holds another range) with an older
+    /// epoch: retry when the ticket is woken.
+    Wait(Ticket),
+    /// A region with the same or a newer epoch version holds part of the range (or this region
+    /// id holds another range): this request is outdated. Nothing was locked; `retry` lists the
+    /// parts of the range no region holds, to be reloaded from PD and locked afresh.
+    Stale {
+        /// The free parts of the requested range, in key order.
+        retry: Vec<Span>,
+    },
+    /// The lock is stopped (the subscription is going away): drop the request.
+    Cancelled,
+}
+
+/// The result of a successful [`RangeLock::unlock`].
+#[must_use = "woken tickets must be retried, and `drained` ends the subscription"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unlocked {
+    /// The resolved ts the freed range keeps (the next region covering it starts from it).
+    pub resolved_ts: u64,
+    /// Waiting requests that may now succeed: call [`RangeLock::lock`] again for each.
+    pub woken: Vec<Ticket>,
+    /// True exactly once: the lock is stopped and this unlock released its last range.
+    pub drained: bool,
+}
+
+/// The result of [`RangeLock::stop`].
+#[must_use = "woken tickets must be retried (they get Cancelled) and `drained` ends the subscription"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Every waiting request; retrying gives [`LockOutcome::Cancelled`].
+    pub woken: Vec<Ticket>,
+    /// True when nothing was locked, so the subscription is drained already. Reported once.
+    pub drained: bool,
+}
+
+/// Why [`RangeLock::lock`] refused its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockError {
+    /// The range is not inside the subscription's span.
+    OutOfSpan {
+        /// The range given.
+        range: Span,
+    },
+}
+
+/// Why [`RangeLock::unlock`] refused its arguments. The lock is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnlockError {
+    /// No locked range starts at the given start.
+    NotLocked,
+    /// The range there is locked by another region.
+    WrongRegion {
+        /// The region holding it.
+        holder: u64,
+    },
+    /// The region holds it with another epoch version.
+    WrongVersion {
+        /// The version it was locked with.
+        locked: u64,
+    },
+    /// The locked range has another end.
+    WrongEnd {
+        /// The end it was locked with (empty for plus infinity).
+        locked: EncodedKey,
+    },
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfSpan { range } => write!(f, "range {range:?} is outside the locked span"),
+        }
+    }
+}
+
+impl fmt::Display for UnlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLocked => write!(f, "no locked range starts there"),
+            Self::WrongRegion { holder } => write!(f, "the range is locked by region {holder}"),
+            Self::WrongVersion { locked } => write!(f, "the range was locked with version {locked}"),
+            Self::WrongEnd { locked } => write!(f, "the locked range ends at {locked:?}"),
+        }
+    }
+}
+
+impl core::error::Error for LockError {}
+impl core::error::Error for UnlockError {}
+
+/// What [`RangeLock::advance`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advance {
+    /// The region's resolved ts rose to the given ts.
+    Advanced,
+    /// The ts is not above the region's current one; nothing changed.
+    NotHigher,
+    /// The region has not finished its incremental scan; its resolved ts stays at its checkpoint.
+    NotInitialized,
+    /// No range of this lock is held by the region.
+    NotLocked,
+}
+
+/// One locked range, as seen by [`RangeLock::locked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockedRange<'a> {
+    /// First key of the range.
+    pub start: &'a EncodedKey,
+    /// End of the range (exclusive; empty for plus infinity).
+    pub end: &'a EncodedKey,
+    /// The region holding it.
+    pub region_id: u64,
+    /// The epoch version it was locked with.
+    pub version: u64,
+    /// The region's resolved ts (its checkpoint until it advances).
+    pub resolved_ts: u64,
+    /// Whether the region finished its incremental scan.
+    pub initialized: bool,
+}
+
+/// A region and its resolved ts, in [`Stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionTs {
+    /// The region.
+    pub region_id: u64,
+    /// Its resolved ts.
+    pub resolved_ts: u64,
+    /// Whether it finished its incremental scan.
+    pub initialized: bool,
+}
+
+/// A summary of a lock, for slow-region reports: `O(n)` to compute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Number of locked ranges.
+    pub locked: usize,
+    /// The locked region with the lowest resolved ts (the first in key order on ties).
+    pub slowest: Option<RegionTs>,
+    /// The locked region with the highest resolved ts (the first in key order on ties).
+    pub fastest: Option<RegionTs>,
+    /// The parts no region holds, each with the lowest resolved ts inside it.
+    pub holes: Vec<(Span, u64)>,
+}
+
+/// What a slab slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotKind {
+    /// On the free list.
+    Free,
+    /// An unlocked piece; its ts is the resolved ts it keeps.
+    Unlocked,
+    /// A locked range.
+    Locked { initialized: bool },
+}
+
+/// A slab slot: one piece of the partition. Its ts lives in the min tree at the same index.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    kind: SlotKind,
+    region_id: u64,
+    version: u64,
+}
+
+/// The range lock of one subscription. See the crate docs for the model and how to share it.
+#[derive(Clone)]
+pub struct RangeLock {
+    /// Every piece of the span, locked or not, keyed by start; the value is the piece's slot.
+    /// Invariant: each slot in use is referenced by exactly one piece.
+    pieces: Partition<u32>,
+    /// Piece data by slot; free slots are listed in `free`.
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// The ts of every slot; free slots hold `u64::MAX`. Its minimum is the resolved ts.
+    ts: MinTree,
+    /// Region id -> slot of its locked range. Invariant: at most one locked range per region,
+    /// and exactly the locked slots appear here.
+    regions: HashMap<u64, u32>,
+    /// Slot -> tickets waiting for that locked range to go. Only locked slots appear.
+    waiters: HashMap<u32, Vec<u64>>,
+    /// Ticket -> number of locked ranges it still waits for.
+    tickets: HashMap<u64, u32>,
+    next_ticket: u64,
+    start_ts: u64,
+    stopped: bool,
+    /// Whether `drained` has been reported (it is reported once).
+    drained: bool,
+}
+
+impl RangeLock {
+    /// A lock over `span` where every part starts with resolved ts `start_ts`.
+    pub fn new(span: Span, start_ts: u64) -> Self {
+        let mut ts = MinTree::new();
+        ts.set(0, start_ts);
+        Self {
+            pieces: Partition::new(span, 0),
+            slots: alloc::vec![Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 }],
+            free: Vec::new(),
+            ts,
+            regions: HashMap::new(),
+            waiters: HashMap::new(),
+            tickets: HashMap::new(),
+            next_ticket: 1,
+            start_ts,
+            stopped: false,
+            drained: false,
+        }
+    }
+
+    /// The subscription's span.
+    pub fn span(&self) -> &Span {
+        self.pieces.span()
+    }
+
+    /// The ts the subscription started from.
+    pub fn start_ts(&self) -> u64 {
+        self.start_ts
+    }
+
+    /// Number of locked ranges.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether no range is locked.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Whether [`RangeLock::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The subscription's resolved ts: the minimum over every part of the span, locked or not.
+    /// `O(1)`.
+    pub fn resolved_ts(&self) -> u64 {
+        self.ts.min()
+    }
+
+    /// Tries to lock `range` for `region_id` at epoch `version`.
+    pub fn lock(&mut self, range: &Span, region_id: u64, version: u64) -> Result<LockOutcome, LockError> {
+        if !range.is_sub_span(self.pieces.span()) {
+            return Err(LockError::OutOfSpan { range: range.clone() });
+        }
+        if self.stopped {
+            return Ok(LockOutcome::Cancelled);
+        }
+        // The locked ranges in the way: those overlapping the range, then the region's own.
+        let mut blocking: Vec<u32> = Vec::new();
+        let mut stale = false;
+        for piece in self.pieces.overlapping(range) {
+            let slot = &self.slots[*piece.value as usize];
+            if let SlotKind::Locked { .. } = slot.kind {
+                stale |= slot.version >= version;
+                blocking.push(*piece.value);
+            }
+        }
+        if let Some(&own) = self.regions.get(&region_id)
+            && !blocking.contains(&own)
+        {
+            stale |= self.slots[own as usize].version >= version;
+            blocking.push(own);
+        }
+        if blocking.is_empty() {
+            return Ok(LockOutcome::Locked { checkpoint_ts: self.take(range, region_id, version) });
+        }
+        if stale {
+            return Ok(LockOutcome::Stale { retry: self.free_parts(range) });
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.tickets.insert(ticket, blocking.len() as u32);
+        for slot in blocking {
+            self.waiters.entry(slot).or_default().push(ticket);
+        }
+        Ok(LockOutcome::Wait(Ticket(ticket)))
+    }
+
+    /// Locks `range`, which no region holds, for the region; returns the checkpoint ts.
+    fn take(&mut self, range: &Span, region_id: u64, version: u64) -> u64 {
+        let checkpoint = self.pieces.overlapping(range).map(|p| self.ts.get(*p.value)).min();
+        let checkpoint = checkpoint.expect("a range inside the span overlaps a piece");
+        let slot = alloc_slot(&mut self.slots, &mut self.free);
+        self.slots[slot as usize] = Slot { kind: SlotKind::Locked { initialized: false }, region_id, version };
+        self.ts.set(slot, checkpoint);
+        // Cut the unlocked pieces at the range's bounds first: the parts outside the range keep
+        // their ts in slots of their own.
+        let Self { pieces, slots, free, ts, .. } = self;
+        let mut split = |&left: &u32| {
+            let right = alloc_slot(slots, free);
+            slots[right as usize] = Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 };
+            ts.set(right, ts.get(left));
+            right
+        };
+        let outside = "range was checked to lie inside the span";
+        if !range.is_end_unbounded() && range.end() != pieces.span().end() {
+            pieces.split_at(range.end().as_bytes(), &mut split).expect(outside);
+        }
+        pieces.split_at(range.start().as_bytes(), &mut split).expect(outside);
+        let no_split = |_: &u32| unreachable!("the range's bounds are piece bounds already");
+        pieces
+            .replace(range, slot, no_split, |old| {
+                slots[old as usize].kind = SlotKind::Free;
+                ts.set(old, u64::MAX);
+                free.push(old);
+            })
+            .expect(outside);
+        self.regions.insert(region_id, slot);
+        checkpoint
+    }
+
+    /// The parts of `range` that no region holds, merged into maximal runs, in key order.
+    fn free_parts(&self, range: &Span) -> Vec<Span> {
+        let mut retry = Vec::new();
+        let mut cursor = range.start().clone();
+        for piece in self.pieces.overlapping(range) {
+            if !matches!(self.slots[*piece.value as usize].kind, SlotKind::Locked { .. }) {
+                continue;
+            }
+            if cursor.as_bytes() < piece.start.as_bytes() {
+                retry.push(Span::new(cursor, piece.start.clone()).expect("cursor is below the piece"));
+            }
+            cursor = piece.end.clone();
+            if cursor.is_empty() {
+                return retry;
+            }
+        }
+        if below_end(cursor.as_bytes(), range.end().as_bytes()) {
+            retry.push(Span::new(cursor, range.end().clone()).expect("cursor is below the end"));
+        }
+        retry
+    }
+
+    /// Gives up a waiting request. Returns whether the ticket was still waiting.
+    pub fn cancel_wait(&mut self, ticket: Ticket) -> bool {
+        // The ticket stays listed under the ranges it waited for; unlocking them skips it.
+        self.tickets.remove(&ticket.0).is_some()
+    }
+
+    /// Releases the range `region_id` locked at `version`. The freed range keeps `resolved_ts`
+    /// if given, else the region's own resolved ts (the usual case: the lock already knows it).
+    ///
+    /// A given ts is taken as is: a lower one only makes the next region re-scan more; a higher
+    /// one than the region really resolved would skip data, so pass `None` unless you know better.
+    pub fn unlock(
+        &mut self,
+        range: &Span,
+        region_id: u64,
+        version: u64,
+        resolved_ts: Option<u64>,
+    ) -> Result<Unlocked, UnlockError> {
+        let Some(&slot) = self.pieces.get_exact(range.start().as_bytes()) else {
+            return Err(UnlockError::NotLocked);
+        };
+        let entry = self.slots[slot as usize];
+        if !matches!(entry.kind, SlotKind::Locked { .. }) {
+            return Err(UnlockError::NotLocked);
+        }
+        if entry.region_id != region_id {
+            return Err(UnlockError::WrongRegion { holder: entry.region_id });
+        }
+        if entry.version != version {
+            return Err(UnlockError::WrongVersion { locked: entry.version });
+        }
+        let end = self.piece_end(range.start());
+        if end != range.end() {
+            return Err(UnlockError::WrongEnd { locked: end.clone() });
+        }
+        let resolved_ts = resolved_ts.unwrap_or_else(|| self.ts.get(slot));
+        self.slots[slot as usize] = Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 };
+        self.ts.set(slot, resolved_ts);
+        self.regions.remove(&region_id);
+        let mut woken = Vec::new();
+        for ticket in self.waiters.remove(&slot).unwrap_or_default() {
+            if let Some(remaining) = self.tickets.get_mut(&ticket) {
+                *remaining -= 1;
+                if *remaining == 0 {
+                    self.tickets.remove(&ticket);
+                    woken.push(Ticket(ticket));
+                }
+            }
+        }
+        Ok(Unlocked { resolved_ts, woken, drained: self.report_drained() })
+    }
+
+    /// The end of the piece starting at `start`.
+    fn piece_end(&self, start: &EncodedKey) -> &EncodedKey {
+        self.pieces.end_of_piece(start.as_bytes()).expect("start is a piece start")
+    }
+
+    /// Stops the lock: later locks are cancelled and every waiting request is woken (to be
+    /// cancelled on retry). `drained` is true if nothing is locked.
+    pub fn stop(&mut self) -> Stopped {
+        self.stopped = true;
+        let mut woken: Vec<Ticket> = self.tickets.drain().map(|(t, _)| Ticket(t)).collect();
+        woken.sort_unstable();
+        self.waiters.clear();
+        Stopped { woken, drained: self.report_drained() }
+    }
+
+    fn report_drained(&mut self) -> bool {
+        if self.stopped && !self.drained && self.regions.is_empty() {
+            self.drained = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Marks the region's incremental scan as done, so its resolved ts may advance. Returns
+    /// false if the region holds no range here.
+    pub fn mark_initialized(&mut self, region_id: u64) -> bool {
+        let Some(&slot) = self.regions.get(&region_id) else { return false };
+        self.slots[slot as usize].kind = SlotKind::Locked { initialized: true };
+        true
+    }
+
+    /// Raises the region's resolved ts to `ts`. Resolved ts never decreases, and stays at the
+    /// checkpoint until the region is initialized.
+    pub fn advance(&mut self, region_id: u64, ts: u64) -> Advance {
+        let Some(&slot) = self.regions.get(&region_id) else { return Advance::NotLocked };
+        match self.slots[slot as usize].kind {
+            SlotKind::Locked { initialized: true } => {}
+            SlotKind::Locked { initialized: false } => return Advance::NotInitialized,
+            SlotKind::Free | SlotKind::Unlocked => unreachable!("regions only lists locked slots"),
+        }
+        if ts <= self.ts.get(slot) {
+            return Advance::NotHigher;
+        }
+        self.ts.set(slot, ts);
+        Advance::Advanced
+    }
+
+    /// Raises the resolved ts of every listed region to `ts` (one TiKV resolved-ts batch).
+    /// Returns how many regions advanced.
+    pub fn advance_batch(&mut self, regions: impl IntoIterator<Item = u64>, ts: u64) -> usize {
+        regions.into_iter().filter(|&region| self.advance(region, ts) == Advance::Advanced).count()
+    }
+
+    /// The region's resolved ts and whether it is initialized, if it holds a range here.
+    pub fn region(&self, region_id: u64) -> Option<RegionTs> {
+        let &slot = self.regions.get(&region_id)?;
+        let SlotKind::Locked { initialized } = self.slots[slot as usize].kind else { return None };
+        Some(RegionTs { region_id, resolved_ts: self.ts.get(slot), initialized })
+    }
+
+    /// Every locked range, in key order.
+    pub fn locked(&self) -> impl Iterator<Item = LockedRange<'_>> + '_ {
+        self.pieces.iter().filter_map(|piece| {
+            let slot = *piece.value;
+            let entry = &self.slots[slot as usize];
+            let SlotKind::Locked { initialized } = entry.kind else { return None };
+            Some(LockedRange {
+                start: piece.start,
+                end: piece.end,
+                region_id: entry.region_id,
+                version: entry.version,
+                resolved_ts: self.ts.get(slot),
+                initialized,
+            })
+        })
+    }
+
+    /// Slowest and fastest regions and the holes with their ts. `O(n)`: for periodic reports.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats { locked: 0, slowest: None, fastest: None, holes: Vec::new() };
+        let mut hole: Option<(EncodedKey, EncodedKey, u64)> = None;
+        for piece in self.pieces.iter() {
+            let slot = *piece.value;
+            let entry = &self.slots[slot as usize];
+            let ts = self.ts.get(slot);
+            if let SlotKind::Locked { initialized } = entry.kind {
+                stats.locked += 1;
+                let region = RegionTs { region_id: entry.region_id, resolved_ts: ts, initialized };
+                if stats.slowest.is_none_or(|s| ts < s.resolved_ts) {
+                    stats.slowest = Some(region);
+                }
+                if stats.fastest.is_none_or(|f| ts > f.resolved_ts) {
+                    stats.fastest = Some(region);
+                }
+                if let Some((start, end, min)) = hole.take() {
+                    stats.holes.push((Span::new(start, end).expect("holes are not empty"), min));
+                }
+            } else {
+                match &mut hole {
+                    Some((_, end, min)) => {
+                        *end = piece.end.clone();
+                        *min = (*min).min(ts);
+                    }
+                    None => hole = Some((piece.start.clone(), piece.end.clone(), ts)),
+                }
+            }
+        }
+        if let Some((start, end, min)) = hole {
+            stats.holes.push((Span::new(start, end).expect("holes are not empty"), min));
+        }
+        stats
+    }
+
+    /// Checks every structural invariant (reference §3.8), describing the first one broken.
+    /// Used by tests and fuzzing; `O(n)`.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        self.pieces.check_invariants()?;
+        self.ts.check()?;
+        let mut seen = alloc::vec![false; self.slots.len()];
+        let mut locked = 0;
+        for piece in self.pieces.iter() {
+            let slot = *piece.value as usize;
+            if slot >= self.slots.len() || core::mem::replace(&mut seen[slot], true) {
+                return Err("a slot is referenced by two pieces");
+            }
+            match self.slots[slot].kind {
+                SlotKind::Free => return Err("a piece references a free slot"),
+                SlotKind::Unlocked => {}
+                SlotKind::Locked { .. } => {
+                    locked += 1;
+                    if self.regions.get(&self.slots[slot].region_id) != Some(&(slot as u32)) {
+                        return Err("a locked range is not indexed by its region id");
+                    }
+                }
+            }
+        }
+        if locked != self.regions.len() {
+            return Err("the region index lists a range that is not locked");
+        }
+        for (slot, used) in seen.iter().enumerate() {
+            let free = self.slots[slot].kind == SlotKind::Free;
+            if *used == free {
+                return Err("slot free list disagrees with the pieces");
+            }
+            if free && self.ts.get(slot as u32) != u64::MAX {
+                return Err("a free slot holds a ts");
+            }
+        }
+        if self.free.len() != seen.iter().filter(|used| !**used).count() {
+            return Err("free list length disagrees with the free slots");
+        }
+        if self.stopped && !self.tickets.is_empty() {
+            return Err("a stopped lock has waiting tickets");
+        }
+        if self.drained && !(self.stopped && self.regions.is_empty()) {
+            return Err("drained reported while ranges are locked");
+        }
+        Ok(())
+    }
+
+    /// Approximate heap bytes used, key bytes excluded (for memory reports).
+    pub fn heap_bytes_without_keys(&self) -> usize {
+        use core::mem::size_of;
+        // A BTreeMap leaf holds up to 11 entries; sequential inserts leave nodes about half full.
+        let piece_entry = size_of::<EncodedKey>() + size_of::<u32>();
+        let pieces = self.pieces.piece_count() * piece_entry * 2;
+        let slots = self.slots.capacity() * size_of::<Slot>() + self.free.capacity() * 4;
+        let regions = self.regions.capacity() * (size_of::<(u64, u32)>() + 1);
+        pieces + slots + regions + self.ts.heap_bytes()
+    }
+}
+
+/// Takes a slot from the free list, or a new one.
+fn alloc_slot(slots: &mut Vec<Slot>, free: &mut Vec<u32>) -> u32 {
+    free.pop().unwrap_or_else(|| {
+        slots.push(Slot { kind: SlotKind::Free, region_id: 0, version: 0 });
+        u32::try_from(slots.len() - 1).expect("fewer than 2^32 pieces")
+    })
+}
+
+impl fmt::Debug for RangeLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for piece in self.pieces.iter() {
+            let slot = *piece.value;
+            let entry = &self.slots[slot as usize];
+            let ts = self.ts.get(slot);
+            match entry.kind {
+                SlotKind::Locked { initialized } => list.entry(&format_args!(
+                    "{:?} r{} v{} @{ts}{}",
+                    piece.span(),
+                    entry.region_id,
+                    entry.version,
+                    if initialized { "" } else { " (scanning)" }
+                )),
+                _ => list.entry(&format_args!("{:?} free @{ts}", piece.span())),
+            };
+        }
+        list.finish()
+    }
+}

@@ -1,0 +1,45 @@
+//! Key and span math for TiKV change-data clients, `#![no_std]` + `alloc`.
+//!
+//! - [`RawKey`] and [`EncodedKey`] keep the two forms of a TiKV key apart; [`key`] holds the
+//!   memcomparable codec (decoding malformed bytes gives a [`DecodeError`], never a panic).
+//! - [`Span`] is a non-empty half-open key range with explicit unbounded ends, with intersection,
+//!   containment and ordering that honour plus and minus infinity everywhere.
+//! - [`table`] builds TiDB record keys and table spans.
+//! - [`cut_regions_left_cover`] picks the regions that cover a span from its start.
+//! - [`Partition`] cuts a span into pieces carrying values in `O(log n)` per operation, and
+//!   [`RangeTsMap`] tracks a timestamp per piece.
+//!
+//! ```
+//! use kvfeed_span::{Span, table};
+//!
+//! let table = table::table_span(8616);
+//! assert_eq!(format!("{table:?}"), "[7480000000000021FFA85F720000000000FA, 7480000000000021FFA85F730000000000FA)");
+//! let row = table::record_key(8616, 42);
+//! assert!(table.contains_raw_key(&row));
+//! let rest = Span::from_bytes(table.start().as_bytes(), &[]).unwrap();
+//! assert_eq!(table.intersect(&rest).unwrap(), table);
+//! ```
+//!
+//! The crate has no features, no dependencies and no I/O; it builds for `wasm32-unknown-unknown`.
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod cover;
+pub mod key;
+mod partition;
+mod span;
+pub mod table;
+
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(test)]
+mod tests;
+
+pub use cover::{LeftCover, cut_regions_left_cover};
+pub use key::{DecodeError, EncodedKey, RawKey};
+pub use partition::{OutOfSpan, Partition, Piece, RangeTsMap, TsMapError};
+pub use span::{Span, SpanError, below_end, cmp_end, cmp_start};

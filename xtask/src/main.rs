@@ -1,0 +1,134 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs the same everywhere.
+//!
+//! Subcommands:
+//! - `ci`: every check CI runs, in order, stopping at the first failure.
+//! - `codegen [--check]`: regenerate `crates/proto/src/generated/` from `proto/`, or check that the
+//!   committed code is what the protos give.
+//! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
+//! - `bench [AREA]`: run the criterion benchmarks, all of them or one area.
+
+mod ci;
+mod codegen;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["ci"] => ci::run(),
+        ["codegen"] => codegen::run(codegen::Mode::Write),
+        ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
+        ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
+        ["fuzz"] => fuzz_list(),
+        ["bench", rest @ ..] => bench(rest.first().copied()),
+        _ => {
+            eprintln!("{USAGE}");
+            bail!("unknown or missing subcommand")
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA]>";
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Runs `cmd` in the workspace root, failing with the command line when it does not succeed.
+pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.current_dir_if_unset().status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+trait CurrentDirIfUnset {
+    fn current_dir_if_unset(&mut self) -> &mut Self;
+}
+
+impl CurrentDirIfUnset for Command {
+    fn current_dir_if_unset(&mut self) -> &mut Self {
+        if self.get_current_dir().is_none() {
+            self.current_dir(root());
+        }
+        self
+    }
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn parse_time(rest: &[&str]) -> anyhow::Result<u64> {
+    match rest {
+        [] => Ok(60),
+        ["--time", secs] => secs.parse().with_context(|| format!("--time takes seconds, got {secs}")),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// The names of the fuzz targets (the files of `fuzz/fuzz_targets/`).
+pub(crate) fn fuzz_targets() -> anyhow::Result<Vec<String>> {
+    let dir = root().join("fuzz/fuzz_targets");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            names.push(path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn fuzz_list() -> anyhow::Result<()> {
+    for name in fuzz_targets()? {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Whether a nightly toolchain with cargo-fuzz is installed (fuzzing needs both).
+pub(crate) fn have_cargo_fuzz() -> bool {
+    Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Runs one fuzz target for `secs` seconds on nightly, with the committed corpus as seeds.
+pub(crate) fn fuzz(target: &str, secs: u64) -> anyhow::Result<()> {
+    if !have_cargo_fuzz() {
+        bail!("fuzzing needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`)");
+    }
+    let fuzz_dir = root().join("fuzz");
+    let corpus = fuzz_dir.join("corpus").join(target);
+    std::fs::create_dir_all(&corpus)?;
+    run_cmd(
+        Command::new("cargo")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .current_dir(&fuzz_dir)
+            .args(["+nightly", "fuzz", "run", "--sanitizer", "none", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .arg("-print_final_stats=1"),
+    )
+}
+
+fn bench(area: Option<&str>) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "kvfeed-benches"]);
+    if let Some(area) = area {
+        cmd.args(["--bench", area]);
+    }
+    run_cmd(&mut cmd)
+}
