@@ -16,7 +16,7 @@ use crate::min_tree::MinTree;
 /// to [`RangeLock::cancel_wait`].
 #[must_use = "a waiting lock request is retried only when its ticket is woken"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ticket(u64);
+pub struct Ticket(pub(crate) u64);
 
 /// The result of [`RangeLock::lock`].
 #[must_use = "a locked range must be requested from TiKV and unlocked when its region leaves"]
