@@ -14,9 +14,12 @@ const NO_STD_CRATES: &[&str] = &["kvfeed-span", "kvfeed-rangelock"];
 /// Seconds each fuzz target runs in the smoke step (only where nightly and cargo-fuzz exist).
 const FUZZ_SMOKE_SECS: u64 = 10;
 
+/// A named check.
+type Step = (&'static str, Box<dyn Fn() -> anyhow::Result<()>>);
+
 pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
-    let steps: Vec<(&str, Box<dyn Fn() -> anyhow::Result<()>>)> = vec![
+    let steps: Vec<Step> = vec![
         ("fmt", Box::new(|| run_cmd(cargo().args(["fmt", "--all", "--", "--check"])))),
         (
             "clippy",
@@ -36,11 +39,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         (
             "doc",
             Box::new(|| {
-                run_cmd(
-                    cargo()
-                        .env("RUSTDOCFLAGS", "-D warnings")
-                        .args(["doc", "--workspace", "--no-deps", "--locked"]),
-                )
+                run_cmd(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+                    "doc",
+                    "--workspace",
+                    "--no-deps",
+                    "--locked",
+                ]))
             }),
         ),
         ("codegen --check", Box::new(|| crate::codegen::run(crate::codegen::Mode::Check))),

@@ -32,7 +32,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA]>";
+const USAGE: &str =
+    "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
@@ -42,7 +43,8 @@ pub(crate) fn root() -> PathBuf {
 /// Runs `cmd` in the workspace root, failing with the command line when it does not succeed.
 pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.current_dir_if_unset().status().with_context(|| format!("cannot start {shown}"))?;
+    let status =
+        cmd.current_dir_if_unset().status().with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -69,7 +71,9 @@ pub(crate) fn cargo() -> Command {
 fn parse_time(rest: &[&str]) -> anyhow::Result<u64> {
     match rest {
         [] => Ok(60),
-        ["--time", secs] => secs.parse().with_context(|| format!("--time takes seconds, got {secs}")),
+        ["--time", secs] => {
+            secs.parse().with_context(|| format!("--time takes seconds, got {secs}"))
+        }
         _ => bail!("{USAGE}"),
     }
 }
@@ -78,7 +82,9 @@ fn parse_time(rest: &[&str]) -> anyhow::Result<u64> {
 pub(crate) fn fuzz_targets() -> anyhow::Result<Vec<String>> {
     let dir = root().join("fuzz/fuzz_targets");
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+    {
         let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "rs") {
             names.push(path.file_stem().unwrap_or_default().to_string_lossy().into_owned());

@@ -1,0 +1,200 @@
+//! Range lock benchmarks at 1k / 100k / 1M contiguous locked ranges, each beside the original's
+//! algorithm (B-tree of entries, full scan for the minimum) measured in the same run.
+//!
+//! Besides criterion's groups it prints, once per size, the time to lock every range from empty
+//! and the resident memory per locked range (with and without the key bytes).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use kvfeed_benches::original_rangelock::OriginalRangeLock;
+use kvfeed_benches::{row_key, rss_bytes};
+use kvfeed_rangelock::{LockOutcome, RangeLock};
+use kvfeed_span::{EncodedKey, Span};
+
+const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
+const BATCH: u64 = 10_000;
+
+/// The bounds of range `i` of `n`: `[key(i), key(i + 1))`, unbounded at both ends of the space.
+fn bounds(i: u64, n: u64) -> (EncodedKey, EncodedKey) {
+    let start = if i == 0 { EncodedKey::default() } else { row_key(i) };
+    let end = if i + 1 == n { EncodedKey::default() } else { row_key(i + 1) };
+    (start, end)
+}
+
+fn ranges(n: u64) -> Vec<Span> {
+    (0..n)
+        .map(|i| {
+            let (start, end) = bounds(i, n);
+            Span::new(start, end).expect("adjacent keys")
+        })
+        .collect()
+}
+
+/// A lock with `n` contiguous ranges, region `i` holding range `i`, all initialized.
+fn kvfeed_lock(ranges: &[Span]) -> RangeLock {
+    let mut lock = RangeLock::new(Span::full(), 1);
+    for (i, range) in ranges.iter().enumerate() {
+        let outcome = lock.lock(range, i as u64, 1).expect("inside the span");
+        assert!(matches!(outcome, LockOutcome::Locked { .. }));
+        lock.mark_initialized(i as u64);
+    }
+    lock
+}
+
+fn original_lock(ranges: &[Span]) -> OriginalRangeLock {
+    let mut lock = OriginalRangeLock::new(1);
+    for (i, range) in ranges.iter().enumerate() {
+        lock.lock(range.start().as_bytes(), range.end().as_bytes(), i as u64, 1);
+    }
+    lock
+}
+
+/// A cheap deterministic walk over `0..n` (a multiplicative step coprime with most sizes).
+fn scatter(step: u64, n: u64) -> u64 {
+    step.wrapping_mul(2_654_435_761) % n
+}
+
+fn report_build(n: u64, ranges: &[Span]) {
+    let key_bytes: usize = ranges.iter().map(|r| r.start().as_bytes().len()).sum();
+    let before = rss_bytes();
+    let started = Instant::now();
+    let lock = kvfeed_lock(ranges);
+    let kvfeed_time = started.elapsed();
+    let kvfeed_rss = rss_bytes().saturating_sub(before);
+    let before = rss_bytes();
+    let started = Instant::now();
+    let original = original_lock(ranges);
+    let original_time = started.elapsed();
+    let original_rss = rss_bytes().saturating_sub(before);
+    println!(
+        "rangelock/build/{n}: kvfeed {:.3}s, {:.0} B/range RSS ({:.0} B/range without {:.0} B of key bytes; estimate {:.0} B/range) | original {:.3}s, {:.0} B/range RSS",
+        kvfeed_time.as_secs_f64(),
+        kvfeed_rss as f64 / n as f64,
+        (kvfeed_rss as f64 - key_bytes as f64) / n as f64,
+        key_bytes as f64 / n as f64,
+        lock.heap_bytes_without_keys() as f64 / n as f64,
+        original_time.as_secs_f64(),
+        original_rss as f64 / n as f64,
+    );
+    black_box((lock, original));
+}
+
+fn benches(c: &mut Criterion) {
+    for n in SIZES {
+        let ranges = ranges(n);
+        report_build(n, &ranges);
+        let mut lock = kvfeed_lock(&ranges);
+        let mut original = original_lock(&ranges);
+
+        let mut group = c.benchmark_group("rangelock/lock_unlock_pair");
+        let mut versions = vec![1u64; n as usize];
+        let mut step = 0;
+        group.bench_function(BenchmarkId::new("kvfeed", n), |b| {
+            b.iter(|| {
+                step += 1;
+                let i = scatter(step, n) as usize;
+                let range = &ranges[i];
+                let unlocked = lock.unlock(range, i as u64, versions[i], None).expect("locked");
+                let _ = black_box(unlocked);
+                versions[i] += 1;
+                let _ =
+                    black_box(lock.lock(range, i as u64, versions[i]).expect("inside the span"));
+            });
+        });
+        let mut step = 0;
+        let mut original_versions = vec![1u64; n as usize];
+        group.bench_function(BenchmarkId::new("original", n), |b| {
+            b.iter(|| {
+                step += 1;
+                let i = scatter(step, n) as usize;
+                let range = &ranges[i];
+                original.unlock(range.start().as_bytes(), i as u64, original_versions[i]);
+                original_versions[i] += 1;
+                let bounds = (range.start().as_bytes(), range.end().as_bytes());
+                black_box(original.lock(bounds.0, bounds.1, i as u64, original_versions[i]));
+            });
+        });
+        group.finish();
+        // The benchmark above re-locks ranges as uninitialized; initialize them again.
+        for i in 0..n {
+            lock.mark_initialized(i);
+        }
+
+        let mut group = c.benchmark_group("rangelock/resolved_ts");
+        group.bench_function(BenchmarkId::new("kvfeed", n), |b| {
+            b.iter(|| black_box(lock.resolved_ts()))
+        });
+        group.bench_function(BenchmarkId::new("original", n), |b| {
+            b.iter(|| black_box(original.resolved_ts()))
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("rangelock/advance_batch_10k");
+        let batch = BATCH.min(n);
+        let mut ts = 10;
+        let mut round = 0;
+        group.bench_function(BenchmarkId::new("kvfeed", n), |b| {
+            b.iter(|| {
+                ts += 1;
+                round += 1;
+                let first = (round * batch) % n;
+                let regions = (first..first + batch).map(|r| r % n);
+                black_box(lock.advance_batch(regions, ts));
+            });
+        });
+        let mut ts = 10;
+        let mut round = 0;
+        group.bench_function(BenchmarkId::new("original", n), |b| {
+            b.iter(|| {
+                ts += 1;
+                round += 1;
+                let first = (round * batch) % n;
+                for r in (first..first + batch).map(|r| r % n) {
+                    original.advance(r, ts);
+                }
+            });
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("rangelock/stats");
+        if n >= 1_000_000 {
+            group.sample_size(10);
+        }
+        group.bench_function(BenchmarkId::new("kvfeed", n), |b| b.iter(|| black_box(lock.stats())));
+        group.bench_function(BenchmarkId::new("original", n), |b| {
+            b.iter(|| black_box(original.slowest_fastest()))
+        });
+        group.finish();
+        lock.check_invariants().expect("invariants hold after the benchmarks");
+        assert_eq!(lock.len() as u64, n);
+        assert_eq!(original.len() as u64, n);
+    }
+
+    // Locking a million ranges from empty, as a criterion measurement too.
+    let ranges = ranges(1_000_000);
+    let mut group = c.benchmark_group("rangelock/lock_1m_from_empty");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("kvfeed", |b| {
+        b.iter_batched(|| (), |()| black_box(kvfeed_lock(&ranges)), BatchSize::PerIteration)
+    });
+    group.bench_function("original", |b| {
+        b.iter_batched(|| (), |()| black_box(original_lock(&ranges)), BatchSize::PerIteration)
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = rangelock;
+    config = config();
+    targets = benches
+}
+criterion_main!(rangelock);
