@@ -8,10 +8,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use kvfeed_benches::alloc_counter::{CountingAllocator, live_bytes};
 use kvfeed_benches::original_rangelock::OriginalRangeLock;
-use kvfeed_benches::{row_key, rss_bytes};
+use kvfeed_benches::row_key;
 use kvfeed_rangelock::{LockOutcome, RangeLock};
 use kvfeed_span::{EncodedKey, Span};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 const BATCH: u64 = 10_000;
@@ -58,25 +62,32 @@ fn scatter(step: u64, n: u64) -> u64 {
 
 fn report_build(n: u64, ranges: &[Span]) {
     let key_bytes: usize = ranges.iter().map(|r| r.start().as_bytes().len()).sum();
-    let before = rss_bytes();
+    let before = live_bytes();
     let started = Instant::now();
     let lock = kvfeed_lock(ranges);
     let kvfeed_time = started.elapsed();
-    let kvfeed_rss = rss_bytes().saturating_sub(before);
-    let before = rss_bytes();
+    let kvfeed_heap = live_bytes() - before;
+    let started = Instant::now();
+    let mut sized = RangeLock::with_capacity(Span::full(), 1, n as usize);
+    for (i, range) in ranges.iter().enumerate() {
+        let _ = sized.lock(range, i as u64, 1).expect("inside the span");
+    }
+    let sized_time = started.elapsed();
+    drop(sized);
+    let before = live_bytes();
     let started = Instant::now();
     let original = original_lock(ranges);
     let original_time = started.elapsed();
-    let original_rss = rss_bytes().saturating_sub(before);
+    let original_heap = live_bytes() - before;
     println!(
-        "rangelock/build/{n}: kvfeed {:.3}s, {:.0} B/range RSS ({:.0} B/range without {:.0} B of key bytes; estimate {:.0} B/range) | original {:.3}s, {:.0} B/range RSS",
+        "rangelock/build/{n}: kvfeed {:.3}s ({:.3}s with capacity reserved), {:.0} heap B/range \
+         (keys of {:.0} B stored inline) | original {:.3}s, {:.0} heap B/range",
         kvfeed_time.as_secs_f64(),
-        kvfeed_rss as f64 / n as f64,
-        (kvfeed_rss as f64 - key_bytes as f64) / n as f64,
+        sized_time.as_secs_f64(),
+        kvfeed_heap as f64 / n as f64,
         key_bytes as f64 / n as f64,
-        lock.heap_bytes_without_keys() as f64 / n as f64,
         original_time.as_secs_f64(),
-        original_rss as f64 / n as f64,
+        original_heap as f64 / n as f64,
     );
     black_box((lock, original));
 }
@@ -142,6 +153,17 @@ fn benches(c: &mut Criterion) {
                 let first = (round * batch) % n;
                 let regions = (first..first + batch).map(|r| r % n);
                 black_box(lock.advance_batch(regions, ts));
+            });
+        });
+        let handles: Vec<_> = (0..n).map(|r| lock.handle(r).expect("locked")).collect();
+        let mut round = 0;
+        group.bench_function(BenchmarkId::new("kvfeed_handles", n), |b| {
+            b.iter(|| {
+                ts += 1;
+                round += 1;
+                let first = (round * batch) % n;
+                let batch = (first..first + batch).map(|r| handles[(r % n) as usize]);
+                black_box(lock.advance_handles(batch, ts));
             });
         });
         let mut ts = 10;

@@ -3,18 +3,13 @@
 //! Every benchmark group measures kvfeed beside a baseline in the same run, so the figures can be
 //! compared on a shared, noisy machine. Run them with `cargo xtask bench [AREA]`.
 
+pub mod alloc_counter;
+
 use kvfeed_span::{EncodedKey, table};
 
 /// The encoded key of row `i` of table 1: a realistic ~20-byte TiDB record key.
 pub fn row_key(i: u64) -> EncodedKey {
     EncodedKey::encode(&table::record_key(1, i as i64))
-}
-
-/// Reads this process's resident set size in bytes (Linux `/proc/self/statm`; 0 elsewhere).
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4096
 }
 
 pub mod original_rangelock {

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use kvfeed_span::{EncodedKey, Span};
 
 use crate::lock::Ticket;
-use crate::{Advance, LockError, LockOutcome, RangeLock, RegionTs, UnlockError};
+use crate::{Advance, LockError, LockOutcome, RangeLock, RegionHandle, RegionTs, UnlockError};
 
 /// Inner cut points of the key space: keys `a` to `h`.
 const POINTS: u8 = 8;
@@ -71,6 +71,18 @@ pub enum Op {
     Advance {
         /// Region ids, each taken modulo 4, plus 1.
         regions: Vec<u8>,
+        /// The ts.
+        ts: u8,
+    },
+    /// Take a handle to a region's range (if it holds one).
+    TakeHandle {
+        /// Region id, taken modulo 4, plus 1.
+        region: u8,
+    },
+    /// Advance through the `n`-th handle taken (modulo their number).
+    AdvanceHandle {
+        /// Which handle.
+        n: u8,
         /// The ts.
         ts: u8,
     },
@@ -185,7 +197,8 @@ impl Model {
             let checkpoint = (lo..hi).map(|i| self.unit_ts(i)).min().expect("range is not empty");
             let id = self.next_entry;
             self.next_entry += 1;
-            self.entries.insert(id, Entry { lo, hi, region, version, ts: checkpoint, initialized: false });
+            self.entries
+                .insert(id, Entry { lo, hi, region, version, ts: checkpoint, initialized: false });
             for i in lo..hi {
                 self.units[usize::from(i)] = Unit::Locked(id);
             }
@@ -213,7 +226,14 @@ impl Model {
         Ok(LockOutcome::Wait(Ticket(ticket)))
     }
 
-    fn unlock(&mut self, lo: u8, hi: u8, region: u64, version: u64, ts: Option<u64>) -> Result<(u64, Vec<Ticket>, bool), UnlockError> {
+    fn unlock(
+        &mut self,
+        lo: u8,
+        hi: u8,
+        region: u64,
+        version: u64,
+        ts: Option<u64>,
+    ) -> Result<(u64, Vec<Ticket>, bool), UnlockError> {
         let id = match self.units.get(usize::from(lo)) {
             Some(Unit::Locked(id)) if self.entries[id].lo == lo => *id,
             _ => return Err(UnlockError::NotLocked),
@@ -251,8 +271,14 @@ impl Model {
     }
 
     fn advance(&mut self, region: u64, ts: u64) -> Advance {
-        let Some(id) = self.region_entry(region) else { return Advance::NotLocked };
-        let entry = self.entries.get_mut(&id).expect("found above");
+        match self.region_entry(region) {
+            Some(id) => self.advance_entry(id, ts),
+            None => Advance::NotLocked,
+        }
+    }
+
+    fn advance_entry(&mut self, id: u64, ts: u64) -> Advance {
+        let Some(entry) = self.entries.get_mut(&id) else { return Advance::NotLocked };
         if !entry.initialized {
             Advance::NotInitialized
         } else if ts <= entry.ts {
@@ -276,6 +302,7 @@ pub fn check(case: &Case) {
         lock: RangeLock::new(span(lo, hi).expect("the test span is not empty"), start_ts),
         model: Model::new(lo, hi, start_ts),
         requests: Vec::new(),
+        handles: Vec::new(),
     };
     for (step, op) in case.ops.iter().enumerate() {
         both.apply(op, step);
@@ -298,6 +325,8 @@ struct Both {
     model: Model,
     /// The request of every ticket handed out, in order.
     requests: Vec<Request>,
+    /// Every handle taken, with the model entry it refers to.
+    handles: Vec<(RegionHandle, u64)>,
 }
 
 impl Both {
@@ -305,7 +334,8 @@ impl Both {
         match op {
             Op::Lock { start, end, region, version } => {
                 let (lo, hi) = ((*start).min(POINTS + 1), (*end).min(POINTS + 1));
-                let req = Request { lo, hi, region: region_id(*region), version: u64::from(*version) };
+                let req =
+                    Request { lo, hi, region: region_id(*region), version: u64::from(*version) };
                 self.lock_both(req, step);
             }
             Op::Retry { n } => {
@@ -316,7 +346,11 @@ impl Both {
             Op::Cancel { n } => {
                 let ticket = Ticket(u64::from(*n) + 1);
                 let expected = self.model.tickets.remove(&ticket.0).is_some();
-                assert_eq!(self.lock.cancel_wait(ticket), expected, "step {step}: cancel {ticket:?}");
+                assert_eq!(
+                    self.lock.cancel_wait(ticket),
+                    expected,
+                    "step {step}: cancel {ticket:?}"
+                );
             }
             Op::UnlockHeld { n, ts } => {
                 let held: Vec<Entry> = self.model.entries.values().copied().collect();
@@ -328,7 +362,12 @@ impl Both {
             Op::Unlock { start, end, region, version } => {
                 let (lo, hi) = ((*start).min(POINTS + 1), (*end).min(POINTS + 1));
                 if span(lo, hi).is_some() {
-                    let req = Request { lo, hi, region: region_id(*region), version: u64::from(*version) };
+                    let req = Request {
+                        lo,
+                        hi,
+                        region: region_id(*region),
+                        version: u64::from(*version),
+                    };
                     self.unlock_both(req, None, step);
                 }
             }
@@ -337,26 +376,62 @@ impl Both {
                 let expected = self.model.region_entry(region).map(|id| {
                     self.model.entries.get_mut(&id).expect("found above").initialized = true;
                 });
-                assert_eq!(self.lock.mark_initialized(region), expected.is_some(), "step {step}: initialize r{region}");
+                assert_eq!(
+                    self.lock.mark_initialized(region),
+                    expected.is_some(),
+                    "step {step}: initialize r{region}"
+                );
             }
             Op::Advance { regions, ts } => {
                 let ts = u64::from(*ts);
                 if let [one] = regions.as_slice() {
                     let region = region_id(*one);
                     let expected = self.model.advance(region, ts);
-                    assert_eq!(self.lock.advance(region, ts), expected, "step {step}: advance r{region}");
+                    assert_eq!(
+                        self.lock.advance(region, ts),
+                        expected,
+                        "step {step}: advance r{region}"
+                    );
                 } else {
                     let ids: Vec<u64> = regions.iter().map(|&r| region_id(r)).collect();
-                    let expected = ids.iter().filter(|&&r| self.model.advance(r, ts) == Advance::Advanced).count();
-                    assert_eq!(self.lock.advance_batch(ids.iter().copied(), ts), expected, "step {step}: advance batch");
+                    let expected = ids
+                        .iter()
+                        .filter(|&&r| self.model.advance(r, ts) == Advance::Advanced)
+                        .count();
+                    assert_eq!(
+                        self.lock.advance_batch(ids.iter().copied(), ts),
+                        expected,
+                        "step {step}: advance batch"
+                    );
+                }
+            }
+            Op::TakeHandle { region } => {
+                let region = region_id(*region);
+                let real = self.lock.handle(region);
+                let expected = self.model.region_entry(region);
+                assert_eq!(real.is_some(), expected.is_some(), "step {step}: handle of r{region}");
+                if let (Some(handle), Some(id)) = (real, expected) {
+                    self.handles.push((handle, id));
+                }
+            }
+            Op::AdvanceHandle { n, ts } => {
+                if let Some(&(handle, id)) = self.handles.get(usize::from(*n) % self.handles.len().max(1)) {
+                    let ts = u64::from(*ts);
+                    let expected = self.model.advance_entry(id, ts);
+                    assert_eq!(self.lock.advance_handle(handle, ts), expected, "step {step}: advance {handle:?}");
                 }
             }
             Op::Stop => {
                 let stopped = self.lock.stop();
                 self.model.stopped = true;
-                let woken: Vec<Ticket> = core::mem::take(&mut self.model.tickets).into_keys().map(Ticket).collect();
+                let woken: Vec<Ticket> =
+                    core::mem::take(&mut self.model.tickets).into_keys().map(Ticket).collect();
                 assert_eq!(stopped.woken, woken, "step {step}: stop wakes every waiter");
-                assert_eq!(stopped.drained, self.model.report_drained(), "step {step}: stop drained");
+                assert_eq!(
+                    stopped.drained,
+                    self.model.report_drained(),
+                    "step {step}: stop drained"
+                );
             }
         }
     }
@@ -366,7 +441,9 @@ impl Both {
         let real = self.lock.lock(&range, req.region, req.version);
         let expected = self.model.lock(req.lo, req.hi, req.region, req.version);
         match (&real, &expected) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "step {step}: lock {range:?} r{} v{}", req.region, req.version),
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "step {step}: lock {range:?} r{} v{}", req.region, req.version)
+            }
             (Err(LockError::OutOfSpan { .. }), Err(())) => {}
             _ => panic!("step {step}: lock {range:?}: real {real:?}, model {expected:?}"),
         }
@@ -377,9 +454,16 @@ impl Both {
 
     fn unlock_both(&mut self, req: Request, ts: Option<u64>, step: usize) {
         let range = span(req.lo, req.hi).expect("caller checked the range");
-        let real = self.lock.unlock(&range, req.region, req.version, ts).map(|u| (u.resolved_ts, u.woken, u.drained));
+        let real = self
+            .lock
+            .unlock(&range, req.region, req.version, ts)
+            .map(|u| (u.resolved_ts, u.woken, u.drained));
         let expected = self.model.unlock(req.lo, req.hi, req.region, req.version, ts);
-        assert_eq!(real, expected, "step {step}: unlock {range:?} r{} v{}", req.region, req.version);
+        assert_eq!(
+            real, expected,
+            "step {step}: unlock {range:?} r{} v{}",
+            req.region, req.version
+        );
     }
 }
 
@@ -402,7 +486,8 @@ fn compare(lock: &RangeLock, model: &Model, step: usize) {
         v.sort_by_key(|e| e.lo);
         v
     };
-    let as_region = |e: &Entry| RegionTs { region_id: e.region, resolved_ts: e.ts, initialized: e.initialized };
+    let as_region =
+        |e: &Entry| RegionTs { region_id: e.region, resolved_ts: e.ts, initialized: e.initialized };
     let mut slowest: Option<&Entry> = None;
     let mut fastest: Option<&Entry> = None;
     for e in &by_key {
@@ -428,8 +513,12 @@ fn compare(lock: &RangeLock, model: &Model, step: usize) {
         }
     }
     assert_eq!(stats.holes, holes, "step {step}: holes");
-    let locked: Vec<(Span, u64)> = lock.locked().map(|l| (Span::new(l.start.clone(), l.end.clone()).expect("not empty"), l.region_id)).collect();
-    let expected: Vec<(Span, u64)> = by_key.iter().map(|e| (span(e.lo, e.hi).expect("not empty"), e.region)).collect();
+    let locked: Vec<(Span, u64)> = lock
+        .locked()
+        .map(|l| (Span::new(l.start.clone(), l.end.clone()).expect("not empty"), l.region_id))
+        .collect();
+    let expected: Vec<(Span, u64)> =
+        by_key.iter().map(|e| (span(e.lo, e.hi).expect("not empty"), e.region)).collect();
     assert_eq!(locked, expected, "step {step}: locked ranges");
     let _ = format!("{lock:?}");
 }

@@ -48,9 +48,11 @@
 //! [`advance_batch`]: RangeLock::advance_batch
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
-#[cfg(test)]
+// Tests, and the derives of the fuzzing module, need std.
+#[cfg(any(test, fuzzing))]
 extern crate std;
 
 mod lock;
@@ -62,6 +64,11 @@ pub mod fuzzing;
 mod tests;
 
 pub use lock::{
-    Advance, LockError, LockOutcome, LockedRange, RangeLock, RegionTs, Stats, Stopped, Ticket, UnlockError,
-    Unlocked,
+    Advance, LockError, LockOutcome, LockedRange, RangeLock, RegionHandle, RegionTs, Stats, Stopped, Ticket,
+    UnlockError, Unlocked,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -109,7 +109,9 @@ impl fmt::Display for UnlockError {
         match self {
             Self::NotLocked => write!(f, "no locked range starts there"),
             Self::WrongRegion { holder } => write!(f, "the range is locked by region {holder}"),
-            Self::WrongVersion { locked } => write!(f, "the range was locked with version {locked}"),
+            Self::WrongVersion { locked } => {
+                write!(f, "the range was locked with version {locked}")
+            }
             Self::WrongEnd { locked } => write!(f, "the locked range ends at {locked:?}"),
         }
     }
@@ -187,8 +189,20 @@ enum SlotKind {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     kind: SlotKind,
+    /// Bumped each time the slot is locked, so a [`RegionHandle`] of an earlier lock is refused.
+    generation: u32,
     region_id: u64,
     version: u64,
+}
+
+/// A cheap reference to a locked region, for advancing it without a region-id lookup.
+///
+/// Valid while the region holds the range it had when the handle was taken; afterwards the
+/// handle's calls answer [`Advance::NotLocked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegionHandle {
+    slot: u32,
+    generation: u32,
 }
 
 /// The range lock of one subscription. See the crate docs for the model and how to share it.
@@ -219,14 +233,22 @@ pub struct RangeLock {
 impl RangeLock {
     /// A lock over `span` where every part starts with resolved ts `start_ts`.
     pub fn new(span: Span, start_ts: u64) -> Self {
-        let mut ts = MinTree::new();
+        Self::with_capacity(span, start_ts, 0)
+    }
+
+    /// A lock with room for `regions` locked ranges before it reallocates (for a subscription
+    /// whose region count is known, such as after a PD scan).
+    pub fn with_capacity(span: Span, start_ts: u64, regions: usize) -> Self {
+        let mut ts = MinTree::with_capacity(regions + 1);
         ts.set(0, start_ts);
+        let mut slots = Vec::with_capacity(regions + 1);
+        slots.push(Slot { kind: SlotKind::Unlocked, generation: 0, region_id: 0, version: 0 });
         Self {
             pieces: Partition::new(span, 0),
-            slots: alloc::vec![Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 }],
+            slots,
             free: Vec::new(),
             ts,
-            regions: HashMap::new(),
+            regions: HashMap::with_capacity(regions),
             waiters: HashMap::new(),
             tickets: HashMap::new(),
             next_ticket: 1,
@@ -268,75 +290,100 @@ impl RangeLock {
     }
 
     /// Tries to lock `range` for `region_id` at epoch `version`.
-    pub fn lock(&mut self, range: &Span, region_id: u64, version: u64) -> Result<LockOutcome, LockError> {
+    pub fn lock(
+        &mut self,
+        range: &Span,
+        region_id: u64,
+        version: u64,
+    ) -> Result<LockOutcome, LockError> {
         if !range.is_sub_span(self.pieces.span()) {
             return Err(LockError::OutOfSpan { range: range.clone() });
         }
         if self.stopped {
             return Ok(LockOutcome::Cancelled);
         }
-        // The locked ranges in the way: those overlapping the range, then the region's own.
+        // One pass over the pieces the range overlaps (in descending key order): the locked
+        // ones are in the way, the unlocked ones give the checkpoint.
+        let (end_is_boundary, overlapping) = self.pieces.overlapping_rev(range);
         let mut blocking: Vec<u32> = Vec::new();
         let mut stale = false;
-        for piece in self.pieces.overlapping(range) {
-            let slot = &self.slots[*piece.value as usize];
-            if let SlotKind::Locked { .. } = slot.kind {
-                stale |= slot.version >= version;
-                blocking.push(*piece.value);
+        let mut checkpoint = u64::MAX;
+        let mut count = 0;
+        let (mut last_slot, mut first_slot, mut first_at_start) = (0, 0, false);
+        for (start, &slot) in overlapping {
+            let entry = &self.slots[slot as usize];
+            if let SlotKind::Locked { .. } = entry.kind {
+                stale |= entry.version >= version;
+                blocking.push(slot);
+            } else {
+                checkpoint = checkpoint.min(self.ts.get(slot));
             }
+            if count == 0 {
+                last_slot = slot;
+            }
+            count += 1;
+            (first_slot, first_at_start) = (slot, start == range.start());
         }
+        // Then the range this region holds elsewhere, if any.
         if let Some(&own) = self.regions.get(&region_id)
             && !blocking.contains(&own)
         {
             stale |= self.slots[own as usize].version >= version;
             blocking.push(own);
         }
-        if blocking.is_empty() {
-            return Ok(LockOutcome::Locked { checkpoint_ts: self.take(range, region_id, version) });
-        }
         if stale {
             return Ok(LockOutcome::Stale { retry: self.free_parts(range) });
         }
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.tickets.insert(ticket, blocking.len() as u32);
-        for slot in blocking {
-            self.waiters.entry(slot).or_default().push(ticket);
+        if !blocking.is_empty() {
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            self.tickets.insert(ticket, blocking.len() as u32);
+            for slot in blocking {
+                self.waiters.entry(slot).or_default().push(ticket);
+            }
+            return Ok(LockOutcome::Wait(Ticket(ticket)));
         }
-        Ok(LockOutcome::Wait(Ticket(ticket)))
-    }
 
-    /// Locks `range`, which no region holds, for the region; returns the checkpoint ts.
-    fn take(&mut self, range: &Span, region_id: u64, version: u64) -> u64 {
-        let checkpoint = self.pieces.overlapping(range).map(|p| self.ts.get(*p.value)).min();
-        let checkpoint = checkpoint.expect("a range inside the span overlaps a piece");
-        let slot = alloc_slot(&mut self.slots, &mut self.free);
-        self.slots[slot as usize] = Slot { kind: SlotKind::Locked { initialized: false }, region_id, version };
-        self.ts.set(slot, checkpoint);
-        // Cut the unlocked pieces at the range's bounds first: the parts outside the range keep
-        // their ts in slots of their own.
-        let Self { pieces, slots, free, ts, .. } = self;
-        let mut split = |&left: &u32| {
-            let right = alloc_slot(slots, free);
-            slots[right as usize] = Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 };
-            ts.set(right, ts.get(left));
-            right
-        };
+        // The range is free: make it one piece. Pieces cut by its bounds keep their ts on the
+        // outside; the first piece inside (or a new one at the start) becomes the locked one.
         let outside = "range was checked to lie inside the span";
-        if !range.is_end_unbounded() && range.end() != pieces.span().end() {
-            pieces.split_at(range.end().as_bytes(), &mut split).expect(outside);
+        if !end_is_boundary {
+            let right = self.alloc_unlocked(self.ts.get(last_slot));
+            self.pieces.insert_boundary(range.end().as_bytes(), right).expect(outside);
         }
-        pieces.split_at(range.start().as_bytes(), &mut split).expect(outside);
-        let no_split = |_: &u32| unreachable!("the range's bounds are piece bounds already");
-        pieces
-            .replace(range, slot, no_split, |old| {
+        let slot = if first_at_start {
+            first_slot
+        } else {
+            let slot = self.alloc_unlocked(checkpoint);
+            self.pieces.insert_boundary(range.start().as_bytes(), slot).expect(outside);
+            slot
+        };
+        if count > 1 {
+            let Self { pieces, slots, free, ts, .. } = self;
+            pieces.remove_interior(range, |old| {
                 slots[old as usize].kind = SlotKind::Free;
                 ts.set(old, u64::MAX);
                 free.push(old);
-            })
-            .expect(outside);
+            });
+        }
+        let generation = self.slots[slot as usize].generation.wrapping_add(1);
+        self.slots[slot as usize] =
+            Slot { kind: SlotKind::Locked { initialized: false }, region_id, version, generation };
+        self.ts.set(slot, checkpoint);
         self.regions.insert(region_id, slot);
-        checkpoint
+        Ok(LockOutcome::Locked { checkpoint_ts: checkpoint })
+    }
+
+    /// A new slot for an unlocked piece holding `ts`.
+    fn alloc_unlocked(&mut self, ts: u64) -> u32 {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot { kind: SlotKind::Free, region_id: 0, version: 0, generation: 0 });
+            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pieces")
+        });
+        let entry = &mut self.slots[slot as usize];
+        (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
+        self.ts.set(slot, ts);
+        slot
     }
 
     /// The parts of `range` that no region holds, merged into maximal runs, in key order.
@@ -348,7 +395,9 @@ impl RangeLock {
                 continue;
             }
             if cursor.as_bytes() < piece.start.as_bytes() {
-                retry.push(Span::new(cursor, piece.start.clone()).expect("cursor is below the piece"));
+                retry.push(
+                    Span::new(cursor, piece.start.clone()).expect("cursor is below the piece"),
+                );
             }
             cursor = piece.end.clone();
             if cursor.is_empty() {
@@ -379,9 +428,10 @@ impl RangeLock {
         version: u64,
         resolved_ts: Option<u64>,
     ) -> Result<Unlocked, UnlockError> {
-        let Some(&slot) = self.pieces.get_exact(range.start().as_bytes()) else {
+        let Some(piece) = self.pieces.piece_starting_at(range.start().as_bytes()) else {
             return Err(UnlockError::NotLocked);
         };
+        let slot = *piece.value;
         let entry = self.slots[slot as usize];
         if !matches!(entry.kind, SlotKind::Locked { .. }) {
             return Err(UnlockError::NotLocked);
@@ -392,12 +442,12 @@ impl RangeLock {
         if entry.version != version {
             return Err(UnlockError::WrongVersion { locked: entry.version });
         }
-        let end = self.piece_end(range.start());
-        if end != range.end() {
-            return Err(UnlockError::WrongEnd { locked: end.clone() });
+        if piece.end != range.end() {
+            return Err(UnlockError::WrongEnd { locked: piece.end.clone() });
         }
         let resolved_ts = resolved_ts.unwrap_or_else(|| self.ts.get(slot));
-        self.slots[slot as usize] = Slot { kind: SlotKind::Unlocked, region_id: 0, version: 0 };
+        let entry = &mut self.slots[slot as usize];
+        (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
         self.ts.set(slot, resolved_ts);
         self.regions.remove(&region_id);
         let mut woken = Vec::new();
@@ -411,11 +461,6 @@ impl RangeLock {
             }
         }
         Ok(Unlocked { resolved_ts, woken, drained: self.report_drained() })
-    }
-
-    /// The end of the piece starting at `start`.
-    fn piece_end(&self, start: &EncodedKey) -> &EncodedKey {
-        self.pieces.end_of_piece(start.as_bytes()).expect("start is a piece start")
     }
 
     /// Stops the lock: later locks are cancelled and every waiting request is woken (to be
@@ -448,23 +493,53 @@ impl RangeLock {
     /// Raises the region's resolved ts to `ts`. Resolved ts never decreases, and stays at the
     /// checkpoint until the region is initialized.
     pub fn advance(&mut self, region_id: u64, ts: u64) -> Advance {
-        let Some(&slot) = self.regions.get(&region_id) else { return Advance::NotLocked };
-        match self.slots[slot as usize].kind {
-            SlotKind::Locked { initialized: true } => {}
-            SlotKind::Locked { initialized: false } => return Advance::NotInitialized,
-            SlotKind::Free | SlotKind::Unlocked => unreachable!("regions only lists locked slots"),
+        match self.regions.get(&region_id) {
+            Some(&slot) => self.advance_slot(slot, ts),
+            None => Advance::NotLocked,
         }
-        if ts <= self.ts.get(slot) {
-            return Advance::NotHigher;
-        }
-        self.ts.set(slot, ts);
-        Advance::Advanced
     }
 
     /// Raises the resolved ts of every listed region to `ts` (one TiKV resolved-ts batch).
     /// Returns how many regions advanced.
     pub fn advance_batch(&mut self, regions: impl IntoIterator<Item = u64>, ts: u64) -> usize {
         regions.into_iter().filter(|&region| self.advance(region, ts) == Advance::Advanced).count()
+    }
+
+    /// A handle to the range `region_id` holds, for [`RangeLock::advance_handle`].
+    pub fn handle(&self, region_id: u64) -> Option<RegionHandle> {
+        let &slot = self.regions.get(&region_id)?;
+        Some(RegionHandle { slot, generation: self.slots[slot as usize].generation })
+    }
+
+    /// [`RangeLock::advance`] through a handle: no region-id lookup.
+    pub fn advance_handle(&mut self, handle: RegionHandle, ts: u64) -> Advance {
+        match self.slots.get(handle.slot as usize) {
+            Some(entry)
+                if entry.generation == handle.generation
+                    && matches!(entry.kind, SlotKind::Locked { .. }) =>
+            {
+                self.advance_slot(handle.slot, ts)
+            }
+            _ => Advance::NotLocked,
+        }
+    }
+
+    /// [`RangeLock::advance_batch`] through handles. Returns how many regions advanced.
+    pub fn advance_handles(&mut self, handles: impl IntoIterator<Item = RegionHandle>, ts: u64) -> usize {
+        handles.into_iter().filter(|&h| self.advance_handle(h, ts) == Advance::Advanced).count()
+    }
+
+    fn advance_slot(&mut self, slot: u32, ts: u64) -> Advance {
+        match self.slots[slot as usize].kind {
+            SlotKind::Locked { initialized: true } => {}
+            SlotKind::Locked { initialized: false } => return Advance::NotInitialized,
+            SlotKind::Free | SlotKind::Unlocked => return Advance::NotLocked,
+        }
+        if ts <= self.ts.get(slot) {
+            return Advance::NotHigher;
+        }
+        self.ts.set(slot, ts);
+        Advance::Advanced
     }
 
     /// The region's resolved ts and whether it is initialized, if it holds a range here.
@@ -574,24 +649,6 @@ impl RangeLock {
         Ok(())
     }
 
-    /// Approximate heap bytes used, key bytes excluded (for memory reports).
-    pub fn heap_bytes_without_keys(&self) -> usize {
-        use core::mem::size_of;
-        // A BTreeMap leaf holds up to 11 entries; sequential inserts leave nodes about half full.
-        let piece_entry = size_of::<EncodedKey>() + size_of::<u32>();
-        let pieces = self.pieces.piece_count() * piece_entry * 2;
-        let slots = self.slots.capacity() * size_of::<Slot>() + self.free.capacity() * 4;
-        let regions = self.regions.capacity() * (size_of::<(u64, u32)>() + 1);
-        pieces + slots + regions + self.ts.heap_bytes()
-    }
-}
-
-/// Takes a slot from the free list, or a new one.
-fn alloc_slot(slots: &mut Vec<Slot>, free: &mut Vec<u32>) -> u32 {
-    free.pop().unwrap_or_else(|| {
-        slots.push(Slot { kind: SlotKind::Free, region_id: 0, version: 0 });
-        u32::try_from(slots.len() - 1).expect("fewer than 2^32 pieces")
-    })
 }
 
 impl fmt::Debug for RangeLock {

@@ -17,8 +17,9 @@ pub(crate) struct MinTree {
 }
 
 impl MinTree {
-    pub(crate) fn new() -> Self {
-        let cap = 16;
+    /// A tree with room for `slots` slots before it grows.
+    pub(crate) fn with_capacity(slots: usize) -> Self {
+        let cap = slots.next_power_of_two().max(16);
         Self { nodes: vec![u64::MAX; 2 * cap], cap }
     }
 
@@ -69,10 +70,5 @@ impl MinTree {
             }
         }
         Ok(())
-    }
-
-    /// Heap bytes used.
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * core::mem::size_of::<u64>()
     }
 }

@@ -96,17 +96,26 @@ fn show_stats(stats: &Stats) -> String {
 fn check(script: &str) {
     let mut lines = script.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     let first: Vec<&str> = lines.next().expect("a span line").split_whitespace().collect();
-    let ["span", start, end, "start", ts] = first[..] else { panic!("first line: span S E start TS") };
+    let ["span", start, end, "start", ts] = first[..] else {
+        panic!("first line: span S E start TS")
+    };
     let span = Span::new(key(start), key(end)).expect("a valid span");
     let mut lock = RangeLock::new(span, parse_ts(ts));
     let mut tickets: HashMap<u64, (Span, u64, u64)> = HashMap::new();
     for line in lines {
-        let (command, expected) = line.split_once("->").unwrap_or_else(|| panic!("no `->` in {line}"));
+        let (command, expected) =
+            line.split_once("->").unwrap_or_else(|| panic!("no `->` in {line}"));
         let words: Vec<&str> = command.split_whitespace().collect();
         let got = match words[..] {
             ["lock", s, e, region, version] => {
                 let range = Span::new(key(s), key(e)).expect("a valid range");
-                run_lock(&mut lock, &mut tickets, range, parse_region(region), parse_version(version))
+                run_lock(
+                    &mut lock,
+                    &mut tickets,
+                    range,
+                    parse_region(region),
+                    parse_version(version),
+                )
             }
             ["retry", ticket] => {
                 let n: u64 = ticket.trim_start_matches('t').parse().expect("a ticket like t1");
@@ -130,13 +139,23 @@ fn check(script: &str) {
                         out
                     }
                     Err(UnlockError::NotLocked) => "error not-locked".into(),
-                    Err(UnlockError::WrongRegion { holder }) => format!("error wrong-region r{holder}"),
-                    Err(UnlockError::WrongVersion { locked }) => format!("error wrong-version v{locked}"),
-                    Err(UnlockError::WrongEnd { locked }) => format!("error wrong-end {}", show_key(&locked, true)),
+                    Err(UnlockError::WrongRegion { holder }) => {
+                        format!("error wrong-region r{holder}")
+                    }
+                    Err(UnlockError::WrongVersion { locked }) => {
+                        format!("error wrong-version v{locked}")
+                    }
+                    Err(UnlockError::WrongEnd { locked }) => {
+                        format!("error wrong-end {}", show_key(&locked, true))
+                    }
                 }
             }
             ["init", region] => {
-                if lock.mark_initialized(parse_region(region)) { "ok".into() } else { "not-locked".into() }
+                if lock.mark_initialized(parse_region(region)) {
+                    "ok".into()
+                } else {
+                    "not-locked".into()
+                }
             }
             ["advance", region, ts] => match lock.advance(parse_region(region), parse_ts(ts)) {
                 Advance::Advanced => "advanced".into(),
@@ -442,7 +461,10 @@ fn many_pieces_keep_the_minimum() {
         let start = if i == 0 { EncodedKey::default() } else { bound(i) };
         let end = if i == 999 { EncodedKey::default() } else { bound(i + 1) };
         let range = Span::new(start, end).expect("adjacent bounds");
-        assert_eq!(lock.lock(&range, u64::from(i), 1), Ok(LockOutcome::Locked { checkpoint_ts: 1 }));
+        assert_eq!(
+            lock.lock(&range, u64::from(i), 1),
+            Ok(LockOutcome::Locked { checkpoint_ts: 1 })
+        );
         assert!(lock.mark_initialized(u64::from(i)));
     }
     // Region i advances to 1000 + (i * 7919) % 1000; the minimum moves as the lowest catch up.
@@ -466,8 +488,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0u8..8).prop_map(|n| Op::Retry { n }),
         1 => (0u8..8).prop_map(|n| Op::Cancel { n }),
         2 => region.clone().prop_map(|region| Op::Initialize { region }),
-        3 => (proptest::collection::vec(region, 1..4), 0u8..30)
+        3 => (proptest::collection::vec(region.clone(), 1..4), 0u8..30)
             .prop_map(|(regions, ts)| Op::Advance { regions, ts }),
+        1 => region.clone().prop_map(|region| Op::TakeHandle { region }),
+        2 => (any::<u8>(), 0u8..30).prop_map(|(n, ts)| Op::AdvanceHandle { n, ts }),
         1 => Just(Op::Stop),
     ]
 }

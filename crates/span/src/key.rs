@@ -30,8 +30,51 @@ pub struct RawKey(Box<[u8]>);
 /// Constructing one from bytes does not validate them: PD boundaries are trusted to be encoded,
 /// and only [`EncodedKey::decode`] needs well-formed input (it returns an error otherwise). The
 /// empty key is the lowest key; spans give it a second meaning as an unbounded end.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EncodedKey(Box<[u8]>);
+///
+/// Keys of up to [`EncodedKey::INLINE`] bytes (a TiDB record key with an integer handle is 27)
+/// are stored inline, so ordered maps of keys compare them without chasing a pointer.
+#[derive(Clone)]
+pub struct EncodedKey(Repr);
+
+/// The storage of an [`EncodedKey`]: inline when short, boxed otherwise.
+#[derive(Clone)]
+enum Repr {
+    /// `buf[..len]` are the key bytes.
+    Inline { len: u8, buf: [u8; EncodedKey::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Default for EncodedKey {
+    fn default() -> Self {
+        Self(Repr::Inline { len: 0, buf: [0; Self::INLINE] })
+    }
+}
+
+impl PartialEq for EncodedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EncodedKey {}
+
+impl PartialOrd for EncodedKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EncodedKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl core::hash::Hash for EncodedKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
 
 /// Why bytes are not a valid memcomparable encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,11 +106,15 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Truncated { offset } => write!(f, "memcomparable key truncated in the group at {offset}"),
+            Self::Truncated { offset } => {
+                write!(f, "memcomparable key truncated in the group at {offset}")
+            }
             Self::BadMarker { offset, marker } => {
                 write!(f, "memcomparable key has marker {marker:#04x} at {offset}")
             }
-            Self::BadPadding { offset } => write!(f, "memcomparable key has non-zero padding at {offset}"),
+            Self::BadPadding { offset } => {
+                write!(f, "memcomparable key has non-zero padding at {offset}")
+            }
             Self::TrailingBytes { offset } => {
                 write!(f, "memcomparable key has bytes after its final group at {offset}")
             }
@@ -90,39 +137,71 @@ impl RawKey {
 
     /// The memcomparable encoding of this key.
     pub fn encode(&self) -> EncodedKey {
-        EncodedKey(encode(&self.0).into_boxed_slice())
+        EncodedKey::encode(&self.0)
     }
 }
 
 impl EncodedKey {
+    /// The longest key stored inline (without a heap allocation).
+    pub const INLINE: usize = 30;
+
     /// Wraps bytes that are already memcomparable-encoded (a PD boundary, a request key).
-    pub fn from_encoded(bytes: impl Into<Box<[u8]>>) -> Self {
-        Self(bytes.into())
+    pub fn from_encoded(bytes: impl AsRef<[u8]>) -> Self {
+        let bytes = bytes.as_ref();
+        if bytes.len() <= Self::INLINE {
+            let mut buf = [0; Self::INLINE];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            // `len` fits: it is at most INLINE.
+            Self(Repr::Inline { len: bytes.len() as u8, buf })
+        } else {
+            Self(Repr::Heap(bytes.into()))
+        }
     }
 
     /// The encoding of `raw`.
     pub fn encode(raw: &[u8]) -> Self {
-        Self(encode(raw).into_boxed_slice())
+        if encoded_len(raw.len()) <= Self::INLINE {
+            let mut buf = [0; Self::INLINE];
+            let mut len = 0;
+            for (slot, byte) in buf.iter_mut().zip(encoded_bytes(raw)) {
+                *slot = byte;
+                len += 1;
+            }
+            Self(Repr::Inline { len, buf })
+        } else {
+            Self(Repr::Heap(encode(raw).into_boxed_slice()))
+        }
     }
 
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Heap(bytes) => bytes,
+        }
     }
 
     /// Whether this is the empty key (the lowest key, or an unbounded end of a span).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 
     /// Decodes the raw key; malformed input gives an error, never a panic.
     pub fn decode(&self) -> Result<RawKey, DecodeError> {
-        decode(&self.0).map(|raw| RawKey(raw.into_boxed_slice()))
+        decode(self.as_bytes()).map(|raw| RawKey(raw.into_boxed_slice()))
     }
 
-    /// Consumes the key, returning its bytes.
+    /// The key's bytes, copied.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+
+    /// Consumes the key, returning its bytes (copied out when stored inline).
     pub fn into_bytes(self) -> Box<[u8]> {
-        self.0
+        match self.0 {
+            Repr::Inline { len, buf } => buf[..usize::from(len)].into(),
+            Repr::Heap(bytes) => bytes,
+        }
     }
 }
 
@@ -134,7 +213,7 @@ impl AsRef<[u8]> for RawKey {
 
 impl AsRef<[u8]> for EncodedKey {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
@@ -160,7 +239,7 @@ impl fmt::Debug for RawKey {
 impl fmt::Debug for EncodedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "enc:")?;
-        write_hex(f, &self.0)
+        write_hex(f, self.as_bytes())
     }
 }
 
@@ -273,6 +352,6 @@ pub fn cmp_raw_with_encoded(raw: &[u8], encoded: &[u8]) -> Ordering {
 
 impl core::borrow::Borrow<[u8]> for EncodedKey {
     fn borrow(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }

@@ -23,6 +23,7 @@
 //! The crate has no features, no dependencies and no I/O; it builds for `wasm32-unknown-unknown`.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 #[cfg(test)]
@@ -34,7 +35,7 @@ mod partition;
 mod span;
 pub mod table;
 
-#[cfg(fuzzing)]
+#[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 #[cfg(test)]
 mod tests;

@@ -137,6 +137,68 @@ impl<V> Partition<V> {
         })
     }
 
+    /// The pieces that overlap `range`, in descending key order, and whether the range's end is a
+    /// piece boundary (or the span's end). One tree descent: the fast path of a range lock.
+    pub fn overlapping_rev<'a>(
+        &'a self,
+        range: &'a Span,
+    ) -> (bool, impl Iterator<Item = (&'a EncodedKey, &'a V)> + 'a) {
+        let end = range.end().as_bytes();
+        let upper = if range.is_end_unbounded() { Bound::Unbounded } else { Bound::Included(end) };
+        let mut iter = self.pieces.range::<[u8], _>((Bound::Unbounded, upper)).rev().peekable();
+        let mut end_is_boundary = range.is_end_unbounded() || range.end() == self.span.end();
+        if !range.is_end_unbounded() && iter.next_if(|(k, _)| k.as_bytes() == end).is_some() {
+            end_is_boundary = true;
+        }
+        let start = range.start().as_bytes();
+        let mut done = false;
+        let pieces = iter.map_while(move |(k, v)| {
+            if done {
+                return None;
+            }
+            done = k.as_bytes() <= start;
+            Some((k, v))
+        });
+        (end_is_boundary, pieces)
+    }
+
+    /// The piece that starts exactly at `start`, with its end. One tree descent.
+    pub fn piece_starting_at(&self, start: &[u8]) -> Option<Piece<'_, V>> {
+        let mut iter = self.pieces.range::<[u8], _>((Bound::Included(start), Bound::Unbounded));
+        let (first, value) = iter.next().filter(|(k, _)| k.as_bytes() == start)?;
+        let end = iter.next().map_or(self.span.end(), |(next, _)| next);
+        Some(Piece { start: first, end, value })
+    }
+
+    /// Makes `key` a piece boundary whose piece (up to the next boundary) holds `value`, without
+    /// looking at the piece it cuts: for callers that know it already. Returns the value the
+    /// boundary had if `key` was one already (it is replaced).
+    pub fn insert_boundary(&mut self, key: &[u8], value: V) -> Result<Option<V>, OutOfSpan> {
+        if !self.span.contains_key(key) {
+            let range = Span::from_bytes(key, &[]).unwrap_or_else(|_| Span::full());
+            return Err(OutOfSpan { range, span: self.span.clone() });
+        }
+        Ok(self.pieces.insert(EncodedKey::from_encoded(key), value))
+    }
+
+    /// Removes the pieces that start strictly inside `range` (after its start, before its end),
+    /// handing their values to `removed` in key order; the piece at the range's start grows over
+    /// them.
+    pub fn remove_interior(&mut self, range: &Span, mut removed: impl FnMut(V)) {
+        let interior_start = Bound::Excluded(range.start());
+        let interior_end =
+            if range.is_end_unbounded() { Bound::Unbounded } else { Bound::Excluded(range.end()) };
+        // `BTreeMap::extract_if` would take these in one pass, but it needs Rust 1.91 (MSRV 1.88).
+        while let Some(key) = self
+            .pieces
+            .range::<EncodedKey, _>((interior_start, interior_end))
+            .next()
+            .map(|(key, _)| key.clone())
+        {
+            removed(self.pieces.remove(&key).expect("the key was just found"));
+        }
+    }
+
     /// Every piece, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Piece<'_, V>> + '_ {
         self.overlapping(&self.span)
@@ -170,8 +232,11 @@ impl<V> Partition<V> {
             let range = Span::from_bytes(key, &[]).unwrap_or_else(|_| Span::full());
             return Err(OutOfSpan { range, span: self.span.clone() });
         }
-        let (start, value) =
-            self.pieces.range::<[u8], _>(up_to(key)).next_back().expect("the span start is a piece");
+        let (start, value) = self
+            .pieces
+            .range::<[u8], _>(up_to(key))
+            .next_back()
+            .expect("the span start is a piece");
         if start.as_bytes() == key {
             return Ok(false);
         }
@@ -199,21 +264,7 @@ impl<V> Partition<V> {
         self.split_at(range.start().as_bytes(), &mut split)?;
         let old = self.pieces.get_mut(range.start().as_bytes()).expect("split made this piece");
         removed(core::mem::replace(old, value));
-        let interior_start = Bound::Excluded(range.start());
-        let interior_end = if range.is_end_unbounded() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(range.end())
-        };
-        // `BTreeMap::extract_if` would take these in one pass, but it needs Rust 1.91 (MSRV 1.88).
-        while let Some(key) = self
-            .pieces
-            .range::<EncodedKey, _>((interior_start, interior_end))
-            .next()
-            .map(|(key, _)| key.clone())
-        {
-            removed(self.pieces.remove(&key).expect("the key was just found"));
-        }
+        self.remove_interior(range, removed);
         Ok(())
     }
 
