@@ -6,8 +6,9 @@
 // Implementing `GlobalAlloc` is unsafe by definition; this module only forwards to `System`.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::alloc::System;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 

@@ -415,10 +415,16 @@ impl Both {
                 }
             }
             Op::AdvanceHandle { n, ts } => {
-                if let Some(&(handle, id)) = self.handles.get(usize::from(*n) % self.handles.len().max(1)) {
+                if let Some(&(handle, id)) =
+                    self.handles.get(usize::from(*n) % self.handles.len().max(1))
+                {
                     let ts = u64::from(*ts);
                     let expected = self.model.advance_entry(id, ts);
-                    assert_eq!(self.lock.advance_handle(handle, ts), expected, "step {step}: advance {handle:?}");
+                    assert_eq!(
+                        self.lock.advance_handle(handle, ts),
+                        expected,
+                        "step {step}: advance {handle:?}"
+                    );
                 }
             }
             Op::Stop => {
@@ -498,8 +504,8 @@ fn compare(lock: &RangeLock, model: &Model, step: usize) {
             fastest = Some(e);
         }
     }
-    assert_eq!(stats.slowest, slowest.map(|e| as_region(e)), "step {step}: slowest");
-    assert_eq!(stats.fastest, fastest.map(|e| as_region(e)), "step {step}: fastest");
+    assert_eq!(stats.slowest, slowest.map(as_region), "step {step}: slowest");
+    assert_eq!(stats.fastest, fastest.map(as_region), "step {step}: fastest");
     let mut holes = Vec::new();
     let mut run: Option<(u8, u64)> = None;
     for i in model.lo..=model.hi {

@@ -49,6 +49,8 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// no_std honesty: what core or alloc provides is imported from there.
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 // Tests, and the derives of the fuzzing module, need std.
@@ -64,8 +66,8 @@ pub mod fuzzing;
 mod tests;
 
 pub use lock::{
-    Advance, LockError, LockOutcome, LockedRange, RangeLock, RegionHandle, RegionTs, Stats, Stopped, Ticket,
-    UnlockError, Unlocked,
+    Advance, LockError, LockOutcome, LockedRange, RangeLock, RegionHandle, RegionTs, Stats,
+    Stopped, Ticket, UnlockError, Unlocked,
 };
 
 /// The README's example, compiled and run as a doctest.

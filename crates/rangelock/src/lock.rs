@@ -370,7 +370,8 @@ impl RangeLock {
         self.slots[slot as usize] =
             Slot { kind: SlotKind::Locked { initialized: false }, region_id, version, generation };
         self.ts.set(slot, checkpoint);
-        self.regions.insert(region_id, slot);
+        let previous = self.regions.insert(region_id, slot);
+        debug_assert!(previous.is_none(), "a region locks one range at a time");
         Ok(LockOutcome::Locked { checkpoint_ts: checkpoint })
     }
 
@@ -449,7 +450,8 @@ impl RangeLock {
         let entry = &mut self.slots[slot as usize];
         (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
         self.ts.set(slot, resolved_ts);
-        self.regions.remove(&region_id);
+        let indexed = self.regions.remove(&region_id);
+        debug_assert_eq!(indexed, Some(slot), "the region index points at the unlocked range");
         let mut woken = Vec::new();
         for ticket in self.waiters.remove(&slot).unwrap_or_default() {
             if let Some(remaining) = self.tickets.get_mut(&ticket) {
@@ -525,7 +527,11 @@ impl RangeLock {
     }
 
     /// [`RangeLock::advance_batch`] through handles. Returns how many regions advanced.
-    pub fn advance_handles(&mut self, handles: impl IntoIterator<Item = RegionHandle>, ts: u64) -> usize {
+    pub fn advance_handles(
+        &mut self,
+        handles: impl IntoIterator<Item = RegionHandle>,
+        ts: u64,
+    ) -> usize {
         handles.into_iter().filter(|&h| self.advance_handle(h, ts) == Advance::Advanced).count()
     }
 
@@ -648,7 +654,6 @@ impl RangeLock {
         }
         Ok(())
     }
-
 }
 
 impl fmt::Debug for RangeLock {

@@ -22,7 +22,10 @@ pub struct LeftCover<'a, R> {
 /// The longest prefix of `regions` (taken in start-key order) that covers `span` contiguously from
 /// its start, and whether it reaches the span's end. Regions entirely before the span's start are
 /// skipped; the input is not modified.
-pub fn cut_regions_left_cover<'a, R: AsRef<Span>>(regions: &'a [R], span: &Span) -> LeftCover<'a, R> {
+pub fn cut_regions_left_cover<'a, R: AsRef<Span>>(
+    regions: &'a [R],
+    span: &Span,
+) -> LeftCover<'a, R> {
     let mut sorted: Vec<&R> = regions.iter().collect();
     sorted.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
     let mut cover = Vec::new();

@@ -40,7 +40,10 @@ pub struct EncodedKey(Repr);
 #[derive(Clone)]
 enum Repr {
     /// `buf[..len]` are the key bytes.
-    Inline { len: u8, buf: [u8; EncodedKey::INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; EncodedKey::INLINE],
+    },
     Heap(Box<[u8]>),
 }
 

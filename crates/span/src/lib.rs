@@ -24,6 +24,8 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// no_std honesty: what core or alloc provides is imported from there.
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 #[cfg(test)]

@@ -49,13 +49,11 @@ impl<V> Piece<'_, V> {
 pub struct OutOfSpan {
     /// The range asked for.
     pub range: Span,
-    /// The partition's span.
-    pub span: Span,
 }
 
 impl fmt::Display for OutOfSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "range {:?} is not inside the partitioned span {:?}", self.range, self.span)
+        write!(f, "range {:?} is not inside the partitioned span", self.range)
     }
 }
 
@@ -151,7 +149,8 @@ impl<V> Partition<V> {
             end_is_boundary = true;
         }
         let start = range.start().as_bytes();
-        let mut done = false;
+        // A range that misses the span overlaps no piece.
+        let mut done = !range.overlaps(&self.span);
         let pieces = iter.map_while(move |(k, v)| {
             if done {
                 return None;
@@ -176,7 +175,7 @@ impl<V> Partition<V> {
     pub fn insert_boundary(&mut self, key: &[u8], value: V) -> Result<Option<V>, OutOfSpan> {
         if !self.span.contains_key(key) {
             let range = Span::from_bytes(key, &[]).unwrap_or_else(|_| Span::full());
-            return Err(OutOfSpan { range, span: self.span.clone() });
+            return Err(OutOfSpan { range });
         }
         Ok(self.pieces.insert(EncodedKey::from_encoded(key), value))
     }
@@ -185,17 +184,14 @@ impl<V> Partition<V> {
     /// handing their values to `removed` in key order; the piece at the range's start grows over
     /// them.
     pub fn remove_interior(&mut self, range: &Span, mut removed: impl FnMut(V)) {
-        let interior_start = Bound::Excluded(range.start());
+        // Never the first piece: the interior starts after the span's start too.
+        let start = core::cmp::max(range.start(), self.span.start());
         let interior_end =
             if range.is_end_unbounded() { Bound::Unbounded } else { Bound::Excluded(range.end()) };
-        // `BTreeMap::extract_if` would take these in one pass, but it needs Rust 1.91 (MSRV 1.88).
-        while let Some(key) = self
-            .pieces
-            .range::<EncodedKey, _>((interior_start, interior_end))
-            .next()
-            .map(|(key, _)| key.clone())
+        for (_, value) in
+            self.pieces.extract_if((Bound::Excluded(start), interior_end), |_, _| true)
         {
-            removed(self.pieces.remove(&key).expect("the key was just found"));
+            removed(value);
         }
     }
 
@@ -230,7 +226,7 @@ impl<V> Partition<V> {
     pub fn split_at(&mut self, key: &[u8], split: impl FnOnce(&V) -> V) -> Result<bool, OutOfSpan> {
         if !self.span.contains_key(key) {
             let range = Span::from_bytes(key, &[]).unwrap_or_else(|_| Span::full());
-            return Err(OutOfSpan { range, span: self.span.clone() });
+            return Err(OutOfSpan { range });
         }
         let (start, value) = self
             .pieces
@@ -256,7 +252,7 @@ impl<V> Partition<V> {
         mut removed: impl FnMut(V),
     ) -> Result<(), OutOfSpan> {
         if !range.is_sub_span(&self.span) {
-            return Err(OutOfSpan { range: range.clone(), span: self.span.clone() });
+            return Err(OutOfSpan { range: range.clone() });
         }
         if !range.is_end_unbounded() && range.end() != self.span.end() {
             self.split_at(range.end().as_bytes(), &mut split)?;
@@ -414,10 +410,7 @@ impl RangeTsMap {
         if range.is_sub_span(self.pieces.span()) {
             Ok(())
         } else {
-            Err(TsMapError::OutOfSpan(OutOfSpan {
-                range: range.clone(),
-                span: self.pieces.span().clone(),
-            }))
+            Err(TsMapError::OutOfSpan(OutOfSpan { range: range.clone() }))
         }
     }
 }

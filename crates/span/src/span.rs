@@ -101,7 +101,11 @@ impl Span {
 
     /// The start as a [`Bound`]: `Unbounded` for minus infinity.
     pub fn start_bound(&self) -> Bound<&[u8]> {
-        if self.start.is_empty() { Bound::Unbounded } else { Bound::Included(self.start.as_bytes()) }
+        if self.start.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Included(self.start.as_bytes())
+        }
     }
 
     /// The end as a [`Bound`]: `Unbounded` for plus infinity.
@@ -146,8 +150,11 @@ impl Span {
         if !self.overlaps(other) {
             return Err(SpanError::Disjoint);
         }
-        let start = core::cmp::max_by(&self.start, &other.start, |a, b| cmp_start(a.as_bytes(), b.as_bytes()));
-        let end = core::cmp::min_by(&self.end, &other.end, |a, b| cmp_end(a.as_bytes(), b.as_bytes()));
+        let start = core::cmp::max_by(&self.start, &other.start, |a, b| {
+            cmp_start(a.as_bytes(), b.as_bytes())
+        });
+        let end =
+            core::cmp::min_by(&self.end, &other.end, |a, b| cmp_end(a.as_bytes(), b.as_bytes()));
         Ok(Span { start: start.clone(), end: end.clone() })
     }
 
@@ -187,9 +194,17 @@ impl AsRef<Span> for Span {
 impl fmt::Debug for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[")?;
-        if self.start.is_empty() { f.write_str("-inf")? } else { write_hex(f, self.start.as_bytes())? }
+        if self.start.is_empty() {
+            f.write_str("-inf")?
+        } else {
+            write_hex(f, self.start.as_bytes())?
+        }
         f.write_str(", ")?;
-        if self.end.is_empty() { f.write_str("+inf")? } else { write_hex(f, self.end.as_bytes())? }
+        if self.end.is_empty() {
+            f.write_str("+inf")?
+        } else {
+            write_hex(f, self.end.as_bytes())?
+        }
         f.write_str(")")
     }
 }

@@ -1,0 +1,329 @@
+//! Key and span math benchmarks, each group with a naive baseline measured in the same run:
+//!
+//! - `span/encode`, `span/decode`: the memcomparable codec per key, beside a plain copy of the same
+//!   bytes and a byte-at-a-time codec;
+//! - `span/cmp_raw_with_encoded`: comparing a raw key with an encoded one, beside encoding first;
+//! - `span/intersect`: `Span::intersect`, beside a naive intersection over `Option<Vec<u8>>` bounds;
+//! - `span/piece_at`, `span/split_merge`, `span/ts_map_unset_set` at 1k / 100k / 1M pieces:
+//!   `Partition` and `RangeTsMap`, beside a sorted `Vec<(key, value)>` (binary search, shifting
+//!   inserts and removals).
+//!
+//! Every structure is built once per size, outside the timed loops; updates are measured as
+//! pairs that restore the state (split then merge, unset then set), so no clone is timed.
+
+use core::hint::black_box;
+use core::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kvfeed_benches::row_key;
+use kvfeed_span::key::{self, cmp_raw_with_encoded};
+use kvfeed_span::{EncodedKey, Partition, RangeTsMap, Span, table};
+
+const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
+/// How many distinct keys a lookup benchmark cycles through (enough to defeat the branch
+/// predictor, few enough to stay in cache as inputs).
+const PROBES: usize = 4096;
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+/// A cheap deterministic walk over `0..n`.
+fn scatter(step: u64, n: u64) -> u64 {
+    step.wrapping_mul(2_654_435_761) % n
+}
+
+/// The raw record key of row `i` of table 1 (19 bytes, as [`row_key`] encodes).
+fn raw_row_key(i: u64) -> Vec<u8> {
+    table::record_key(1, i as i64)
+}
+
+/// A byte-at-a-time memcomparable encoder: the baseline for `key::encode`.
+fn naive_encode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let left = raw.len() - at;
+        for j in 0..8 {
+            out.push(if j < left { raw[at + j] } else { 0 });
+        }
+        if left >= 8 {
+            out.push(0xFF);
+            at += 8;
+        } else {
+            out.push(0xFF - (8 - left) as u8);
+            return out;
+        }
+    }
+}
+
+/// A byte-at-a-time memcomparable decoder (no validation of the padding): the baseline for
+/// `key::decode`.
+fn naive_decode(encoded: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for group in encoded.chunks(9) {
+        let marker = *group.get(8)?;
+        let pad = usize::from(0xFF - marker);
+        for &b in &group[..8 - pad.min(8)] {
+            out.push(b);
+        }
+        if pad > 0 {
+            return Some(out);
+        }
+    }
+    None
+}
+
+fn codec(c: &mut Criterion) {
+    let keys: [(&str, Vec<u8>); 2] =
+        [("row_key_19B", raw_row_key(123_456_789)), ("64B", (0..64).collect())];
+    let mut group = c.benchmark_group("span/encode");
+    group.throughput(Throughput::Elements(1));
+    for (name, raw) in &keys {
+        let mut buf = Vec::with_capacity(128);
+        group.bench_with_input(BenchmarkId::new("kvfeed_encode_into", name), raw, |b, raw| {
+            b.iter(|| {
+                buf.clear();
+                key::encode_into(black_box(raw), &mut buf);
+                black_box(buf.len())
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("kvfeed_encode", name), raw, |b, raw| {
+            b.iter(|| key::encode(black_box(raw)));
+        });
+        group.bench_with_input(BenchmarkId::new("baseline_to_vec", name), raw, |b, raw| {
+            b.iter(|| black_box(raw.as_slice()).to_vec());
+        });
+        group.bench_with_input(BenchmarkId::new("baseline_naive_encode", name), raw, |b, raw| {
+            b.iter(|| naive_encode(black_box(raw)));
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("span/decode");
+    group.throughput(Throughput::Elements(1));
+    for (name, raw) in &keys {
+        let encoded = key::encode(raw);
+        assert_eq!(naive_decode(&encoded).as_ref(), Some(raw));
+        group.bench_with_input(BenchmarkId::new("kvfeed_decode", name), &encoded, |b, enc| {
+            b.iter(|| key::decode(black_box(enc)));
+        });
+        group.bench_with_input(BenchmarkId::new("baseline_to_vec", name), &encoded, |b, enc| {
+            b.iter(|| black_box(enc.as_slice()).to_vec());
+        });
+        group.bench_with_input(
+            BenchmarkId::new("baseline_naive_decode", name),
+            &encoded,
+            |b, enc| {
+                b.iter(|| naive_decode(black_box(enc)));
+            },
+        );
+    }
+    group.finish();
+}
+
+fn cmp_raw(c: &mut Criterion) {
+    // Raw row keys against encoded row keys of the same table: a long shared prefix, as in a
+    // range filter on the event path.
+    let raws: Vec<Vec<u8>> = (0..PROBES as u64).map(|i| raw_row_key(scatter(i, 1 << 40))).collect();
+    let bound = row_key(1 << 39);
+    let mut group = c.benchmark_group("span/cmp_raw_with_encoded");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("kvfeed_cmp_raw_with_encoded", |b| {
+        b.iter(|| {
+            i = (i + 1) % PROBES;
+            cmp_raw_with_encoded(black_box(&raws[i]), black_box(bound.as_bytes()))
+        });
+    });
+    group.bench_function("baseline_encode_then_cmp", |b| {
+        b.iter(|| {
+            i = (i + 1) % PROBES;
+            key::encode(black_box(&raws[i])).as_slice().cmp(black_box(bound.as_bytes()))
+        });
+    });
+    group.finish();
+}
+
+/// Naive span bounds: `None` for an unbounded end.
+type NaiveSpan = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A naive intersection over optional bounds (`None` start is minus infinity, `None` end plus
+/// infinity).
+fn naive_intersect(a: &NaiveSpan, b: &NaiveSpan) -> Option<NaiveSpan> {
+    let start = match (&a.0, &b.0) {
+        (None, other) | (other, None) => other.clone(),
+        (Some(x), Some(y)) => Some(x.max(y).clone()),
+    };
+    let end = match (&a.1, &b.1) {
+        (None, other) | (other, None) => other.clone(),
+        (Some(x), Some(y)) => Some(x.min(y).clone()),
+    };
+    match (&start, &end) {
+        (Some(s), Some(e)) if s >= e => None,
+        _ => Some((start, end)),
+    }
+}
+
+fn naive_span(span: &Span) -> NaiveSpan {
+    let bound = |k: &EncodedKey| (!k.is_empty()).then(|| k.as_bytes().to_vec());
+    (bound(span.start()), bound(span.end()))
+}
+
+fn intersect(c: &mut Criterion) {
+    let table = table::table_span(8616);
+    let cases = [
+        ("overlapping", table.clone(), Span::new(row_key(10), EncodedKey::default()).unwrap()),
+        ("nested", table.clone(), table::table_span(8616)),
+        ("disjoint", table, table::table_span(8617)),
+    ];
+    let mut group = c.benchmark_group("span/intersect");
+    for (name, a, b) in &cases {
+        let (na, nb) = (naive_span(a), naive_span(b));
+        assert_eq!(a.intersect(b).ok().map(|s| naive_span(&s)), naive_intersect(&na, &nb));
+        group.bench_function(BenchmarkId::new("kvfeed_intersect", name), |bench| {
+            bench.iter(|| black_box(a).intersect(black_box(b)));
+        });
+        group.bench_function(BenchmarkId::new("baseline_naive_intersect", name), |bench| {
+            bench.iter(|| naive_intersect(black_box(&na), black_box(&nb)));
+        });
+    }
+    group.finish();
+}
+
+/// Piece `i` of `n` starts at `row_key(2 * i)` (the first at minus infinity); odd rows fall
+/// inside pieces, so splitting there makes a new piece.
+fn piece_start(i: u64) -> EncodedKey {
+    if i == 0 { EncodedKey::default() } else { row_key(2 * i) }
+}
+
+fn partition(n: u64) -> Partition<u64> {
+    let mut p = Partition::new(Span::full(), 0);
+    for i in 1..n {
+        p.split_at(piece_start(i).as_bytes(), |_| i).expect("inside the full span");
+    }
+    assert_eq!(p.piece_count() as u64, n);
+    p
+}
+
+/// The sorted-vector baseline: piece starts and values.
+fn sorted_vec(n: u64) -> Vec<(EncodedKey, u64)> {
+    (0..n).map(|i| (piece_start(i), i)).collect()
+}
+
+/// The value of the piece holding `key` in the sorted vector.
+fn vec_lookup<'a>(v: &'a [(EncodedKey, u64)], key: &[u8]) -> &'a (EncodedKey, u64) {
+    let at = v.partition_point(|(start, _)| start.as_bytes() <= key);
+    &v[at - 1]
+}
+
+/// A map over the full span with `n` set pieces: piece `i` is `[piece_start(i), piece_start(i + 1))`.
+fn ts_map(n: u64) -> RangeTsMap {
+    let mut map = RangeTsMap::new(Span::full(), 1);
+    for i in 1..n {
+        let range = Span::new(piece_start(i), EncodedKey::default()).unwrap();
+        map.unset(&range).unwrap();
+        map.set(&range, 100 + i).unwrap();
+    }
+    assert_eq!(map.partition().piece_count() as u64, n);
+    map
+}
+
+fn piece_range(i: u64, n: u64) -> Span {
+    let end = if i + 1 == n { EncodedKey::default() } else { piece_start(i + 1) };
+    Span::new(piece_start(i), end).unwrap()
+}
+
+fn pieces(c: &mut Criterion) {
+    for n in SIZES {
+        let p = partition(n);
+        let v = sorted_vec(n);
+        // Keys inside pieces (odd rows), scattered over the whole span.
+        let probes: Vec<EncodedKey> =
+            (0..PROBES as u64).map(|i| row_key(2 * scatter(i, n) + 1)).collect();
+
+        let mut group = c.benchmark_group("span/piece_at");
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("kvfeed_partition", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                *p.piece_at(black_box(probes[i].as_bytes())).expect("inside").value
+            });
+        });
+        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                vec_lookup(&v, black_box(probes[i].as_bytes())).1
+            });
+        });
+        group.finish();
+
+        // Split a piece at an odd row, then merge it back: the state is restored every iteration.
+        let mut group = c.benchmark_group("span/split_merge");
+        group.throughput(Throughput::Elements(1));
+        let mut p = p;
+        group.bench_function(BenchmarkId::new("kvfeed_partition", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                let key = probes[i].as_bytes();
+                assert!(p.split_at(black_box(key), |v| *v).expect("inside"));
+                p.merge_into_previous(key, |_, _| true).expect("just split")
+            });
+        });
+        let mut v = v;
+        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                let key = &probes[i];
+                let at = v.partition_point(|(start, _)| start <= key);
+                let value = v[at - 1].1;
+                v.insert(at, (key.clone(), value));
+                v.remove(black_box(at)).1
+            });
+        });
+        group.finish();
+        drop((p, v));
+
+        // Unset a whole piece (a region locks it), then set it again (the region unlocks).
+        let mut map = ts_map(n);
+        let ranges: Vec<Span> =
+            (0..PROBES as u64).map(|i| piece_range(1 + scatter(i, n - 1), n)).collect();
+        let mut v: Vec<(EncodedKey, Option<u64>)> =
+            (0..n).map(|i| (piece_start(i), Some(100 + i))).collect();
+        let mut group = c.benchmark_group("span/ts_map_unset_set");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("kvfeed_range_ts_map", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                let range = &ranges[i];
+                map.unset(black_box(range)).expect("set");
+                map.set(range, 7).expect("unset");
+            });
+        });
+        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % PROBES;
+                let range = &ranges[i];
+                // The piece is exactly the range: a lookup, a check and a write, twice.
+                let at = v.partition_point(|(start, _)| start <= range.start()) - 1;
+                assert!(v[at].1.is_some(), "set");
+                v[at].1 = None;
+                let at = v.partition_point(|(start, _)| start <= black_box(range).start()) - 1;
+                assert!(v[at].1.is_none(), "unset");
+                v[at].1 = Some(7);
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = codec, cmp_raw, intersect, pieces
+}
+criterion_main!(benches);

@@ -1,0 +1,224 @@
+//! Property tests.
+//!
+//! Every run is deterministic: the RNG seed is fixed (`RngSeed::Fixed`, so the `PROPTEST_RNG_SEED`
+//! variable cannot change it either), failures are not persisted to files, and shrinking is
+//! bounded. A failure prints the minimal input; rerunning reproduces it exactly. Case counts are
+//! set per property below and keep the whole suite to a few seconds in debug builds.
+
+use alloc::vec::Vec;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed};
+
+use crate::fuzzing::{self, KEYS, TsMapOp};
+use crate::key::{cmp_raw_with_encoded, decode, encode};
+use crate::{Span, cut_regions_left_cover};
+
+/// The seed of every property below (any fixed value would do).
+const SEED: u64 = 0x6b76_6665_6564;
+
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(SEED),
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    }
+}
+
+/// Short keys over a few byte values, so that spans collide, touch and nest.
+fn small_key() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(&[0x00u8, 0x01, 0x61, 0x62, 0xFE, 0xFF][..]), 0..4)
+}
+
+/// Any byte string, with lengths around the 8-byte group boundaries.
+fn raw_key() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..20),
+        prop::collection::vec(prop::sample::select(&[0x00u8, 0x01, 0xFE, 0xFF][..]), 0..20),
+    ]
+}
+
+/// A span over small keys (either bound may be unbounded).
+fn small_span() -> impl Strategy<Value = Span> {
+    (small_key(), small_key()).prop_filter_map("empty span", |(a, b)| Span::from_bytes(&a, &b).ok())
+}
+
+/// A `RangeTsMap` operation with bound indices a little past the alphabet, so the modulo mapping
+/// of `TsMapOp` is exercised too; ts values are few, so minimums tie.
+fn ts_map_op() -> impl Strategy<Value = TsMapOp> {
+    let bound = 0..(KEYS.len() as u8 + 4);
+    let ts = prop_oneof![0..4u64, Just(u64::MAX), any::<u64>()];
+    prop_oneof![
+        3 => (bound.clone(), bound.clone(), ts).prop_map(|(start, end, ts)| TsMapOp::Set { start, end, ts }),
+        3 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Unset { start, end }),
+        2 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::MinIn { start, end }),
+        1 => Just(TsMapOp::Min),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::UnsetRuns { start, end }),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Overlapping { start, end }),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::OverlappingRev { start, end }),
+        1 => (bound, prop::option::of(prop::sample::select(&[0x00u8, 0x01, 0xFF][..])))
+            .prop_map(|(key, suffix)| TsMapOp::PieceAt { key, suffix }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn intersection_commutes_and_holds_exactly_the_common_keys(
+        a in small_span(),
+        b in small_span(),
+        samples in prop::collection::vec(small_key(), 0..8),
+    ) {
+        let ab = a.intersect(&b);
+        prop_assert_eq!(&ab, &b.intersect(&a));
+        prop_assert_eq!(ab.is_ok(), a.overlaps(&b));
+        // The bounds themselves and their neighbours are the interesting keys.
+        let mut keys = samples;
+        for bound in [a.start(), a.end(), b.start(), b.end()] {
+            keys.push(bound.as_bytes().to_vec());
+            keys.push([bound.as_bytes(), &[0]].concat());
+        }
+        for key in &keys {
+            let in_both = a.contains_key(key) && b.contains_key(key);
+            match &ab {
+                Ok(both) => prop_assert_eq!(both.contains_key(key), in_both, "key {:02X?}", key),
+                Err(_) => prop_assert!(!in_both, "disjoint spans share {:02X?}", key),
+            }
+        }
+        if let Ok(both) = &ab {
+            prop_assert!(both.is_sub_span(&a) && both.is_sub_span(&b));
+        }
+    }
+
+    #[test]
+    fn sub_span_and_order_agree_with_bounds(a in small_span(), b in small_span()) {
+        let inside = a.is_sub_span(&b);
+        prop_assert_eq!(inside, a.intersect(&b).as_ref() == Ok(&a));
+        prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+        prop_assert_eq!(a.cmp(&b).is_eq(), a == b);
+    }
+
+    #[test]
+    fn encoding_preserves_order_and_round_trips(a in raw_key(), b in raw_key()) {
+        let (ea, eb) = (encode(&a), encode(&b));
+        prop_assert_eq!(ea.cmp(&eb), a.cmp(&b));
+        prop_assert_eq!(decode(&ea), Ok(a.clone()));
+        prop_assert_eq!(cmp_raw_with_encoded(&a, &eb), a.cmp(&b));
+        prop_assert_eq!(cmp_raw_with_encoded(&b, &ea), b.cmp(&a));
+    }
+
+    #[test]
+    fn cmp_raw_with_arbitrary_encoded_bytes(a in raw_key(), b in raw_key()) {
+        prop_assert_eq!(cmp_raw_with_encoded(&a, &b), encode(&a).as_slice().cmp(&b[..]));
+    }
+
+    #[test]
+    fn contains_raw_key_agrees_with_the_encoding(
+        start in raw_key(),
+        end in raw_key(),
+        raw in raw_key(),
+        unbounded in 0..4u8,
+    ) {
+        let start = if unbounded & 1 == 0 { encode(&start) } else { Vec::new() };
+        let end = if unbounded & 2 == 0 { encode(&end) } else { Vec::new() };
+        if let Ok(span) = Span::from_bytes(&start, &end) {
+            prop_assert_eq!(span.contains_raw_key(&raw), span.contains_key(&encode(&raw)));
+        }
+    }
+
+    #[test]
+    fn decode_of_any_bytes_is_ok_or_err(data in prop::collection::vec(any::<u8>(), 0..40)) {
+        // Ok round-trips, Err points at the right byte, and the rest of the fuzz target's checks.
+        fuzzing::span_codec(&data);
+    }
+
+    #[test]
+    fn decode_of_near_valid_bytes(raw in raw_key(), at in any::<usize>(), byte in any::<u8>(), cut in 0..3usize) {
+        // Mostly well-formed input with one byte changed, or cut short, or extended.
+        let mut data = encode(&raw);
+        let at = at % data.len();
+        match cut {
+            0 => data[at] = byte,
+            1 => data.truncate(at),
+            _ => data.push(byte),
+        }
+        fuzzing::span_codec(&data);
+    }
+
+    #[test]
+    fn left_cover_is_contiguous_from_the_start(
+        regions in prop::collection::vec(small_span(), 0..6),
+        span in small_span(),
+    ) {
+        let before = regions.clone();
+        let cover = cut_regions_left_cover(&regions, &span);
+        prop_assert_eq!(&regions, &before);
+        if let Some(first) = cover.regions.first() {
+            prop_assert!(first.contains_key(span.start().as_bytes()));
+        }
+        for pair in cover.regions.windows(2) {
+            prop_assert!(!pair[0].is_end_unbounded());
+            prop_assert_eq!(pair[0].end(), pair[1].start());
+        }
+        // Covered to the end iff the run's union holds the span.
+        let covers = cover.regions.last().is_some_and(|last| {
+            crate::cmp_end(last.end().as_bytes(), span.end().as_bytes()).is_ge()
+        });
+        prop_assert_eq!(cover.covers_end, covers);
+    }
+
+    #[test]
+    fn left_cover_of_disjoint_regions_matches_a_walk(
+        cuts in prop::collection::btree_set(small_key().prop_filter("not a bound", |k| !k.is_empty()), 0..6),
+        keep in prop::collection::vec(any::<bool>(), 7),
+        shuffle in any::<prop::sample::Index>(),
+        span in small_span(),
+    ) {
+        // PD's regions are disjoint: cut the key space at `cuts` and keep some of the pieces.
+        let bounds: Vec<&[u8]> = core::iter::once(&[][..]).chain(cuts.iter().map(Vec::as_slice)).chain([&[][..]]).collect();
+        let all: Vec<Span> = bounds.windows(2).map(|w| Span::from_bytes(w[0], w[1]).unwrap()).collect();
+        let kept: Vec<(usize, Span)> = all.iter().cloned().enumerate().filter(|(i, _)| keep[*i]).collect();
+        // The naive walk: the kept piece holding the span start, then the following pieces while
+        // they are kept, until one reaches the span end.
+        let mut expected = Vec::new();
+        let mut covers_end = false;
+        if let Some(first) = all.iter().position(|r| r.contains_key(span.start().as_bytes())) {
+            for (i, region) in all.iter().enumerate().skip(first) {
+                if !keep[i] {
+                    break;
+                }
+                expected.push(region.clone());
+                if crate::cmp_end(region.end().as_bytes(), span.end().as_bytes()).is_ge() {
+                    covers_end = true;
+                    break;
+                }
+            }
+        }
+        // The input order does not matter.
+        let mut input: Vec<Span> = kept.into_iter().map(|(_, r)| r).collect();
+        if !input.is_empty() {
+            let at = shuffle.index(input.len());
+            input.rotate_left(at);
+        }
+        let cover = cut_regions_left_cover(&input, &span);
+        let got: Vec<Span> = cover.regions.iter().map(|r| (*r).clone()).collect();
+        prop_assert_eq!((got, cover.covers_end), (expected, covers_end));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn ts_map_agrees_with_the_model(
+        start in 0..10u8,
+        end in 0..10u8,
+        initial_ts in prop_oneof![0..4u64, Just(u64::MAX)],
+        ops in prop::collection::vec(ts_map_op(), 0..64),
+    ) {
+        fuzzing::check_ts_map(start, end, initial_ts, &ops);
+    }
+}
