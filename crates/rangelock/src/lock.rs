@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::hash::BuildHasher as _;
 
 use hashbrown::HashMap;
 use kvfeed_span::{EncodedKey, Partition, Span, below_end};
@@ -190,7 +191,10 @@ enum SlotKind {
 struct Slot {
     kind: SlotKind,
     /// Bumped each time the slot is locked, so a [`RegionHandle`] of an earlier lock is refused.
-    generation: u32,
+    generation: u16,
+    /// A hash of a locked range's bounds: unlock checks its arguments against it without a
+    /// search of the pieces.
+    fingerprint: u32,
     region_id: u64,
     version: u64,
 }
@@ -202,7 +206,7 @@ struct Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegionHandle {
     slot: u32,
-    generation: u32,
+    generation: u16,
 }
 
 /// The range lock of one subscription. See the crate docs for the model and how to share it.
@@ -242,7 +246,13 @@ impl RangeLock {
         let mut ts = MinTree::with_capacity(regions + 1);
         ts.set(0, start_ts);
         let mut slots = Vec::with_capacity(regions + 1);
-        slots.push(Slot { kind: SlotKind::Unlocked, generation: 0, region_id: 0, version: 0 });
+        slots.push(Slot {
+            kind: SlotKind::Unlocked,
+            generation: 0,
+            fingerprint: 0,
+            region_id: 0,
+            version: 0,
+        });
         Self {
             pieces: Partition::new(span, 0),
             slots,
@@ -367,8 +377,9 @@ impl RangeLock {
             });
         }
         let generation = self.slots[slot as usize].generation.wrapping_add(1);
-        self.slots[slot as usize] =
-            Slot { kind: SlotKind::Locked { initialized: false }, region_id, version, generation };
+        let fingerprint = self.fingerprint(range);
+        let kind = SlotKind::Locked { initialized: false };
+        self.slots[slot as usize] = Slot { kind, generation, fingerprint, region_id, version };
         self.ts.set(slot, checkpoint);
         let previous = self.regions.insert(region_id, slot);
         debug_assert!(previous.is_none(), "a region locks one range at a time");
@@ -378,7 +389,13 @@ impl RangeLock {
     /// A new slot for an unlocked piece holding `ts`.
     fn alloc_unlocked(&mut self, ts: u64) -> u32 {
         let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot { kind: SlotKind::Free, region_id: 0, version: 0, generation: 0 });
+            self.slots.push(Slot {
+                kind: SlotKind::Free,
+                generation: 0,
+                fingerprint: 0,
+                region_id: 0,
+                version: 0,
+            });
             u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pieces")
         });
         let entry = &mut self.slots[slot as usize];
@@ -429,23 +446,18 @@ impl RangeLock {
         version: u64,
         resolved_ts: Option<u64>,
     ) -> Result<Unlocked, UnlockError> {
-        let Some(piece) = self.pieces.piece_starting_at(range.start().as_bytes()) else {
-            return Err(UnlockError::NotLocked);
+        // The region index finds the slot; the version and the bounds' fingerprint check the
+        // arguments. Only a mismatch searches the pieces, to say exactly what is wrong.
+        let fingerprint = self.fingerprint(range);
+        let slot = match self.regions.get(&region_id) {
+            Some(&slot)
+                if self.slots[slot as usize].version == version
+                    && self.slots[slot as usize].fingerprint == fingerprint =>
+            {
+                slot
+            }
+            _ => self.unlock_mismatch(range, region_id, version)?,
         };
-        let slot = *piece.value;
-        let entry = self.slots[slot as usize];
-        if !matches!(entry.kind, SlotKind::Locked { .. }) {
-            return Err(UnlockError::NotLocked);
-        }
-        if entry.region_id != region_id {
-            return Err(UnlockError::WrongRegion { holder: entry.region_id });
-        }
-        if entry.version != version {
-            return Err(UnlockError::WrongVersion { locked: entry.version });
-        }
-        if piece.end != range.end() {
-            return Err(UnlockError::WrongEnd { locked: piece.end.clone() });
-        }
         let resolved_ts = resolved_ts.unwrap_or_else(|| self.ts.get(slot));
         let entry = &mut self.slots[slot as usize];
         (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
@@ -463,6 +475,41 @@ impl RangeLock {
             }
         }
         Ok(Unlocked { resolved_ts, woken, drained: self.report_drained() })
+    }
+
+    /// Finds what is wrong with unlock arguments that do not match the region's locked range.
+    /// Returns the slot if, against the odds, everything matches after all.
+    fn unlock_mismatch(
+        &self,
+        range: &Span,
+        region_id: u64,
+        version: u64,
+    ) -> Result<u32, UnlockError> {
+        let piece = self
+            .pieces
+            .piece_starting_at(range.start().as_bytes())
+            .ok_or(UnlockError::NotLocked)?;
+        let slot = *piece.value;
+        let entry = self.slots[slot as usize];
+        if !matches!(entry.kind, SlotKind::Locked { .. }) {
+            return Err(UnlockError::NotLocked);
+        }
+        if entry.region_id != region_id {
+            return Err(UnlockError::WrongRegion { holder: entry.region_id });
+        }
+        if entry.version != version {
+            return Err(UnlockError::WrongVersion { locked: entry.version });
+        }
+        if piece.end != range.end() {
+            return Err(UnlockError::WrongEnd { locked: piece.end.clone() });
+        }
+        Ok(slot)
+    }
+
+    /// A 32-bit hash of a range's bounds.
+    fn fingerprint(&self, range: &Span) -> u32 {
+        let hash = self.regions.hasher().hash_one((range.start(), range.end()));
+        (hash ^ (hash >> 32)) as u32
     }
 
     /// Stops the lock: later locks are cancelled and every waiting request is woken (to be

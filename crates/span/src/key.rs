@@ -69,8 +69,28 @@ impl PartialOrd for EncodedKey {
 
 impl Ord for EncodedKey {
     fn cmp(&self, other: &Self) -> Ordering {
+        // Inline buffers are zero-padded, and zero-padded strings compare like the strings
+        // themselves except when one is the other plus zero bytes, which the length settles.
+        // Two 16-byte integer comparisons replace a byte-wise `memcmp` call on the hot path of
+        // ordered maps of keys.
+        if let (Repr::Inline { len: a_len, buf: a }, Repr::Inline { len: b_len, buf: b }) =
+            (&self.0, &other.0)
+        {
+            let (a_hi, a_lo) = halves(a);
+            let (b_hi, b_lo) = halves(b);
+            return a_hi.cmp(&b_hi).then(a_lo.cmp(&b_lo)).then(a_len.cmp(b_len));
+        }
         self.as_bytes().cmp(other.as_bytes())
     }
+}
+
+/// An inline buffer as two overlapping big-endian integers: bytes 0..16 and 14..30.
+fn halves(buf: &[u8; EncodedKey::INLINE]) -> (u128, u128) {
+    let mut hi = [0; 16];
+    let mut lo = [0; 16];
+    hi.copy_from_slice(&buf[..16]);
+    lo.copy_from_slice(&buf[EncodedKey::INLINE - 16..]);
+    (u128::from_be_bytes(hi), u128::from_be_bytes(lo))
 }
 
 impl core::hash::Hash for EncodedKey {

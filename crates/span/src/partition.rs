@@ -141,21 +141,22 @@ impl<V> Partition<V> {
         &'a self,
         range: &'a Span,
     ) -> (bool, impl Iterator<Item = (&'a EncodedKey, &'a V)> + 'a) {
-        let end = range.end().as_bytes();
+        let end = range.end();
         let upper = if range.is_end_unbounded() { Bound::Unbounded } else { Bound::Included(end) };
-        let mut iter = self.pieces.range::<[u8], _>((Bound::Unbounded, upper)).rev().peekable();
-        let mut end_is_boundary = range.is_end_unbounded() || range.end() == self.span.end();
-        if !range.is_end_unbounded() && iter.next_if(|(k, _)| k.as_bytes() == end).is_some() {
+        let mut iter =
+            self.pieces.range::<EncodedKey, _>((Bound::Unbounded, upper)).rev().peekable();
+        let mut end_is_boundary = range.is_end_unbounded() || end == self.span.end();
+        if !range.is_end_unbounded() && iter.next_if(|(k, _)| *k == end).is_some() {
             end_is_boundary = true;
         }
-        let start = range.start().as_bytes();
+        let start = range.start();
         // A range that misses the span overlaps no piece.
         let mut done = !range.overlaps(&self.span);
         let pieces = iter.map_while(move |(k, v)| {
             if done {
                 return None;
             }
-            done = k.as_bytes() <= start;
+            done = k <= start;
             Some((k, v))
         });
         (end_is_boundary, pieces)

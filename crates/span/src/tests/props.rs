@@ -222,3 +222,25 @@ proptest! {
         fuzzing::check_ts_map(start, end, initial_ts, &ops);
     }
 }
+
+/// Byte strings around the inline limit of `EncodedKey` (30 bytes), rich in zero bytes, so that
+/// the padded integer comparison of inline keys meets its corner cases.
+fn key_near_inline_limit() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(&[0x00u8, 0x01, 0x7F, 0x80, 0xFF][..]), 0..34)
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// `EncodedKey` orders exactly like its bytes, inline or boxed, and equality agrees.
+    #[test]
+    fn encoded_key_order_is_byte_order(a in key_near_inline_limit(), b in key_near_inline_limit()) {
+        let (ka, kb) = (crate::EncodedKey::from_encoded(&a), crate::EncodedKey::from_encoded(&b));
+        prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        prop_assert_eq!(ka == kb, a == b);
+        // A key and the same bytes with zeros appended differ, and the shorter sorts first.
+        let mut longer = a.clone();
+        longer.push(0);
+        prop_assert!(ka < crate::EncodedKey::from_encoded(&longer));
+    }
+}
