@@ -1,0 +1,79 @@
+//! A PD client and a region/store cache for TiKV change-data clients.
+//!
+//! The crate has two layers:
+//!
+//! - a sans-I/O core, [`RegionCache`]: regions by start key and by id (with epoch, peers and
+//!   leader) and stores by id, with the rule that no two cached regions overlap (a newer epoch
+//!   evicts the older overlapping entries; an older one is refused). It decides where a region's
+//!   next request goes and how `NotLeader`, failed sends and `EpochNotMatch` change that. It
+//!   never performs I/O, reads a clock or waits.
+//! - the I/O layer over tonic: [`PdClient`] (leader discovery through `GetMembers`, retries with
+//!   jittered backoff, per-call timeouts, the cluster-id check on every response, a batching TSO
+//!   stream, region and store look-ups, optional TLS) and [`PdRegionSource`], which fills a
+//!   [`RegionCache`] from PD and de-duplicates identical loads in flight.
+//!
+//! The feed depends on the [`RegionSource`] and [`TimestampOracle`] traits, so it can run against
+//! [`PdRegionSource`] or a test double. Protobuf types stay inside: the API speaks [`Region`],
+//! [`Peer`], [`Store`] and [`kvfeed_span::Span`] (region boundaries are memcomparable-encoded
+//! keys; an empty start is minus infinity and an empty end plus infinity).
+//!
+//! ```
+//! use kvfeed_regioncache::{Insert, Peer, Region, RegionCache, RegionEpoch};
+//! use kvfeed_span::Span;
+//!
+//! let region = |id, start: &[u8], end: &[u8], version| {
+//!     let span = Span::from_bytes(start, end).unwrap();
+//!     let peers = vec![Peer::voter(id * 10 + 1, 1), Peer::voter(id * 10 + 2, 2)];
+//!     Region::new(id, span, RegionEpoch::new(version, 1), peers, None).unwrap()
+//! };
+//! let mut cache = RegionCache::new();
+//! cache.insert(region(1, b"", b"", 1));
+//! // Region 1 split at "m": the newer halves evict it.
+//! assert_eq!(cache.insert(region(2, b"m", b"", 2)), Insert::Inserted { evicted: 1 });
+//! assert_eq!(cache.region_at(b"x").map(|r| r.id()), Some(2));
+//! assert_eq!(cache.region_at(b"a"), None); // a hole until PD reports the left half
+//! // A late report of the old region is refused.
+//! assert_eq!(cache.insert(region(1, b"", b"", 1)), Insert::Stale);
+//! cache.check_invariants().unwrap();
+//! ```
+//!
+//! # Features
+//!
+//! - `tls` (default): TLS to PD ([`TlsConfig`]), through rustls with the ring provider.
+//! - `testing`: the `testing` module, a small in-process PD (`FakePd`) for tests and benchmarks.
+
+#![forbid(unsafe_code)]
+
+mod cache;
+pub mod convert;
+mod error;
+mod meta;
+mod pd;
+mod retry;
+mod source;
+mod tso;
+
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
+#[cfg(feature = "testing")]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+/// Compiles the README's example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+pub use cache::{Insert, InvariantViolation, LeaderUpdate, RegionCache, SendFail};
+pub use error::{Error, PdErrorKind, RegionListError};
+pub use meta::{
+    InvalidRegion, Peer, PeerId, PeerRole, Region, RegionEpoch, RegionId, RegionVerId, Store,
+    StoreId, StoreState,
+};
+pub use pd::{PdClient, PdConfig, TlsConfig};
+pub use retry::Backoff;
+pub use source::{
+    DEFAULT_SCAN_LIMIT, PdRegionSource, RegionBatch, RegionSource, RpcContext, TimestampOracle,
+};
+pub use tso::LOGICAL_BITS;

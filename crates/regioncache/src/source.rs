@@ -1,0 +1,353 @@
+//! The seam between the feed and PD: the [`RegionSource`] and [`TimestampOracle`] traits, and
+//! [`PdRegionSource`], their implementation over [`PdClient`] and a [`RegionCache`].
+//!
+//! The feed asks a region source three things: which regions cover a range
+//! ([`RegionSource::load_regions`], always from PD, in batches, with the holes reported), where to
+//! send a request for one region version ([`RegionSource::rpc_context`], from the cache, loading
+//! stores from PD as needed), and it reports what TiKV answered (`NotLeader`, a failed send,
+//! `EpochNotMatch`/`RegionNotFound`) so the next answer differs. A test double implements the same
+//! traits without any network.
+//!
+//! [`PdRegionSource`] de-duplicates identical loads in flight: concurrent callers loading the same
+//! range (or the same region id, or the same store) share one PD call and its result.
+
+use core::future::Future;
+use core::hash::Hash;
+use std::sync::{Arc, Mutex, RwLock};
+
+use hashbrown::HashMap;
+use kvfeed_span::{EncodedKey, Span, cmp_end};
+use tokio::sync::OnceCell;
+
+use crate::cache::{RegionCache, SendFail};
+use crate::error::Error;
+use crate::meta::{Peer, Region, RegionId, RegionVerId, Store, StoreId};
+use crate::pd::{PdClient, lock, read, write};
+
+/// The number of regions [`RegionSource::load_regions`] asks PD for per call when given 0.
+pub const DEFAULT_SCAN_LIMIT: usize = 1024;
+
+/// The answer to [`RegionSource::load_regions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionBatch {
+    /// The regions overlapping the span, in key order, unclipped (a region may extend past the
+    /// span on either side).
+    pub regions: Vec<Region>,
+    /// The parts of the scanned part of the span that no region covers: PD knows no region
+    /// there yet (a split being reported). Load them again later.
+    pub holes: Vec<Span>,
+    /// Where the next call should start: the limit cut the scan short before the span's end.
+    /// `None` when the whole span was scanned.
+    pub resume: Option<EncodedKey>,
+}
+
+/// Where to send a request for one region version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcContext {
+    /// The region version the request names.
+    pub region: RegionVerId,
+    /// The peer to send to: the leader if known, else the next peer that can lead.
+    pub peer: Peer,
+    /// The gRPC address of the peer's store, `host:port`.
+    pub address: Arc<str>,
+    /// The TiKV version of the store.
+    pub store_version: Arc<str>,
+}
+
+/// Where regions are and where their requests go: the feed's view of PD and the region cache.
+pub trait RegionSource: Send + Sync {
+    /// The regions overlapping `span`, loaded from PD (at most `limit` of them; 0 means
+    /// [`DEFAULT_SCAN_LIMIT`]), with the holes in the scanned part and where to resume.
+    fn load_regions(
+        &self,
+        span: &Span,
+        limit: usize,
+    ) -> impl Future<Output = Result<RegionBatch, Error>> + Send;
+
+    /// Where to send a request for this region version, or `None` when that version is no
+    /// longer cached (it was invalidated, or replaced by a newer one) or has no usable peer: the
+    /// caller should re-divide its range with [`RegionSource::load_regions`].
+    fn rpc_context(
+        &self,
+        region: RegionVerId,
+    ) -> impl Future<Output = Result<Option<RpcContext>, Error>> + Send;
+
+    /// TiKV answered `NotLeader` for this region version, naming `leader` if it knows it.
+    fn on_not_leader(&self, region: RegionVerId, leader: Option<Peer>);
+
+    /// Sending to `ctx` failed (the store is unreachable or the stream broke).
+    fn on_send_fail(&self, ctx: &RpcContext);
+
+    /// TiKV answered `EpochNotMatch` or `RegionNotFound` for this region version.
+    fn invalidate(&self, region: RegionVerId);
+}
+
+/// A source of timestamps from PD's TSO.
+pub trait TimestampOracle: Send + Sync {
+    /// A fresh timestamp; successive calls on one oracle return increasing values.
+    fn get_ts(&self) -> impl Future<Output = Result<u64, Error>> + Send;
+}
+
+impl TimestampOracle for PdClient {
+    async fn get_ts(&self) -> Result<u64, Error> {
+        PdClient::get_ts(self).await
+    }
+}
+
+impl TimestampOracle for PdRegionSource {
+    async fn get_ts(&self) -> Result<u64, Error> {
+        self.pd.get_ts().await
+    }
+}
+
+/// The [`RegionSource`] over PD: a [`PdClient`] and a [`RegionCache`] it fills.
+pub struct PdRegionSource {
+    pd: PdClient,
+    cache: RwLock<RegionCache>,
+    scans: Inflight<(EncodedKey, EncodedKey, usize), Result<RegionBatch, Error>>,
+    regions: Inflight<RegionId, Result<Option<Region>, Error>>,
+    stores: Inflight<StoreId, Result<Store, Error>>,
+}
+
+impl core::fmt::Debug for PdRegionSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let cache = read(&self.cache);
+        f.debug_struct("PdRegionSource")
+            .field("pd", &self.pd)
+            .field("regions", &cache.len())
+            .field("stores", &cache.store_count())
+            .finish()
+    }
+}
+
+impl PdRegionSource {
+    /// A source with an empty cache.
+    pub fn new(pd: PdClient) -> Self {
+        Self {
+            pd,
+            cache: RwLock::new(RegionCache::new()),
+            scans: Inflight::default(),
+            regions: Inflight::default(),
+            stores: Inflight::default(),
+        }
+    }
+
+    /// The PD client.
+    pub fn pd(&self) -> &PdClient {
+        &self.pd
+    }
+
+    /// Runs `f` on the cache (for inspection: metrics, tests). Do not block in `f`.
+    pub fn with_cache<R>(&self, f: impl FnOnce(&RegionCache) -> R) -> R {
+        f(&read(&self.cache))
+    }
+
+    /// The region with this id: from the cache, or else from PD (and then cached).
+    pub async fn region_by_id(&self, id: RegionId) -> Result<Option<Region>, Error> {
+        if let Some(region) = read(&self.cache).get(id) {
+            return Ok(Some(region.clone()));
+        }
+        self.regions
+            .run(id, || async {
+                let region = self.pd.get_region_by_id(id).await?;
+                if let Some(region) = &region {
+                    write(&self.cache).insert(region.clone());
+                }
+                Ok(region)
+            })
+            .await
+    }
+
+    /// The region containing the encoded `key`: from the cache, or else from PD (and then
+    /// cached).
+    pub async fn region_at(&self, key: &[u8]) -> Result<Option<Region>, Error> {
+        if let Some(region) = read(&self.cache).region_at(key) {
+            return Ok(Some(region.clone()));
+        }
+        let region = self.pd.get_region(key).await?;
+        if let Some(region) = &region {
+            write(&self.cache).insert(region.clone());
+        }
+        Ok(region)
+    }
+
+    /// The store with this id: from the cache unless stale, or else from PD (and then cached).
+    /// A tombstone or unknown store is removed from the cache and reported as an error.
+    pub async fn store(&self, id: StoreId) -> Result<Store, Error> {
+        if let Some(store) = read(&self.cache).store(id) {
+            return Ok(store.clone());
+        }
+        self.stores
+            .run(id, || async {
+                match self.pd.get_store(id).await {
+                    Ok(store) => {
+                        let displaced = write(&self.cache).insert_store(store.clone());
+                        if !displaced.is_empty() {
+                            tracing::info!(
+                                store = id,
+                                address = %store.address,
+                                ?displaced,
+                                "store address now belongs to another store id"
+                            );
+                        }
+                        Ok(store)
+                    }
+                    Err(error) => {
+                        if matches!(
+                            error,
+                            Error::StoreNotFound { .. } | Error::StoreTombstone { .. }
+                        ) {
+                            write(&self.cache).remove_store(id);
+                        }
+                        Err(error)
+                    }
+                }
+            })
+            .await
+    }
+}
+
+impl RegionSource for PdRegionSource {
+    async fn load_regions(&self, span: &Span, limit: usize) -> Result<RegionBatch, Error> {
+        let limit = if limit == 0 { DEFAULT_SCAN_LIMIT } else { limit }.min(i32::MAX as usize);
+        let key = (span.start().clone(), span.end().clone(), limit);
+        self.scans
+            .run(key, || async {
+                let regions = self.pd.scan_regions(span, limit).await?;
+                {
+                    let mut cache = write(&self.cache);
+                    for region in &regions {
+                        cache.insert(region.clone());
+                    }
+                }
+                Ok(batch(span, regions, limit))
+            })
+            .await
+    }
+
+    async fn rpc_context(&self, region: RegionVerId) -> Result<Option<RpcContext>, Error> {
+        // Each round either answers or skips a peer, and skipping every peer removes the region,
+        // so this ends within (peers + 1) rounds; the bound is a backstop.
+        for _ in 0..64 {
+            let Some(peer) = read(&self.cache).target(region) else { return Ok(None) };
+            let store = match self.store(peer.store_id).await {
+                Ok(store) if store.is_usable() => Some(store),
+                Ok(_)
+                | Err(
+                    Error::StoreNotFound { .. }
+                    | Error::StoreTombstone { .. }
+                    | Error::InvalidStore { .. },
+                ) => None,
+                Err(error) => return Err(error),
+            };
+            match store {
+                Some(store) => {
+                    return Ok(Some(RpcContext {
+                        region,
+                        peer,
+                        address: store.address,
+                        store_version: store.version,
+                    }));
+                }
+                None => {
+                    let skipped = write(&self.cache).skip_peer(region, peer.id);
+                    tracing::debug!(?region, peer = peer.id, ?skipped, "store unusable");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_not_leader(&self, region: RegionVerId, leader: Option<Peer>) {
+        let outcome = write(&self.cache).update_leader(region, leader);
+        tracing::debug!(?region, ?leader, ?outcome, "not leader");
+    }
+
+    fn on_send_fail(&self, ctx: &RpcContext) {
+        let outcome: SendFail = write(&self.cache).on_send_fail(ctx.region, ctx.peer.id);
+        tracing::debug!(region = ?ctx.region, peer = ctx.peer.id, ?outcome, "send failed");
+    }
+
+    fn invalidate(&self, region: RegionVerId) {
+        write(&self.cache).invalidate(region);
+    }
+}
+
+/// The batch answering a scan of `span` that returned `regions` (checked: sorted, disjoint, each
+/// overlapping `span`) for a limit of `limit`.
+pub(crate) fn batch(span: &Span, regions: Vec<Region>, limit: usize) -> RegionBatch {
+    let mut holes = Vec::new();
+    // The first key not covered yet; `None` once plus infinity is reached.
+    let mut next: Option<EncodedKey> = Some(span.start().clone());
+    for region in &regions {
+        let Some(want) = &next else { break };
+        if region.start() > want {
+            // A region overlapping the span starts below its end, so the hole is non-empty and
+            // inside the span.
+            holes.extend(Span::new(want.clone(), region.start().clone()).ok());
+        }
+        next = if region.end().is_empty() {
+            None
+        } else if region.end() > want {
+            Some(region.end().clone())
+        } else {
+            next
+        };
+    }
+    let resume = match next {
+        Some(next) if cmp_end(next.as_bytes(), span.end().as_bytes()).is_lt() => {
+            if regions.len() >= limit {
+                Some(next)
+            } else {
+                holes.extend(Span::new(next, span.end().clone()).ok());
+                None
+            }
+        }
+        _ => None,
+    };
+    RegionBatch { regions, holes, resume }
+}
+
+/// Calls in flight, by key: concurrent [`Inflight::run`]s with equal keys share one call.
+struct Inflight<K, V> {
+    calls: Mutex<HashMap<K, Arc<OnceCell<V>>>>,
+}
+
+impl<K, V> Default for Inflight<K, V> {
+    fn default() -> Self {
+        Self { calls: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Inflight<K, V> {
+    /// The result of `call`, or of the equal call already in flight. If the caller running the
+    /// call is cancelled, a waiting caller runs it instead.
+    async fn run<F, Fut>(&self, key: K, call: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        let cell = Arc::clone(lock(&self.calls).entry(key.clone()).or_default());
+        let _done = Done { inflight: self, key, cell: &cell };
+        cell.get_or_init(call).await.clone()
+    }
+}
+
+/// Removes a finished (or abandoned) call from its [`Inflight`] map when dropped.
+struct Done<'a, K: Hash + Eq, V> {
+    inflight: &'a Inflight<K, V>,
+    key: K,
+    cell: &'a Arc<OnceCell<V>>,
+}
+
+impl<K: Hash + Eq, V> Drop for Done<'_, K, V> {
+    fn drop(&mut self) {
+        let mut calls = lock(&self.inflight.calls);
+        // New sharers clone the cell only under this lock, so a count of two (the map and us)
+        // means nobody else waits on it.
+        let finished = self.cell.initialized() || Arc::strong_count(self.cell) == 2;
+        if finished && calls.get(&self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell)) {
+            calls.remove(&self.key);
+        }
+    }
+}

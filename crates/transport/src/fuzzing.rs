@@ -1,0 +1,128 @@
+//! Fuzz entry points (compiled under `cfg(fuzzing)`, which cargo-fuzz sets, and under `cfg(test)`,
+//! where proptest drives the same checks). Not part of the crate's API.
+//!
+//! - [`transport_decode`]: arbitrary bytes as a `ChangeDataEvent` frame through
+//!   [`decode_frame`](crate::demux::decode_frame) and demultiplexing, on a multiplexed and on a
+//!   per-subscription stream, checked against a plain prost decode of the same bytes.
+
+use bytes::Bytes;
+use kvfeed_proto::cdcpb::{self, ChangeDataEvent};
+use prost::Message as _;
+
+use crate::demux::{Route, decode_frame};
+use crate::event::{RegionEvent, StreamEvent};
+
+/// Decodes and demultiplexes `data` as a frame; panics on any divergence from prost's own decode
+/// (it must never panic otherwise).
+pub fn transport_decode(data: &[u8]) {
+    let frame = Bytes::copy_from_slice(data);
+    let oracle = ChangeDataEvent::decode(data);
+    let owner = data.first().map(|&byte| u64::from(byte));
+    for route in [Route { store_id: 1, owner: None }, Route { store_id: 2, owner }] {
+        let demux = decode_frame(frame.clone(), route);
+        let (demux, oracle) = match (demux, &oracle) {
+            (Ok(demux), Ok(oracle)) => (demux, oracle),
+            (Err(_), Err(_)) => continue,
+            (demux, oracle) => panic!("decode disagrees with prost: {demux:?} vs {oracle:?}"),
+        };
+        let mut rows = 0;
+        let mut region_events = 0;
+        let mut batches = 0;
+        for event in demux {
+            match event {
+                StreamEvent::Region { store_id, request_id, event, .. } => {
+                    assert_eq!(store_id, route.store_id);
+                    if let Some(owner) = route.owner {
+                        assert_eq!(request_id, owner, "V1 events belong to the stream's owner");
+                    }
+                    region_events += 1;
+                    if let RegionEvent::Rows(batch) = event {
+                        assert!(!batch.is_empty());
+                        rows += batch.len();
+                    }
+                }
+                StreamEvent::Resolved { request_id, regions, .. } => {
+                    assert!(!regions.is_empty());
+                    if let Some(owner) = route.owner {
+                        assert_eq!(request_id, owner);
+                    }
+                    batches += 1;
+                }
+                StreamEvent::RegionFailed { .. } => panic!("decoding never fails a region"),
+            }
+        }
+        let expected_rows: usize = oracle
+            .events
+            .iter()
+            .filter_map(|event| match &event.event {
+                Some(cdcpb::event::Event::Entries(entries)) => Some(entries.entries.len()),
+                _ => None,
+            })
+            .sum();
+        let expected_events = oracle
+            .events
+            .iter()
+            .filter(|event| match &event.event {
+                Some(cdcpb::event::Event::Entries(entries)) => !entries.entries.is_empty(),
+                Some(cdcpb::event::Event::Error(_) | cdcpb::event::Event::ResolvedTs(_)) => true,
+                _ => false,
+            })
+            .count();
+        let expected_batches = usize::from(
+            oracle.resolved_ts.as_ref().is_some_and(|resolved| !resolved.regions.is_empty()),
+        );
+        assert_eq!(rows, expected_rows);
+        assert_eq!(region_events, expected_events);
+        assert_eq!(batches, expected_batches);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::transport_decode;
+
+    fn sample() -> Vec<u8> {
+        let row = cdcpb::event::Row {
+            start_ts: 1,
+            commit_ts: 2,
+            r#type: 9,
+            op_type: 1,
+            key: Bytes::from_static(b"key"),
+            value: Bytes::from_static(b"value"),
+            ..cdcpb::event::Row::default()
+        };
+        ChangeDataEvent {
+            events: vec![cdcpb::Event {
+                region_id: 3,
+                request_id: 4,
+                index: 5,
+                event: Some(cdcpb::event::Event::Entries(cdcpb::event::Entries {
+                    entries: vec![row],
+                })),
+            }],
+            resolved_ts: Some(cdcpb::ResolvedTs { regions: vec![3], ts: 9, request_id: 4 }),
+        }
+        .encode_to_vec()
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            transport_decode(&data);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6), cut in any::<prop::sample::Index>()) {
+            let mut data = sample();
+            for (at, byte) in flips {
+                let at = at.index(data.len());
+                data[at] = byte;
+            }
+            let len = cut.index(data.len() + 1);
+            transport_decode(&data[..len]);
+        }
+    }
+}

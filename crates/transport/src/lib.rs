@@ -1,0 +1,85 @@
+//! Pooled HTTP/2 connections and multiplexed CDC streams to TiKV stores.
+//!
+//! [`Transport`] is the part of kvfeed that talks gRPC to TiKV's `cdcpb.ChangeData` service. The
+//! feed gives it domain requests ("register this region of this subscription on this store",
+//! "deregister that") and reads domain events from one bounded channel ([`Events`]):
+//!
+//! - rows, region errors and resolved-ts batches, demultiplexed by (request id, region id)
+//!   ([`StreamEvent::Region`], [`StreamEvent::Resolved`]);
+//! - [`StreamEvent::RegionFailed`], exactly once per region, when the stream carrying it fails.
+//!
+//! Underneath: stores are keyed by id (their address is checked on every registration); each has
+//! a pool of HTTP/2 connections (64 KiB stream windows, 8 MiB connection windows, 256 MiB decode
+//! limit, keepalive, optional TLS) and a fixed number of streams chosen round robin. A stream is
+//! an `EventFeedV2` call with `features: stream-multiplexing`, or, on stores that answer
+//! `UNIMPLEMENTED`, one `EventFeed` call per subscription; the choice is probed per connection,
+//! so again after every reconnect. Every request carries the header
+//! `{cluster_id, ticdc_version: "8.1.0"}`; only Register and Deregister can be sent. A failed
+//! stream is torn down in both directions and reopened by the next registration after a jittered
+//! exponential backoff; a stream without regions for 60 s closes.
+//!
+//! ```no_run
+//! use kvfeed_span::{EncodedKey, Span};
+//! use kvfeed_transport::{
+//!     RegionEpoch, RegisterRequest, StoreTarget, StreamEvent, Transport, TransportConfig,
+//! };
+//!
+//! # async fn demo() -> Result<(), kvfeed_transport::TransportError> {
+//! let (transport, mut events) = Transport::new(TransportConfig::default(), 6_800_000_000_001)?;
+//! let store = StoreTarget { store_id: 1, address: "127.0.0.1:20160".to_owned() };
+//! let span = Span::new(EncodedKey::encode(b"a"), EncodedKey::encode(b"z")).expect("a < z");
+//! transport
+//!     .register(&store, RegisterRequest {
+//!         request_id: 1,
+//!         region_id: 2,
+//!         epoch: RegionEpoch { conf_ver: 1, version: 1 },
+//!         span,
+//!         checkpoint_ts: 400,
+//!     })
+//!     .await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         StreamEvent::Region { region_id, event, .. } => println!("{region_id}: {event:?}"),
+//!         StreamEvent::Resolved { regions, ts, .. } => println!("{} regions at {ts}", regions.len()),
+//!         StreamEvent::RegionFailed { region_id, cause, .. } => println!("{region_id}: {cause}"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The crate has no features. TLS (rustls with the ring provider) is always compiled and used
+//! when [`TransportConfig::tls`] is set.
+
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod backoff;
+mod codec;
+mod config;
+pub mod demux;
+mod error;
+mod event;
+mod pool;
+mod request;
+mod session;
+mod transport;
+
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
+
+pub use backoff::Backoff;
+pub use config::{ClientIdentity, Keepalive, TlsConfig, TransportConfig};
+pub use error::{StreamError, TransportError};
+pub use event::{
+    Peer, RegionEpoch, RegionError, RegionEvent, RegionMeta, Row, RowKind, RowOp, StreamEvent,
+};
+pub use pool::Mode;
+pub use request::{RegisterRequest, StoreTarget, TICDC_VERSION};
+pub use transport::{Events, StoreStats, Transport};
+
+/// Compiles the README's example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
