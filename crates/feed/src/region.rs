@@ -1,0 +1,241 @@
+//! The rows of one region registration, from TiKV's wire order to deliverable row events.
+
+use core::fmt;
+
+use bytes::Bytes;
+use kvfeed_span::Span;
+use kvfeed_transport::{Row, RowKind, RowOp};
+
+use crate::event::{Op, RowEvent};
+use crate::matcher::Matcher;
+
+/// Why a region's rows cannot be trusted. The region must be re-requested (its registration is
+/// dropped); rows before the offending one were delivered and are correct.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowError {
+    /// A COMMIT with no PREWRITE after the incremental scan ended.
+    CommitWithoutPrewrite {
+        /// The raw key.
+        key: Bytes,
+        /// The transaction's start ts.
+        start_ts: u64,
+        /// Its commit ts.
+        commit_ts: u64,
+    },
+    /// A committed row at or below the region's resolved ts: delivering it would break a
+    /// resolved ts already given out.
+    BelowResolvedTs {
+        /// The raw key.
+        key: Bytes,
+        /// The row's commit ts.
+        commit_ts: u64,
+        /// The region's resolved ts.
+        resolved_ts: u64,
+    },
+    /// A row type this client does not know.
+    UnknownKind(i32),
+    /// A committed row whose operation is neither put nor delete.
+    UnknownOp {
+        /// The raw key.
+        key: Bytes,
+        /// The wire value (0 when unset).
+        op: i32,
+    },
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CommitWithoutPrewrite { start_ts, commit_ts, .. } => {
+                write!(
+                    f,
+                    "commit at {commit_ts} of the transaction started at {start_ts} has no prewrite"
+                )
+            }
+            Self::BelowResolvedTs { commit_ts, resolved_ts, .. } => {
+                write!(f, "row committed at {commit_ts} is not above the resolved ts {resolved_ts}")
+            }
+            Self::UnknownKind(kind) => write!(f, "unknown row type {kind}"),
+            Self::UnknownOp { op, .. } => write!(f, "unknown row operation {op}"),
+        }
+    }
+}
+
+impl core::error::Error for RowError {}
+
+/// One region registration's row state: the region's part of the subscription span, the
+/// subscription's start ts, the region's resolved ts and initialization, and its matcher.
+///
+/// Every delivered row has `start ts < commit ts`, `commit ts > start ts of the subscription`
+/// and `commit ts > resolved ts` of the region at delivery, and its key inside `span`.
+#[derive(Debug)]
+pub struct RegionRows {
+    /// The part of the subscription's span this region covers (encoded keys).
+    span: Span,
+    /// The subscription's start ts: commits at or below it were delivered before, or are not
+    /// wanted.
+    start_ts: u64,
+    /// The region's resolved ts: its checkpoint until TiKV advances it after the scan.
+    resolved_ts: u64,
+    /// Whether the incremental scan ended (INITIALIZED was received).
+    initialized: bool,
+    matcher: Matcher,
+    /// Rows dropped because their key is outside `span`.
+    out_of_span: u64,
+}
+
+impl RegionRows {
+    /// The state of a region registered over `span` from `checkpoint_ts`, for a subscription that
+    /// started at `start_ts`.
+    pub fn new(span: Span, start_ts: u64, checkpoint_ts: u64) -> Self {
+        Self {
+            span,
+            start_ts,
+            resolved_ts: checkpoint_ts,
+            initialized: false,
+            matcher: Matcher::default(),
+            out_of_span: 0,
+        }
+    }
+
+    /// Whether the region's incremental scan has ended.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// The region's resolved ts.
+    pub fn resolved_ts(&self) -> u64 {
+        self.resolved_ts
+    }
+
+    /// Prewrites waiting for their commit or rollback.
+    pub fn pending_prewrites(&self) -> usize {
+        self.matcher.pending()
+    }
+
+    /// Rows dropped so far because their key was outside the region's span.
+    pub fn out_of_span_rows(&self) -> u64 {
+        self.out_of_span
+    }
+
+    /// Applies rows in TiKV's order, appending the rows to deliver to `out`. Stops at the first
+    /// row that cannot be trusted.
+    pub fn apply(
+        &mut self,
+        rows: impl IntoIterator<Item = Row>,
+        out: &mut Vec<RowEvent>,
+    ) -> Result<(), RowError> {
+        for row in rows {
+            self.apply_one(row, out)?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, row: Row, out: &mut Vec<RowEvent>) -> Result<(), RowError> {
+        if row.kind != RowKind::Initialized && !self.span.contains_raw_key(&row.key) {
+            self.out_of_span += 1;
+            return Ok(());
+        }
+        match row.kind {
+            RowKind::Initialized => self.finish_scan(out),
+            RowKind::Committed => {
+                let (value, old_value) = (row.value.clone(), row.old_value.clone());
+                self.deliver(&row, value, old_value, out)
+            }
+            RowKind::Prewrite => {
+                self.matcher.put_prewrite(row);
+                Ok(())
+            }
+            RowKind::Commit => match self.matcher.take_prewrite(&row, self.initialized) {
+                Some(prewrite) => self.deliver(&row, prewrite.value, prewrite.old_value, out),
+                None if !self.initialized => {
+                    self.matcher.cache_commit(row);
+                    Ok(())
+                }
+                None => Err(RowError::CommitWithoutPrewrite {
+                    key: row.key,
+                    start_ts: row.start_ts,
+                    commit_ts: row.commit_ts,
+                }),
+            },
+            RowKind::Rollback if self.initialized => {
+                self.matcher.rollback(&row);
+                Ok(())
+            }
+            RowKind::Rollback => {
+                self.matcher.cache_rollback(row);
+                Ok(())
+            }
+            RowKind::Unspecified => Err(RowError::UnknownKind(0)),
+            RowKind::Unknown(kind) => Err(RowError::UnknownKind(kind)),
+        }
+    }
+
+    /// The end of the incremental scan: cached commits meet their prewrites (in arrival order,
+    /// with the same checks as live commits; one still unmatched was delivered by the scan as a
+    /// COMMITTED row), then cached rollbacks drop theirs.
+    fn finish_scan(&mut self, out: &mut Vec<RowEvent>) -> Result<(), RowError> {
+        self.initialized = true;
+        let (commits, rollbacks) = self.matcher.take_cached();
+        for commit in commits {
+            if let Some(prewrite) = self.matcher.take_prewrite(&commit, true) {
+                self.deliver(&commit, prewrite.value, prewrite.old_value, out)?;
+            }
+        }
+        for rollback in &rollbacks {
+            self.matcher.rollback(rollback);
+        }
+        Ok(())
+    }
+
+    /// Delivers a committed row, unless it is at or below the subscription's start ts (TiKV may
+    /// resend old commits); refuses one at or below the region's resolved ts.
+    fn deliver(
+        &self,
+        row: &Row,
+        value: Bytes,
+        old_value: Bytes,
+        out: &mut Vec<RowEvent>,
+    ) -> Result<(), RowError> {
+        if row.commit_ts <= self.start_ts {
+            return Ok(());
+        }
+        if row.commit_ts <= self.resolved_ts {
+            return Err(RowError::BelowResolvedTs {
+                key: row.key.clone(),
+                commit_ts: row.commit_ts,
+                resolved_ts: self.resolved_ts,
+            });
+        }
+        let op = match row.op {
+            RowOp::Put => Op::Put,
+            RowOp::Delete => Op::Delete,
+            RowOp::Unspecified => return Err(RowError::UnknownOp { key: row.key.clone(), op: 0 }),
+            RowOp::Unknown(op) => return Err(RowError::UnknownOp { key: row.key.clone(), op }),
+        };
+        out.push(RowEvent {
+            op,
+            key: row.key.clone(),
+            value,
+            old_value: (!old_value.is_empty()).then_some(old_value),
+            start_ts: row.start_ts,
+            commit_ts: row.commit_ts,
+        });
+        Ok(())
+    }
+
+    /// Raises the region's resolved ts, once the scan has ended. A lower or equal ts is ignored
+    /// (TiKV may send one). Prewrites of transactions started below the new ts are orphans and
+    /// are dropped. Returns whether the ts moved.
+    pub fn advance(&mut self, ts: u64) -> bool {
+        if !self.initialized || ts <= self.resolved_ts {
+            return false;
+        }
+        self.resolved_ts = ts;
+        self.matcher.collect_orphans(ts);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
