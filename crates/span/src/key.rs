@@ -54,7 +54,14 @@ impl Default for EncodedKey {
 }
 
 impl PartialEq for EncodedKey {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
+        // Inline buffers are zero-padded, so equal keys have equal buffers.
+        if let (Repr::Inline { len: a_len, buf: a }, Repr::Inline { len: b_len, buf: b }) =
+            (&self.0, &other.0)
+        {
+            return a_len == b_len && a == b;
+        }
         self.as_bytes() == other.as_bytes()
     }
 }
@@ -68,6 +75,7 @@ impl PartialOrd for EncodedKey {
 }
 
 impl Ord for EncodedKey {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         // Inline buffers are zero-padded, and zero-padded strings compare like the strings
         // themselves except when one is the other plus zero bytes, which the length settles.
@@ -85,6 +93,7 @@ impl Ord for EncodedKey {
 }
 
 /// An inline buffer as two overlapping big-endian integers: bytes 0..16 and 14..30.
+#[inline]
 fn halves(buf: &[u8; EncodedKey::INLINE]) -> (u128, u128) {
     let mut hi = [0; 16];
     let mut lo = [0; 16];
@@ -197,6 +206,7 @@ impl EncodedKey {
     }
 
     /// The encoded bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, buf } => &buf[..usize::from(*len)],
@@ -374,6 +384,7 @@ pub fn cmp_raw_with_encoded(raw: &[u8], encoded: &[u8]) -> Ordering {
 }
 
 impl core::borrow::Borrow<[u8]> for EncodedKey {
+    #[inline]
     fn borrow(&self) -> &[u8] {
         self.as_bytes()
     }
