@@ -11,15 +11,24 @@
 //!   forgets prewrites whose transactions the region's resolved ts has passed.
 //! - [`RowEvent`]: a delivered row in domain terms (raw key, value, old value, start and commit
 //!   ts), never a protobuf struct.
+//! - [`ResolvedPublisher`]: when a subscription's resolved ts is published (at most once per
+//!   interval, and never holding back the last advance of a burst).
+//! - [`LockResolveQueue`]: which regions get their stale locks resolved and when (bounded,
+//!   de-duplicated, with a per-region cooldown that survives housekeeping).
 //!
-//! The pipeline is sans-IO: it takes rows and a resolved ts, and returns events or a typed
-//! [`RowError`], never panicking on what a server sends.
+//! These pieces are sans-IO: they take rows, timestamps and the caller's clock readings and
+//! return events, decisions or typed errors ([`RowError`]), never panicking on what a server
+//! sends.
 
 #![forbid(unsafe_code)]
 
 mod event;
 mod matcher;
+mod publish;
 mod region;
+mod resolve_lock;
 
 pub use event::{Op, RowEvent};
+pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
+pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
