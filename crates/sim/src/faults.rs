@@ -1,0 +1,311 @@
+//! Faults, injected on demand (methods on [`Cluster`]) or from a seeded [`FaultSchedule`].
+//!
+//! Each fault changes the state the way TiKV and PD would after it, and sends the CDC errors
+//! TiKV sends: a split drops the region's registrations with `EpochNotMatch{[left, right]}`, a
+//! merge with `EpochNotMatch{[]}` on both regions, a leader transfer with `NotLeader{new
+//! leader}`. Stopping a store fails its streams, moves its leaders to another peer (as an
+//! election would) and closes its port; restarting serves the same address again.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kvfeed_proto::cdcpb::{self, Congested};
+use kvfeed_proto::errorpb;
+use tonic::Status;
+
+use crate::cluster::Cluster;
+use crate::mvcc::{Mutation, TxnError};
+use crate::region::{RegionError, RegionMeta};
+use crate::state::lock;
+use crate::workload::SplitMix64;
+
+/// A fault that can be scheduled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Split a region at a raw key.
+    Split {
+        /// The region.
+        region: u64,
+        /// The raw split key.
+        key: Vec<u8>,
+    },
+    /// Merge `source` into its neighbour `target`.
+    Merge {
+        /// The region that disappears.
+        source: u64,
+        /// The region that grows.
+        target: u64,
+    },
+    /// Move a region's leader to another store.
+    TransferLeader {
+        /// The region.
+        region: u64,
+        /// The new leader's store.
+        store: u64,
+    },
+    /// Fail every CDC stream of a store.
+    ResetStreams {
+        /// The store.
+        store: u64,
+    },
+    /// Answer the next registers on a store with ServerIsBusy.
+    Busy {
+        /// The store.
+        store: u64,
+        /// How many registers.
+        count: u32,
+    },
+    /// Drop a region's registrations with Congested.
+    Congest {
+        /// The region.
+        region: u64,
+    },
+    /// Stop a store (its streams fail, its leaders move) and start it again on its address.
+    RestartStore {
+        /// The store.
+        store: u64,
+    },
+    /// Prewrite a key and never commit it (an abandoned transaction, TTL `ttl_ms`).
+    AbandonLock {
+        /// The raw key.
+        key: Vec<u8>,
+        /// Lock TTL.
+        ttl_ms: u64,
+    },
+}
+
+/// Why a fault could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    /// A topology change was refused.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// A transaction failed.
+    #[error(transparent)]
+    Txn(#[from] TxnError),
+    /// No such store.
+    #[error("store {0} not found")]
+    NoStore(u64),
+    /// Restarting failed.
+    #[error("restart failed: {0}")]
+    Io(String),
+}
+
+fn epoch_not_match(regions: Vec<RegionMeta>) -> cdcpb::Error {
+    cdcpb::Error {
+        epoch_not_match: Some(errorpb::EpochNotMatch {
+            current_regions: regions.iter().map(RegionMeta::to_proto).collect(),
+        }),
+        ..cdcpb::Error::default()
+    }
+}
+
+impl Cluster {
+    /// Splits `region` at the raw `key`; returns `(left, right)` (right keeps the id).
+    pub fn split_region(
+        &self,
+        region: u64,
+        key: &[u8],
+    ) -> Result<(RegionMeta, RegionMeta), FaultError> {
+        let mut st = lock(&self.shared.state);
+        let (left, right) = st.regions.split(region, &kvfeed_span::key::encode(key))?;
+        st.drop_region(region, &epoch_not_match(vec![left.clone(), right.clone()]));
+        Ok((left, right))
+    }
+
+    /// Merges `source` into its neighbour `target`; returns the merged region.
+    pub fn merge_regions(&self, source: u64, target: u64) -> Result<RegionMeta, FaultError> {
+        let mut st = lock(&self.shared.state);
+        let merged = st.regions.merge(source, target)?;
+        st.drop_region(source, &epoch_not_match(Vec::new()));
+        st.drop_region(target, &epoch_not_match(Vec::new()));
+        Ok(merged)
+    }
+
+    /// Moves `region`'s leader to its peer on `store`.
+    pub fn transfer_leader(&self, region: u64, store: u64) -> Result<RegionMeta, FaultError> {
+        let mut st = lock(&self.shared.state);
+        let old = st.regions.get(region).map(|r| r.leader_store);
+        let r = st.regions.transfer_leader(region, store)?;
+        if old != Some(store) {
+            let e = cdcpb::Error {
+                not_leader: Some(errorpb::NotLeader {
+                    region_id: region,
+                    leader: r.leader_proto(),
+                }),
+                ..cdcpb::Error::default()
+            };
+            st.drop_region(region, &e);
+        }
+        Ok(r)
+    }
+
+    /// Fails every CDC stream on `store` with `UNAVAILABLE` (the store stays up).
+    pub fn reset_store_streams(&self, store: u64) {
+        let mut st = lock(&self.shared.state);
+        for c in st.conns_of(store) {
+            st.remove_conn(c, Some(Status::unavailable("stream reset by the simulator")));
+        }
+    }
+
+    /// Stops `store`: its streams fail, its leaders move to live peers, its port closes.
+    pub async fn stop_store(&self, store: u64) -> Result<(), FaultError> {
+        {
+            let mut st = lock(&self.shared.state);
+            let s = st.stores.get_mut(&store).ok_or(FaultError::NoStore(store))?;
+            s.up = false;
+            for c in st.conns_of(store) {
+                st.remove_conn(c, Some(Status::unavailable("store stopped")));
+            }
+            let live: Vec<u64> =
+                st.stores.iter().filter(|(_, s)| s.up).map(|(id, _)| *id).collect();
+            let moves: Vec<(u64, u64)> = st
+                .regions
+                .iter()
+                .filter(|r| r.leader_store == store)
+                .filter_map(|r| {
+                    r.peers.iter().find(|p| live.contains(&p.store_id)).map(|p| (r.id, p.store_id))
+                })
+                .collect();
+            for (region, to) in moves {
+                let _ = st.regions.transfer_leader(region, to);
+            }
+        }
+        if let Some(task) = self.stop_server(store) {
+            let mut task = Box::pin(task);
+            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts a stopped store on the same address.
+    pub async fn restart_store(&self, store: u64) -> Result<(), FaultError> {
+        self.start_server(store).await.map_err(|e| FaultError::Io(e.to_string()))?;
+        let mut st = lock(&self.shared.state);
+        st.stores.get_mut(&store).ok_or(FaultError::NoStore(store))?.up = true;
+        Ok(())
+    }
+
+    /// Answers the next `count` registers on `store` with ServerIsBusy.
+    pub fn set_server_busy(&self, store: u64, count: u32) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.busy_registers = count;
+        }
+    }
+
+    /// Answers the next `count` registers on `store` with Congested (TiKV >= 8.4).
+    pub fn set_congested(&self, store: u64, count: u32) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.congested_registers = count;
+        }
+    }
+
+    /// Drops every registration of `region` with Congested.
+    pub fn congest_region(&self, region: u64) {
+        let e = cdcpb::Error {
+            congested: Some(Congested { region_id: region }),
+            ..cdcpb::Error::default()
+        };
+        lock(&self.shared.state).drop_region(region, &e);
+    }
+
+    /// Delays every CDC message `store` sends by `delay` (zero: normal speed).
+    pub fn set_store_slow(&self, store: u64, delay: Duration) {
+        if let Some(s) = lock(&self.shared.state).stores.get(&store) {
+            s.slow_ms
+                .store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// Makes `store` answer `EventFeedV2` with UNIMPLEMENTED (TiKV before 7.3), or not.
+    pub fn set_v1_only(&self, store: u64, v1_only: bool) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.v1_only = v1_only;
+        }
+    }
+
+    /// Prewrites `key` with `ttl_ms` and never commits it; returns the start ts.
+    pub fn abandon_lock(&self, key: &[u8], ttl_ms: u64) -> Result<u64, FaultError> {
+        let m = Mutation::put(Bytes::copy_from_slice(key), Bytes::from_static(b"abandoned"));
+        Ok(self.prewrite(&[m], ttl_ms)?)
+    }
+
+    /// Applies a scheduled fault.
+    pub async fn apply_fault(&self, fault: &Fault) -> Result<(), FaultError> {
+        match fault {
+            Fault::Split { region, key } => self.split_region(*region, key).map(drop),
+            Fault::Merge { source, target } => self.merge_regions(*source, *target).map(drop),
+            Fault::TransferLeader { region, store } => {
+                self.transfer_leader(*region, *store).map(drop)
+            }
+            Fault::ResetStreams { store } => {
+                self.reset_store_streams(*store);
+                Ok(())
+            }
+            Fault::Busy { store, count } => {
+                self.set_server_busy(*store, *count);
+                Ok(())
+            }
+            Fault::Congest { region } => {
+                self.congest_region(*region);
+                Ok(())
+            }
+            Fault::RestartStore { store } => {
+                self.stop_store(*store).await?;
+                self.restart_store(*store).await
+            }
+            Fault::AbandonLock { key, ttl_ms } => self.abandon_lock(key, *ttl_ms).map(drop),
+        }
+    }
+}
+
+/// A deterministic stream of faults from a seed, chosen against the cluster's current state.
+#[derive(Debug, Clone)]
+pub struct FaultSchedule {
+    rng: SplitMix64,
+    /// Raw keys splits and abandoned locks are drawn from.
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl FaultSchedule {
+    /// A schedule drawing split points and lock keys from `keys`.
+    #[must_use]
+    pub fn new(seed: u64, keys: Vec<Vec<u8>>) -> Self {
+        Self { rng: SplitMix64::new(seed), keys }
+    }
+
+    /// The next fault for `cluster`'s current topology.
+    pub fn next_fault(&mut self, cluster: &Cluster) -> Fault {
+        let regions = cluster.regions();
+        let stores = cluster.store_ids();
+        let region = &regions[self.rng.below(regions.len() as u64) as usize];
+        let store = stores[self.rng.below(stores.len() as u64) as usize];
+        let key = if self.keys.is_empty() {
+            vec![b'k', self.rng.below(256) as u8]
+        } else {
+            self.keys[self.rng.below(self.keys.len() as u64) as usize].clone()
+        };
+        match self.rng.below(8) {
+            0 => match cluster.region_of_raw(&key) {
+                Some(r) => Fault::Split { region: r.id, key },
+                None => Fault::ResetStreams { store },
+            },
+            1 if regions.len() > 1 => {
+                let i = self.rng.below(regions.len() as u64 - 1) as usize;
+                Fault::Merge { source: regions[i].id, target: regions[i + 1].id }
+            }
+            2 => {
+                let p = region.peers[self.rng.below(region.peers.len() as u64) as usize];
+                Fault::TransferLeader { region: region.id, store: p.store_id }
+            }
+            3 => Fault::Busy { store, count: 1 + self.rng.below(3) as u32 },
+            4 => Fault::Congest { region: region.id },
+            5 => Fault::AbandonLock { key, ttl_ms: 100 },
+            6 => Fault::RestartStore { store },
+            _ => Fault::ResetStreams { store },
+        }
+    }
+}

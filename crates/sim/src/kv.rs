@@ -1,0 +1,261 @@
+//! The `tikvpb.Tikv` lock APIs of one store: `KvScanLock`, `KvCheckTxnStatus`,
+//! `KvResolveLock`, `KvCheckSecondaryLocks`.
+//!
+//! Requests carry a `Context` naming the region; a region this store does not lead, or a stale
+//! epoch, is answered with the matching `region_error` (RegionNotFound, NotLeader with the
+//! leader, EpochNotMatch), as TiKV does. Keys are raw. TTL expiry compares the physical part of
+//! the caller's `current_ts` (or the TSO if 0) with the lock's start ts physical time plus TTL.
+//! Rolling back or committing locks sends the live ROLLBACK/COMMIT rows to CDC subscribers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kvfeed_proto::errorpb;
+use kvfeed_proto::kvrpcpb::{self, Context, KeyError, LockInfo};
+use kvfeed_proto::tikvpb::tikv_server::Tikv;
+use tonic::{Request, Response, Status};
+
+use crate::mvcc::{Lock, Op};
+use crate::region::RegionMeta;
+use crate::state::{ClusterState, Shared, lock};
+use crate::tso::physical_of;
+
+/// The Tikv service of one store.
+pub(crate) struct KvService {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store_id: u64,
+}
+
+fn lock_info(key: &Bytes, l: &Lock) -> LockInfo {
+    LockInfo {
+        primary_lock: l.primary.clone(),
+        lock_version: l.start_ts,
+        key: key.clone(),
+        lock_ttl: l.ttl_ms,
+        txn_size: l.txn_size,
+        lock_type: match l.op {
+            Op::Put => kvrpcpb::Op::Put as i32,
+            Op::Delete => kvrpcpb::Op::Del as i32,
+        },
+        ..LockInfo::default()
+    }
+}
+
+/// Checks a request's context against `store`: the region it names, or the region error.
+fn check_context(
+    st: &ClusterState,
+    store: u64,
+    ctx: Option<&Context>,
+) -> Result<RegionMeta, Box<errorpb::Error>> {
+    let region_id = ctx.map_or(0, |c| c.region_id);
+    let Some(region) = st.regions.get(region_id).filter(|r| r.peer_on(store).is_some()) else {
+        return Err(Box::new(errorpb::Error {
+            message: format!("region {region_id} not found"),
+            region_not_found: Some(errorpb::RegionNotFound { region_id }),
+            ..errorpb::Error::default()
+        }));
+    };
+    if region.leader_store != store {
+        return Err(Box::new(errorpb::Error {
+            message: "not leader".to_owned(),
+            not_leader: Some(errorpb::NotLeader { region_id, leader: region.leader_proto() }),
+            ..errorpb::Error::default()
+        }));
+    }
+    if ctx.and_then(|c| c.region_epoch.as_ref()) != Some(&region.epoch()) {
+        return Err(Box::new(errorpb::Error {
+            message: "epoch not match".to_owned(),
+            epoch_not_match: Some(errorpb::EpochNotMatch {
+                current_regions: vec![region.to_proto()],
+            }),
+            ..errorpb::Error::default()
+        }));
+    }
+    Ok(region.clone())
+}
+
+fn key_not_in_region(key: &Bytes, r: &RegionMeta) -> errorpb::Error {
+    errorpb::Error {
+        message: "key not in region".to_owned(),
+        key_not_in_region: Some(errorpb::KeyNotInRegion {
+            key: key.clone(),
+            region_id: r.id,
+            start_key: r.start.clone(),
+            end_key: r.end.clone(),
+        }),
+        ..errorpb::Error::default()
+    }
+}
+
+#[tonic::async_trait]
+impl Tikv for KvService {
+    async fn kv_scan_lock(
+        &self,
+        request: Request<kvrpcpb::ScanLockRequest>,
+    ) -> Result<Response<kvrpcpb::ScanLockResponse>, Status> {
+        let req = request.into_inner();
+        let st = lock(&self.shared.state);
+        let region = match check_context(&st, self.store_id, req.context.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Response::new(kvrpcpb::ScanLockResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }));
+            }
+        };
+        let limit = if req.limit == 0 { usize::MAX } else { req.limit as usize };
+        let start = (!req.start_key.is_empty()).then_some(&req.start_key[..]);
+        let end = (!req.end_key.is_empty()).then_some(&req.end_key[..]);
+        let locks = st
+            .mvcc
+            .scan_locks(start, end)
+            .filter(|(k, l)| region.contains_raw(k) && l.start_ts <= req.max_version)
+            .take(limit)
+            .map(|(k, l)| lock_info(k, l))
+            .collect();
+        Ok(Response::new(kvrpcpb::ScanLockResponse { locks, ..Default::default() }))
+    }
+
+    async fn kv_resolve_lock(
+        &self,
+        request: Request<kvrpcpb::ResolveLockRequest>,
+    ) -> Result<Response<kvrpcpb::ResolveLockResponse>, Status> {
+        let req = request.into_inner();
+        let mut st = lock(&self.shared.state);
+        let region = match check_context(&st, self.store_id, req.context.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Response::new(kvrpcpb::ResolveLockResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }));
+            }
+        };
+        let txns: Vec<(u64, u64)> = if req.start_version > 0 {
+            vec![(req.start_version, req.commit_version)]
+        } else {
+            req.txn_infos.iter().map(|t| (t.txn, t.status)).collect()
+        };
+        for (start_ts, commit_ts) in txns {
+            if commit_ts != 0 && commit_ts <= start_ts {
+                let error = KeyError {
+                    abort: format!("invalid commit ts {commit_ts} for start ts {start_ts}"),
+                    ..KeyError::default()
+                };
+                return Ok(Response::new(kvrpcpb::ResolveLockResponse {
+                    error: Some(error),
+                    ..Default::default()
+                }));
+            }
+            let keys: Vec<Bytes> = if req.start_version > 0 && !req.keys.is_empty() {
+                req.keys.clone()
+            } else {
+                st.mvcc.locked_keys(start_ts)
+            };
+            let keys: Vec<Bytes> = keys.into_iter().filter(|k| region.contains_raw(k)).collect();
+            if commit_ts == 0 {
+                st.rollback_keys(&keys, start_ts);
+            } else {
+                st.commit_keys(&keys, start_ts, commit_ts);
+            }
+        }
+        Ok(Response::new(kvrpcpb::ResolveLockResponse::default()))
+    }
+
+    async fn kv_check_txn_status(
+        &self,
+        request: Request<kvrpcpb::CheckTxnStatusRequest>,
+    ) -> Result<Response<kvrpcpb::CheckTxnStatusResponse>, Status> {
+        let req = request.into_inner();
+        let mut st = lock(&self.shared.state);
+        let resp = |f: &dyn Fn(&mut kvrpcpb::CheckTxnStatusResponse)| {
+            let mut r = kvrpcpb::CheckTxnStatusResponse::default();
+            f(&mut r);
+            Ok(Response::new(r))
+        };
+        let region = match check_context(&st, self.store_id, req.context.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return resp(&|r| r.region_error = Some((*e).clone())),
+        };
+        let key = req.primary_key.clone();
+        if !region.contains_raw(&key) {
+            let e = key_not_in_region(&key, &region);
+            return resp(&|r| r.region_error = Some(e.clone()));
+        }
+        let current_ts = if req.current_ts == 0 { st.tso.next() } else { req.current_ts };
+        if let Some(l) = st.mvcc.lock(&key).filter(|l| l.start_ts == req.lock_ts).cloned() {
+            if l.primary != key && req.verify_is_primary {
+                let info = lock_info(&key, &l);
+                return resp(&|r| {
+                    r.error = Some(KeyError {
+                        primary_mismatch: Some(kvrpcpb::PrimaryMismatch {
+                            lock_info: Some(info.clone()),
+                        }),
+                        ..KeyError::default()
+                    });
+                });
+            }
+            let expired = physical_of(current_ts) >= physical_of(l.start_ts) + l.ttl_ms as i64;
+            if expired {
+                st.rollback_keys(std::slice::from_ref(&key), l.start_ts);
+                return resp(&|r| r.action = kvrpcpb::Action::TtlExpireRollback as i32);
+            }
+            let info = lock_info(&key, &l);
+            return resp(&|r| {
+                r.lock_ttl = l.ttl_ms;
+                r.lock_info = Some(info.clone());
+                r.action = kvrpcpb::Action::NoAction as i32;
+            });
+        }
+        if let Some(commit_ts) = st.mvcc.commit_ts_of(&key, req.lock_ts) {
+            return resp(&|r| r.commit_version = commit_ts);
+        }
+        if st.mvcc.is_rolled_back(&key, req.lock_ts) {
+            return resp(&|r| r.action = kvrpcpb::Action::NoAction as i32);
+        }
+        if req.rollback_if_not_exist {
+            st.rollback_keys(std::slice::from_ref(&key), req.lock_ts);
+            return resp(&|r| r.action = kvrpcpb::Action::LockNotExistRollback as i32);
+        }
+        let e = KeyError {
+            txn_not_found: Some(kvrpcpb::TxnNotFound {
+                start_ts: req.lock_ts,
+                primary_key: key.clone(),
+            }),
+            ..KeyError::default()
+        };
+        resp(&|r| r.error = Some(e.clone()))
+    }
+
+    async fn kv_check_secondary_locks(
+        &self,
+        request: Request<kvrpcpb::CheckSecondaryLocksRequest>,
+    ) -> Result<Response<kvrpcpb::CheckSecondaryLocksResponse>, Status> {
+        let req = request.into_inner();
+        let mut st = lock(&self.shared.state);
+        let region = match check_context(&st, self.store_id, req.context.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Response::new(kvrpcpb::CheckSecondaryLocksResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }));
+            }
+        };
+        let mut out = kvrpcpb::CheckSecondaryLocksResponse::default();
+        for key in req.keys.iter().filter(|k| region.contains_raw(k)) {
+            if let Some(l) = st.mvcc.lock(key).filter(|l| l.start_ts == req.start_version) {
+                out.locks.push(lock_info(key, l));
+            } else if let Some(c) = st.mvcc.commit_ts_of(key, req.start_version) {
+                out.commit_ts = c;
+            } else {
+                // Neither locked nor committed: TiKV writes a rollback so it can never commit.
+                st.rollback_keys(std::slice::from_ref(key), req.start_version);
+                out.locks.clear();
+                return Ok(Response::new(out));
+            }
+        }
+        Ok(Response::new(out))
+    }
+}

@@ -1,0 +1,363 @@
+//! Multi-version data: committed versions, prewrite locks and rollback records, over RAW keys.
+//!
+//! This is the storage a store would read through raft; the simulation keeps one copy for the
+//! whole cluster (regions only decide which store serves which keys). Transactions are
+//! Percolator-style: [`Mvcc::prewrite`] puts a lock with the start ts, the primary key and a
+//! TTL on every key; [`Mvcc::commit_key`] turns a lock into a committed version;
+//! [`Mvcc::rollback_key`] removes it and leaves a rollback record. Old values are the value of
+//! the newest committed version below the change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+/// What a change does to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Write a value.
+    Put,
+    /// Delete the key.
+    Delete,
+}
+
+/// One key of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    /// The raw key.
+    pub key: Bytes,
+    /// Put or delete.
+    pub op: Op,
+    /// The value (empty for deletes).
+    pub value: Bytes,
+}
+
+impl Mutation {
+    /// A put of `value` at `key`.
+    pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        Self { key: key.into(), op: Op::Put, value: value.into() }
+    }
+
+    /// A delete of `key`.
+    pub fn delete(key: impl Into<Bytes>) -> Self {
+        Self { key: key.into(), op: Op::Delete, value: Bytes::new() }
+    }
+}
+
+/// A prewrite lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// The transaction's start ts.
+    pub start_ts: u64,
+    /// The transaction's primary key (raw).
+    pub primary: Bytes,
+    /// Time to live in ms, counted from the start ts's physical time.
+    pub ttl_ms: u64,
+    /// Put or delete.
+    pub op: Op,
+    /// The value to write.
+    pub value: Bytes,
+    /// The value the key had when the lock was written (`None`: no value).
+    pub old_value: Option<Bytes>,
+    /// Number of keys in the transaction.
+    pub txn_size: u64,
+}
+
+/// A committed version of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The transaction's start ts.
+    pub start_ts: u64,
+    /// Its commit ts.
+    pub commit_ts: u64,
+    /// Put or delete.
+    pub op: Op,
+    /// The value (empty for deletes).
+    pub value: Bytes,
+}
+
+/// A committed row, as the recorder and the verifier see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedRow {
+    /// The raw key.
+    pub key: Bytes,
+    /// Put or delete.
+    pub op: Op,
+    /// The new value (empty for deletes).
+    pub value: Bytes,
+    /// The previous value, if there was one.
+    pub old_value: Option<Bytes>,
+    /// The transaction's start ts.
+    pub start_ts: u64,
+    /// Its commit ts.
+    pub commit_ts: u64,
+}
+
+/// Why a transactional operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnError {
+    /// The key is locked by another transaction.
+    #[error("key {key:?} is locked by the transaction at {lock_ts}")]
+    Locked {
+        /// The key.
+        key: Bytes,
+        /// The start ts of the lock holder.
+        lock_ts: u64,
+    },
+    /// A version newer than the start ts exists.
+    #[error("write conflict on {key:?}: committed at {commit_ts}")]
+    WriteConflict {
+        /// The key.
+        key: Bytes,
+        /// The newer commit ts.
+        commit_ts: u64,
+    },
+    /// The transaction was rolled back (or its locks are gone).
+    #[error("transaction {start_ts} was rolled back or has no lock")]
+    TxnNotFound {
+        /// The transaction's start ts.
+        start_ts: u64,
+    },
+    /// An empty transaction.
+    #[error("empty transaction")]
+    Empty,
+}
+
+/// The data of the whole cluster.
+#[derive(Debug, Default)]
+pub struct Mvcc {
+    versions: BTreeMap<Bytes, Vec<Version>>,
+    locks: BTreeMap<Bytes, Lock>,
+    txn_keys: HashMap<u64, Vec<Bytes>>,
+    rollbacks: HashSet<(Bytes, u64)>,
+}
+
+impl Mvcc {
+    /// The newest committed value of `key` (`None` if absent or deleted).
+    #[must_use]
+    pub fn latest_value(&self, key: &[u8]) -> Option<Bytes> {
+        let v = self.versions.get(key)?.last()?;
+        (v.op == Op::Put).then(|| v.value.clone())
+    }
+
+    /// The value before the version committed at `commit_ts`.
+    fn value_before(versions: &[Version], index: usize) -> Option<Bytes> {
+        let prev = versions.get(index.checked_sub(1)?)?;
+        (prev.op == Op::Put).then(|| prev.value.clone())
+    }
+
+    /// Checks and writes the locks of a transaction; the first mutation is the primary.
+    pub fn prewrite(
+        &mut self,
+        mutations: &[Mutation],
+        start_ts: u64,
+        ttl_ms: u64,
+    ) -> Result<Vec<(Bytes, Lock)>, TxnError> {
+        let primary = mutations.first().ok_or(TxnError::Empty)?.key.clone();
+        for m in mutations {
+            if let Some(lock) = self.locks.get(&m.key)
+                && lock.start_ts != start_ts
+            {
+                return Err(TxnError::Locked { key: m.key.clone(), lock_ts: lock.start_ts });
+            }
+            if let Some(v) = self.versions.get(&m.key).and_then(|v| v.last())
+                && v.commit_ts >= start_ts
+            {
+                return Err(TxnError::WriteConflict { key: m.key.clone(), commit_ts: v.commit_ts });
+            }
+        }
+        let mut out = Vec::with_capacity(mutations.len());
+        let keys = self.txn_keys.entry(start_ts).or_default();
+        for m in mutations {
+            let lock = Lock {
+                start_ts,
+                primary: primary.clone(),
+                ttl_ms,
+                op: m.op,
+                value: m.value.clone(),
+                old_value: None,
+                txn_size: mutations.len() as u64,
+            };
+            keys.push(m.key.clone());
+            out.push((m.key.clone(), lock));
+        }
+        for (key, lock) in &mut out {
+            lock.old_value = self.latest_value(key);
+            self.locks.insert(key.clone(), lock.clone());
+        }
+        Ok(out)
+    }
+
+    /// Sets the TTL of every lock of `start_ts` to `ttl_ms` (never shortens it).
+    pub fn heartbeat(&mut self, start_ts: u64, ttl_ms: u64) -> usize {
+        let keys = self.locked_keys(start_ts);
+        for k in &keys {
+            if let Some(l) = self.locks.get_mut(k) {
+                l.ttl_ms = l.ttl_ms.max(ttl_ms);
+            }
+        }
+        keys.len()
+    }
+
+    /// The lock on `key`, if any.
+    #[must_use]
+    pub fn lock(&self, key: &[u8]) -> Option<&Lock> {
+        self.locks.get(key)
+    }
+
+    /// The keys still locked by the transaction `start_ts`.
+    #[must_use]
+    pub fn locked_keys(&self, start_ts: u64) -> Vec<Bytes> {
+        self.txn_keys.get(&start_ts).map_or_else(Vec::new, |keys| {
+            keys.iter()
+                .filter(|k| self.locks.get(*k).is_some_and(|l| l.start_ts == start_ts))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Commits the lock of `start_ts` on `key` at `commit_ts`; `None` if there is no such lock.
+    pub fn commit_key(
+        &mut self,
+        key: &Bytes,
+        start_ts: u64,
+        commit_ts: u64,
+    ) -> Option<CommittedRow> {
+        if self.locks.get(key).is_none_or(|l| l.start_ts != start_ts) {
+            return None;
+        }
+        let lock = self.locks.remove(key)?;
+        self.forget_key(start_ts, key);
+        Some(self.write_version(key.clone(), lock.op, lock.value, start_ts, commit_ts))
+    }
+
+    /// Writes a committed version directly (1PC).
+    pub fn write_version(
+        &mut self,
+        key: Bytes,
+        op: Op,
+        value: Bytes,
+        start_ts: u64,
+        commit_ts: u64,
+    ) -> CommittedRow {
+        let versions = self.versions.entry(key.clone()).or_default();
+        let at = versions.partition_point(|v| v.commit_ts < commit_ts);
+        versions.insert(at, Version { start_ts, commit_ts, op, value: value.clone() });
+        let old_value = Self::value_before(versions, at);
+        CommittedRow { key, op, value, old_value, start_ts, commit_ts }
+    }
+
+    /// Rolls back the lock of `start_ts` on `key`; true if there was one. Leaves a rollback
+    /// record either way (so a late prewrite or commit of that transaction fails).
+    pub fn rollback_key(&mut self, key: &Bytes, start_ts: u64) -> bool {
+        self.rollbacks.insert((key.clone(), start_ts));
+        if self.locks.get(key).is_some_and(|l| l.start_ts == start_ts) {
+            self.locks.remove(key);
+            self.forget_key(start_ts, key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget_key(&mut self, start_ts: u64, key: &Bytes) {
+        if let Some(keys) = self.txn_keys.get_mut(&start_ts) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.txn_keys.remove(&start_ts);
+            }
+        }
+    }
+
+    /// Whether `key` has a rollback record for `start_ts`.
+    #[must_use]
+    pub fn is_rolled_back(&self, key: &[u8], start_ts: u64) -> bool {
+        self.rollbacks.contains(&(Bytes::copy_from_slice(key), start_ts))
+    }
+
+    /// The commit ts of the transaction `start_ts` on `key`, if it committed there.
+    #[must_use]
+    pub fn commit_ts_of(&self, key: &[u8], start_ts: u64) -> Option<u64> {
+        self.versions.get(key)?.iter().find(|v| v.start_ts == start_ts).map(|v| v.commit_ts)
+    }
+
+    /// Committed versions with `commit_ts > after` for keys in `[start, end)` (raw bounds,
+    /// `None` unbounded), in key then commit-ts order, with their old values.
+    pub fn scan_committed(
+        &self,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        after: u64,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<CommittedRow> {
+        let mut out = Vec::new();
+        for (key, versions) in self.versions.range::<[u8], _>(bounds(start, end)) {
+            if !keep(key) {
+                continue;
+            }
+            for (i, v) in versions.iter().enumerate() {
+                if v.commit_ts > after {
+                    out.push(CommittedRow {
+                        key: key.clone(),
+                        op: v.op,
+                        value: v.value.clone(),
+                        old_value: Self::value_before(versions, i),
+                        start_ts: v.start_ts,
+                        commit_ts: v.commit_ts,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Locks on keys in `[start, end)` (raw bounds), in key order.
+    pub fn scan_locks(
+        &self,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
+        self.locks.range::<[u8], _>(bounds(start, end))
+    }
+
+    /// Every lock, in key order.
+    pub fn all_locks(&self) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
+        self.locks.iter()
+    }
+}
+
+fn bounds<'a>(
+    start: Option<&'a [u8]>,
+    end: Option<&'a [u8]>,
+) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (start.map_or(Bound::Unbounded, Bound::Included), end.map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prewrite_commit_rollback() {
+        let mut m = Mvcc::default();
+        let k = Bytes::from_static(b"k");
+        m.prewrite(&[Mutation::put(k.clone(), "v1")], 10, 100).unwrap();
+        assert!(matches!(
+            m.prewrite(&[Mutation::put(k.clone(), "x")], 11, 100),
+            Err(TxnError::Locked { lock_ts: 10, .. })
+        ));
+        let row = m.commit_key(&k, 10, 12).unwrap();
+        assert_eq!(row.old_value, None);
+        let locks = m.prewrite(&[Mutation::delete(k.clone())], 13, 100).unwrap();
+        assert_eq!(locks[0].1.old_value.as_deref(), Some(&b"v1"[..]));
+        assert!(m.rollback_key(&k, 13));
+        assert!(m.is_rolled_back(&k, 13));
+        assert!(matches!(
+            m.prewrite(&[Mutation::put(k.clone(), "x")], 11, 100),
+            Err(TxnError::WriteConflict { commit_ts: 12, .. })
+        ));
+        let rows = m.scan_committed(None, None, 0, |_| true);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(m.latest_value(&k).as_deref(), Some(&b"v1"[..]));
+    }
+}
