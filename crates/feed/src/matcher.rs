@@ -27,14 +27,22 @@ impl Matcher {
     /// Records a prewrite. A prewrite with an empty value over an existing one is a fake (TiKV
     /// rewriting the lock, e.g. on a heartbeat) and is ignored, as is an older generation of a
     /// pipelined-DML transaction.
+    ///
+    /// The kept row owns copies of its bytes: a row fresh from the transport shares the buffer
+    /// of the whole frame it came in, which a long transaction would otherwise pin.
     pub(crate) fn put_prewrite(&mut self, row: Row) {
-        let key = (row.start_ts, row.key.clone());
-        if let Some(existing) = self.prewrites.get(&key)
+        if let Some(existing) = self.prewrites.get(&(row.start_ts, row.key.clone()))
             && (row.value.is_empty() || row.generation < existing.generation)
         {
             return;
         }
-        self.prewrites.insert(key, row);
+        let row = Row {
+            key: Bytes::copy_from_slice(&row.key),
+            value: Bytes::copy_from_slice(&row.value),
+            old_value: Bytes::copy_from_slice(&row.old_value),
+            ..row
+        };
+        self.prewrites.insert((row.start_ts, row.key.clone()), row);
     }
 
     /// Takes the prewrite of `commit`, if it can be matched now. Before the scan ends, a prewrite
