@@ -8,7 +8,8 @@
 //!
 //! The rule that keeps it consistent: **no two cached regions overlap**. [`RegionCache::insert`]
 //! enforces it, comparing epochs: a region evicts every cached region it overlaps unless one of them
-//! is newer (a larger `version`, or for the same region id a larger epoch), in which case the
+//! is newer (a larger `version`, or for the same region id an epoch the new one is stale against:
+//! either field lower), in which case the
 //! insert is refused as stale and nothing changes. [`RegionCache::check_invariants`] verifies the
 //! structure.
 
@@ -18,6 +19,8 @@ use hashbrown::HashMap;
 use kvfeed_span::{EncodedKey, Span, below_end};
 use std::collections::BTreeMap;
 
+#[cfg(doc)]
+use crate::meta::RegionEpoch;
 use crate::meta::{Peer, PeerId, Region, RegionId, RegionVerId, Store, StoreId, StoreState};
 
 /// Regions and stores this client knows about.
@@ -42,8 +45,9 @@ struct Entry {
     /// The peer to try while the leader is unknown: an index into `region.peers()`, always in
     /// bounds.
     cursor: usize,
-    /// Send failures since the region was cached or its leader learned; reaching the number of
-    /// peers that can lead invalidates the region.
+    /// Send failures, skipped peers and `NotLeader` answers without a leader hint since the
+    /// region was cached or its leader learned; reaching the number of peers that can lead
+    /// invalidates the region.
     failures: usize,
 }
 
@@ -74,7 +78,9 @@ pub enum LeaderUpdate {
     Updated,
     /// No leader was given: the next request goes to the next peer that can lead.
     Switched,
-    /// The leader given is not a peer of the cached region: the region was removed, reload it.
+    /// The leader given is not a peer of the cached region, or no leader was given and every
+    /// peer that can lead has now answered `NotLeader` without a hint or failed (a full round):
+    /// the region was removed, reload it.
     Invalidated,
     /// The cache holds no such region version: nothing changed.
     Stale,
@@ -115,7 +121,9 @@ impl RegionCache {
     /// Caches `region`, evicting the cached regions it overlaps, unless one of them is newer.
     ///
     /// A cached region is newer if its `version` is larger (it comes after a split or merge that
-    /// `region` predates), or if it is the same region with a larger epoch. When `region` knows no
+    /// `region` predates), or if it is the same region and `region`'s epoch is stale against it
+    /// ([`RegionEpoch::is_stale_against`]: `version` or `conf_ver` lower; an inconsistent epoch,
+    /// one field up and the other down, is refused too). When `region` knows no
     /// leader and the cache holds the same region at the same epoch with a leader, that leader is
     /// kept.
     pub fn insert(&mut self, mut region: Region) -> Insert {
@@ -125,8 +133,11 @@ impl RegionCache {
         }
         for id in &victims {
             let Some(old) = self.by_id.get(id).map(|e| &e.region) else { continue };
+            // Split/merge rule: across ids, only `version` orders overlapping regions. For the
+            // same id, either field lower is stale, and so is an inconsistent epoch (one field
+            // up, the other down): the cache keeps what it has.
             let newer = old.epoch().version > region.epoch().version
-                || (old.id() == region.id() && old.epoch() > region.epoch());
+                || (old.id() == region.id() && region.epoch().is_stale_against(&old.epoch()));
             if newer {
                 return Insert::Stale;
             }
@@ -197,6 +208,8 @@ impl RegionCache {
     }
 
     /// Records a `NotLeader` answer for this region version, with the leader TiKV named if any.
+    /// Without a leader the answer counts as a failure of the current peer (as in
+    /// [`RegionCache::skip_peer`]): after a full round of such answers the region is removed.
     pub fn update_leader(&mut self, ver: RegionVerId, leader: Option<Peer>) -> LeaderUpdate {
         let Some(entry) = self.by_id.get_mut(&ver.id) else { return LeaderUpdate::Stale };
         if entry.region.epoch() != ver.epoch {
@@ -219,11 +232,24 @@ impl RegionCache {
                     }
                 }
             }
+            // Counted like a failed send: once every peer that can lead has answered so (or
+            // failed) since the region was cached or its leader learned, the region is removed
+            // instead of cycling through its peers forever.
             None => {
-                let from = entry.region.leader_index().unwrap_or(entry.cursor) + 1;
-                entry.region.set_leader_index(None);
-                entry.cursor = first_leader_candidate(&entry.region, from).unwrap_or(entry.cursor);
-                LeaderUpdate::Switched
+                let current = entry.region.leader_index().unwrap_or(entry.cursor);
+                entry.failures += 1;
+                let candidates = entry.region.peers().iter().filter(|p| p.can_lead()).count();
+                match first_leader_candidate(&entry.region, current + 1) {
+                    Some(next) if entry.failures < candidates => {
+                        entry.region.set_leader_index(None);
+                        entry.cursor = next;
+                        LeaderUpdate::Switched
+                    }
+                    _ => {
+                        self.remove(ver.id);
+                        LeaderUpdate::Invalidated
+                    }
+                }
             }
         }
     }
@@ -271,11 +297,12 @@ impl RegionCache {
     }
 
     /// Removes the region if the cache holds this version of it or an older one (after
-    /// `EpochNotMatch` or `RegionNotFound`). Returns whether it was removed; a newer cached
-    /// version is kept.
+    /// `EpochNotMatch` or `RegionNotFound`): one whose epoch is lower or equal on both fields.
+    /// Returns whether it was removed; a cached version newer on either field (`ver` is stale
+    /// against it, [`RegionEpoch::is_stale_against`]) is kept.
     pub fn invalidate(&mut self, ver: RegionVerId) -> bool {
         match self.by_id.get(&ver.id) {
-            Some(entry) if entry.region.epoch() <= ver.epoch => {
+            Some(entry) if !ver.epoch.is_stale_against(&entry.region.epoch()) => {
                 self.remove(ver.id);
                 true
             }

@@ -44,12 +44,14 @@ pub fn cache_ops(data: &[u8]) {
     }
 }
 
-/// A region as protobuf, from 5 bytes: id, start and end key indices, version, and peers.
+/// A region as protobuf, from 5 bytes: id, start and end key indices, version (and conf_ver, so
+/// same-id reports with one epoch field up and the other down occur), and peers.
 fn pb_region(b: &[u8]) -> (metapb::Region, Option<metapb::Peer>) {
     let id = u64::from(b[0] % 6);
     let start = KEYS[usize::from(b[1]) % KEYS.len()];
     let end = KEYS[usize::from(b[2]) % KEYS.len()];
     let version = u64::from(b[3] % 4);
+    let conf_ver = 1 + u64::from(b[3] / 4 % 2);
     // Bits of b[4]: peer count (1 to 3, or 0), learner flags, which peer leads (or none).
     let count = usize::from(b[4] % 4);
     let peers: Vec<metapb::Peer> = (0..count as u64)
@@ -70,7 +72,7 @@ fn pb_region(b: &[u8]) -> (metapb::Region, Option<metapb::Peer>) {
         id,
         start_key: Bytes::from_static(start),
         end_key: Bytes::from_static(end),
-        region_epoch: (version != 3).then_some(metapb::RegionEpoch { conf_ver: 1, version }),
+        region_epoch: (version != 3).then_some(metapb::RegionEpoch { conf_ver, version }),
         peers,
         ..metapb::Region::default()
     };
@@ -233,7 +235,9 @@ impl Model {
             .collect();
         for r in self.regions.iter().filter(|r| victims.contains(&r.id())) {
             if r.epoch().version > region.epoch().version
-                || (r.id() == region.id() && r.epoch() > region.epoch())
+                || (r.id() == region.id()
+                    && (region.epoch().version < r.epoch().version
+                        || region.epoch().conf_ver < r.epoch().conf_ver))
             {
                 return crate::Insert::Stale;
             }
@@ -260,7 +264,13 @@ impl Model {
 
     fn invalidate(&mut self, ver: RegionVerId) -> bool {
         match self.get(ver.id) {
-            Some(r) if r.epoch() <= ver.epoch => self.remove(ver.id).is_some(),
+            // Removed only if the cached epoch is lower or equal on both fields.
+            Some(r)
+                if r.epoch().version <= ver.epoch.version
+                    && r.epoch().conf_ver <= ver.epoch.conf_ver =>
+            {
+                self.remove(ver.id).is_some()
+            }
             _ => false,
         }
     }
@@ -275,10 +285,15 @@ impl Model {
             return;
         };
         match leader {
-            None => {
-                assert_eq!(got, LeaderUpdate::Switched);
-                region.set_leader_index(None);
-            }
+            // Counted as a failure (the model does not track the count): the next peer, or
+            // after a full round, removal.
+            None => match got {
+                LeaderUpdate::Switched => region.set_leader_index(None),
+                LeaderUpdate::Invalidated => {
+                    self.remove(ver.id);
+                }
+                _ => panic!("update_leader without a leader: {got:?}"),
+            },
             Some(leader) => match region.peers().iter().position(|p| p.id == leader.id) {
                 Some(index) if region.peers()[index].can_lead() => {
                     assert_eq!(got, LeaderUpdate::Updated);

@@ -3,8 +3,9 @@
 //! The crate has two layers:
 //!
 //! - a sans-I/O core, [`RegionCache`]: regions by start key and by id (with epoch, peers and
-//!   leader) and stores by id, with the rule that no two cached regions overlap (a newer epoch
-//!   evicts the older overlapping entries; an older one is refused). It decides where a region's
+//!   leader) and stores by id, with the rule that no two cached regions overlap (a newer version
+//!   evicts the older overlapping entries; an older one is refused, and so is a report of the
+//!   same region whose epoch is lower on either field: [`RegionEpoch::is_stale_against`]). It decides where a region's
 //!   next request goes and how `NotLeader`, failed sends and `EpochNotMatch` change that. It
 //!   never performs I/O, reads a clock or waits.
 //! - the I/O layer over tonic: [`PdClient`] (leader discovery through `GetMembers`, retries with

@@ -20,7 +20,13 @@ pub type PeerId = u64;
 ///
 /// `version` grows on every split and merge, so along any key the region covering it at a later
 /// time has a version at least as large; `conf_ver` grows on membership changes of one region.
-/// Epochs order by `version`, then `conf_ver`.
+///
+/// **Staleness is not the derived order.** As in TiKV and client-go, an epoch is stale against
+/// another if *either* field is lower ([`RegionEpoch::is_stale_against`]). Two epochs may each be
+/// stale against the other (one field up, the other down: an inconsistent report); the cache
+/// then keeps what it holds. The derived `Ord` (by `version`, then `conf_ver`) is only a total
+/// order for sorting and ordered maps (kept because [`RegionVerId`] keys are sorted elsewhere);
+/// never use it to decide which epoch is newer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegionEpoch {
     /// Bumped on split and merge.
@@ -33,6 +39,19 @@ impl RegionEpoch {
     /// The epoch `{version, conf_ver}`.
     pub const fn new(version: u64, conf_ver: u64) -> Self {
         Self { version, conf_ver }
+    }
+
+    /// Whether this epoch is stale against `other`: either field is lower. A region reported
+    /// with such an epoch predates (on that field) what `other` describes and must not replace
+    /// it. Note that `a.is_stale_against(b)` and `b.is_stale_against(a)` may both hold.
+    pub const fn is_stale_against(&self, other: &RegionEpoch) -> bool {
+        self.version < other.version || self.conf_ver < other.conf_ver
+    }
+
+    /// Whether this epoch is at least `other` on both fields (neither is lower): the opposite
+    /// of [`RegionEpoch::is_stale_against`].
+    pub const fn covers(&self, other: &RegionEpoch) -> bool {
+        !self.is_stale_against(other)
     }
 }
 

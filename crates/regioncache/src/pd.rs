@@ -140,8 +140,10 @@ impl PdClient {
         self.tso.get_ts().await
     }
 
-    /// The region containing the encoded `key`, or `None` if PD knows none.
+    /// The region containing the encoded `key`, or `None` if PD knows none. An answer that does
+    /// not contain `key` is [`Error::InvalidResponse`].
     pub async fn get_region(&self, key: &[u8]) -> Result<Option<Region>, Error> {
+        let wanted = key;
         let key = Bytes::copy_from_slice(key);
         let resp = self
             .conn
@@ -154,10 +156,21 @@ impl PdClient {
                 async move { client.get_region(request).await }
             })
             .await;
-        region_response(resp)
+        region_response("GetRegion", resp, |region| {
+            if region.contains_key(wanted) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "asked for key {wanted:?}, got region {} over {:?}",
+                    region.id(),
+                    region.span()
+                ))
+            }
+        })
     }
 
-    /// The region with this id, or `None` if PD knows none.
+    /// The region with this id, or `None` if PD knows none. An answer with another id is
+    /// [`Error::InvalidResponse`].
     pub async fn get_region_by_id(&self, id: RegionId) -> Result<Option<Region>, Error> {
         let resp = self
             .conn
@@ -170,7 +183,13 @@ impl PdClient {
                 async move { client.get_region_by_id(request).await }
             })
             .await;
-        region_response(resp)
+        region_response("GetRegionByID", resp, |region| {
+            if region.id() == id {
+                Ok(())
+            } else {
+                Err(format!("asked for region {id}, got region {}", region.id()))
+            }
+        })
     }
 
     /// The regions overlapping `span`, in key order, at most `limit` of them (`limit` is clamped
@@ -274,15 +293,28 @@ impl PdClient {
 }
 
 /// The region of a `GetRegion`/`GetRegionByID` answer: unset (or `REGION_NOT_FOUND`) is `None`.
-fn region_response(resp: Result<pdpb::GetRegionResponse, Error>) -> Result<Option<Region>, Error> {
-    match resp {
+/// A region that does not answer the request (`matches` is false: it does not contain the key,
+/// or has another id) is [`Error::InvalidResponse`].
+fn region_response(
+    method: &'static str,
+    resp: Result<pdpb::GetRegionResponse, Error>,
+    matches: impl FnOnce(&Region) -> Result<(), String>,
+) -> Result<Option<Region>, Error> {
+    let region = match resp {
         Ok(resp) => match &resp.region {
-            None => Ok(None),
-            Some(region) => convert::region(region, resp.leader.as_ref()).map(Some),
+            None => return Ok(None),
+            Some(region) => convert::region(region, resp.leader.as_ref())?,
         },
-        Err(Error::Pd { kind: PdErrorKind::RegionNotFound, .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+        Err(Error::Pd { kind: PdErrorKind::RegionNotFound, .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    matches(&region).map_err(|reason| Error::InvalidResponse { method, reason })?;
+    Ok(Some(region))
+}
+
+/// The error for a response that lacks its header (so its cluster id cannot be checked).
+pub(crate) fn missing_header(method: &'static str) -> Error {
+    Error::InvalidResponse { method, reason: "no header".to_owned() }
 }
 
 /// The bounds of a span as request bytes.
@@ -323,8 +355,11 @@ pub(crate) struct Leader {
     pub(crate) client: PdGrpc,
 }
 
-/// PD responses carry a header; [`Conn::call`] checks it.
+/// PD responses carry a header; [`Conn::call`] checks it, and refuses a response without one
+/// unless the call has no response message at all ([`HasHeader::HEADERLESS`]).
 pub(crate) trait HasHeader {
+    /// Whether the response has no header by protocol (so a missing one is not an error).
+    const HEADERLESS: bool = false;
     fn header(&self) -> Option<&pdpb::ResponseHeader>;
 }
 
@@ -349,6 +384,7 @@ has_header!(
 
 /// A call that only needs the leader (used to discover it at connect time).
 impl HasHeader for () {
+    const HEADERLESS: bool = true;
     fn header(&self) -> Option<&pdpb::ResponseHeader> {
         None
     }
@@ -435,8 +471,11 @@ impl Conn {
                     match tokio::time::timeout(self.config.timeout, call).await {
                         Ok(Ok(resp)) => {
                             let resp = resp.into_inner();
-                            if let Some(header) = resp.header() {
-                                self.check_header(method, header)?;
+                            match resp.header() {
+                                Some(header) => self.check_header(method, header)?,
+                                // The cluster-id check is required on every response.
+                                None if !Resp::HEADERLESS => return Err(missing_header(method)),
+                                None => {}
                             }
                             return Ok(resp);
                         }

@@ -19,7 +19,7 @@ use hashbrown::HashMap;
 use kvfeed_span::{EncodedKey, Span, cmp_end};
 use tokio::sync::OnceCell;
 
-use crate::cache::{RegionCache, SendFail};
+use crate::cache::{Insert, RegionCache, SendFail};
 use crate::error::Error;
 use crate::meta::{Peer, Region, RegionId, RegionVerId, Store, StoreId};
 use crate::pd::{PdClient, lock, read, write};
@@ -34,7 +34,9 @@ pub struct RegionBatch {
     /// span on either side).
     pub regions: Vec<Region>,
     /// The parts of the scanned part of the span that no region covers: PD knows no region
-    /// there yet (a split being reported). Load them again later.
+    /// there yet (a split being reported), or PD reported a region there that is stale against
+    /// the cache (see [`RegionSource::load_regions`]) and the cache does not cover it. Load them
+    /// again later.
     pub holes: Vec<Span>,
     /// Where the next call should start: the limit cut the scan short before the span's end.
     /// `None` when the whole span was scanned.
@@ -58,6 +60,12 @@ pub struct RpcContext {
 pub trait RegionSource: Send + Sync {
     /// The regions overlapping `span`, loaded from PD (at most `limit` of them; 0 means
     /// [`DEFAULT_SCAN_LIMIT`]), with the holes in the scanned part and where to resume.
+    ///
+    /// Every region returned is one [`RegionSource::rpc_context`] knows at the time: when PD
+    /// reports a region older than the cached one(s) over its range (a PD leader lagging after
+    /// a failover), the answer carries the cached newer region(s) instead, and any part of the
+    /// stale region's range the cache does not cover is reported as a hole, to load again
+    /// later.
     fn load_regions(
         &self,
         span: &Span,
@@ -159,14 +167,19 @@ impl PdRegionSource {
     }
 
     /// The region containing the encoded `key`: from the cache, or else from PD (and then
-    /// cached).
+    /// cached). If the cache refuses PD's region as stale, the cached region at `key` (if any)
+    /// is the answer.
     pub async fn region_at(&self, key: &[u8]) -> Result<Option<Region>, Error> {
         if let Some(region) = read(&self.cache).region_at(key) {
             return Ok(Some(region.clone()));
         }
         let region = self.pd.get_region(key).await?;
-        if let Some(region) = &region {
-            write(&self.cache).insert(region.clone());
+        if let Some(found) = &region {
+            let mut cache = write(&self.cache);
+            if cache.insert(found.clone()) == Insert::Stale {
+                // PD lags behind the cache: answer with what the cache holds there (if anything).
+                return Ok(cache.region_at(key).cloned());
+            }
         }
         Ok(region)
     }
@@ -214,13 +227,21 @@ impl RegionSource for PdRegionSource {
         self.scans
             .run(key, || async {
                 let regions = self.pd.scan_regions(span, limit).await?;
-                {
+                // Whether the limit cut the scan short: decided on PD's list, before any region
+                // is replaced by cached ones below.
+                let cut = regions.len() >= limit;
+                let regions = {
                     let mut cache = write(&self.cache);
+                    let mut refused = false;
                     for region in &regions {
-                        cache.insert(region.clone());
+                        if cache.insert(region.clone()) == Insert::Stale {
+                            tracing::debug!(?region, "PD reported a stale region");
+                            refused = true;
+                        }
                     }
-                }
-                Ok(batch(span, regions, limit))
+                    if refused { cached_cover(&cache, span, &regions) } else { regions }
+                };
+                Ok(batch_cut(span, regions, cut))
             })
             .await
     }
@@ -273,9 +294,37 @@ impl RegionSource for PdRegionSource {
     }
 }
 
+/// What to answer for a scan whose list `scanned` the cache refused in part (a region PD
+/// reported is stale against a cached one, e.g. a lagging PD leader after a failover): every
+/// cached region overlapping one of the scanned regions and `span`, in key order. So a refused
+/// region is replaced by the newer cached region(s) over its range, and what of its range the
+/// cache does not cover becomes a hole ([`batch_cut`] finds it) to load again later. Everything
+/// comes from the cache at one moment, so the list is sorted and disjoint, and each of its
+/// regions answers [`RegionSource::rpc_context`].
+fn cached_cover(cache: &RegionCache, span: &Span, scanned: &[Region]) -> Vec<Region> {
+    let mut regions: Vec<Region> = Vec::new();
+    for region in scanned {
+        for cached in cache.regions_in(region.span()) {
+            if cached.span().overlaps(span) && regions.last().is_none_or(|r| r.id() != cached.id())
+            {
+                regions.push(cached.clone());
+            }
+        }
+    }
+    regions
+}
+
 /// The batch answering a scan of `span` that returned `regions` (checked: sorted, disjoint, each
 /// overlapping `span`) for a limit of `limit`.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn batch(span: &Span, regions: Vec<Region>, limit: usize) -> RegionBatch {
+    let cut = regions.len() >= limit;
+    batch_cut(span, regions, cut)
+}
+
+/// The batch answering a scan of `span` answered by `regions` (sorted, disjoint, each
+/// overlapping `span`); `cut` tells whether the limit cut PD's answer short.
+pub(crate) fn batch_cut(span: &Span, regions: Vec<Region>, cut: bool) -> RegionBatch {
     let mut holes = Vec::new();
     // The first key not covered yet; `None` once plus infinity is reached.
     let mut next: Option<EncodedKey> = Some(span.start().clone());
@@ -296,7 +345,7 @@ pub(crate) fn batch(span: &Span, regions: Vec<Region>, limit: usize) -> RegionBa
     }
     let resume = match next {
         Some(next) if cmp_end(next.as_bytes(), span.end().as_bytes()).is_lt() => {
-            if regions.len() >= limit {
+            if cut {
                 Some(next)
             } else {
                 holes.extend(Span::new(next, span.end().clone()).ok());

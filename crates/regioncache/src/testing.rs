@@ -75,6 +75,12 @@ pub struct PdState {
     pub scan_override: Option<Vec<pdpb::Region>>,
     /// Never answer leader-only calls (to trigger client timeouts).
     pub stalled: bool,
+    /// Answer leader-only calls and TSO requests without a response header (a broken or
+    /// impersonating server). `GetMembers` keeps its header.
+    pub omit_headers: bool,
+    /// Answer `GetRegion` and `GetRegionByID` with this region, whatever was asked (to send
+    /// an answer that does not match the request).
+    pub region_override: Option<pdpb::Region>,
     /// The TSO's physical part (ms) and last logical value handed out.
     pub tso: (i64, i64),
     /// Calls served, by member index.
@@ -150,6 +156,8 @@ impl FakePd {
             legacy_scan: false,
             scan_override: None,
             stalled: false,
+            omit_headers: false,
+            region_override: None,
             tso: (1 << 40, 0),
             calls: vec![Calls::default(); members],
         }));
@@ -310,12 +318,13 @@ struct Member {
 
 impl Member {
     /// Counts the call, then refuses it unless this member leads and the cluster id matches.
-    /// Returns the response header, or waits forever when the PD is stalled.
+    /// Returns the response header (`None` when headers are omitted), or waits forever when the
+    /// PD is stalled.
     async fn admit(
         &self,
         header: Option<&pdpb::RequestHeader>,
         count: impl FnOnce(&mut Calls),
-    ) -> Result<pdpb::ResponseHeader, Status> {
+    ) -> Result<Option<pdpb::ResponseHeader>, Status> {
         let (header, stalled) = {
             let mut s = lock(&self.state);
             count(&mut s.calls[self.index]);
@@ -356,16 +365,20 @@ impl Member {
 
     fn get_region_where(&self, f: impl Fn(&metapb::Region) -> bool) -> Option<pdpb::Region> {
         let s = lock(&self.state);
+        if let Some(region) = &s.region_override {
+            return Some(region.clone());
+        }
         s.regions.values().find(|r| r.region.as_ref().is_some_and(&f)).cloned()
     }
 }
 
-/// Checks leadership and the cluster id of a request; returns the response header.
+/// Checks leadership and the cluster id of a request; returns the response header (`None` when
+/// headers are omitted).
 fn check(
     s: &mut PdState,
     index: usize,
     header: Option<&pdpb::RequestHeader>,
-) -> Result<pdpb::ResponseHeader, Status> {
+) -> Result<Option<pdpb::ResponseHeader>, Status> {
     if s.leader != Some(index) {
         s.calls[index].not_leader += 1;
         return Err(Status::unavailable("not leader"));
@@ -377,7 +390,7 @@ fn check(
             s.cluster_id
         )));
     }
-    Ok(response_header(s))
+    Ok((!s.omit_headers).then(|| response_header(s)))
 }
 
 fn response_header(s: &PdState) -> pdpb::ResponseHeader {
@@ -458,7 +471,7 @@ impl Pd for Member {
             };
             s.tso = (physical, logical);
             Ok(pdpb::TsoResponse {
-                header: Some(header),
+                header,
                 count: request.count,
                 timestamp: Some(pdpb::Timestamp { physical, logical, suffix_bits: 0 }),
             })
@@ -499,13 +512,13 @@ impl Pd for Member {
         let legacy = lock(&self.state).legacy_scan;
         let resp = if legacy {
             pdpb::ScanRegionsResponse {
-                header: Some(header),
+                header,
                 leaders: regions.iter().map(|r| r.leader.unwrap_or_default()).collect(),
                 region_metas: regions.into_iter().filter_map(|r| r.region).collect(),
                 regions: Vec::new(),
             }
         } else {
-            pdpb::ScanRegionsResponse { header: Some(header), regions, ..Default::default() }
+            pdpb::ScanRegionsResponse { header, regions, ..Default::default() }
         };
         Ok(Response::new(resp))
     }
@@ -535,7 +548,7 @@ impl Pd for Member {
                 }
             }
         }
-        Ok(Response::new(pdpb::BatchScanRegionsResponse { header: Some(header), regions }))
+        Ok(Response::new(pdpb::BatchScanRegionsResponse { header, regions }))
     }
 
     async fn get_store(
@@ -546,9 +559,7 @@ impl Pd for Member {
         let header = self.admit(request.header.as_ref(), |c| c.get_store += 1).await?;
         let s = lock(&self.state);
         let resp = match s.stores.get(&request.store_id) {
-            Some(store) => {
-                pdpb::GetStoreResponse { header: Some(header), store: Some(store.clone()) }
-            }
+            Some(store) => pdpb::GetStoreResponse { header, store: Some(store.clone()) },
             None => pdpb::GetStoreResponse {
                 header: Some(error_header(
                     &s,
@@ -577,14 +588,14 @@ impl Pd for Member {
             })
             .cloned()
             .collect();
-        Ok(Response::new(pdpb::GetAllStoresResponse { header: Some(header), stores }))
+        Ok(Response::new(pdpb::GetAllStoresResponse { header, stores }))
     }
 }
 
 fn region_response(
-    header: pdpb::ResponseHeader,
+    header: Option<pdpb::ResponseHeader>,
     found: Option<pdpb::Region>,
 ) -> pdpb::GetRegionResponse {
     let (region, leader) = found.map_or((None, None), |r| (r.region, r.leader));
-    pdpb::GetRegionResponse { header: Some(header), region, leader, ..Default::default() }
+    pdpb::GetRegionResponse { header, region, leader, ..Default::default() }
 }

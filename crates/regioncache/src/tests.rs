@@ -125,6 +125,8 @@ fn routing_follows_not_leader_and_send_failures() {
     let other = RegionVerId { id: 1, epoch: RegionEpoch::new(4, 1) };
     assert_eq!(cache.on_send_fail(other, 11), SendFail::Stale);
     assert_eq!(cache.update_leader(other, None), LeaderUpdate::Stale);
+    // Learning the leader again resets the failure count (the hint-less NotLeader above counted).
+    assert_eq!(cache.update_leader(ver, Some(Peer::voter(11, 1))), LeaderUpdate::Updated);
     // Failures rotate through the peers, then invalidate.
     assert_eq!(cache.on_send_fail(ver, 11), SendFail::Switched(Peer::voter(12, 2)));
     assert_eq!(cache.on_send_fail(ver, 11), SendFail::Stale, "already moved on");
@@ -133,6 +135,99 @@ fn routing_follows_not_leader_and_send_failures() {
     assert_eq!(cache.target(ver), None);
     assert!(cache.is_empty());
     cache.check_invariants().unwrap();
+}
+
+#[test]
+fn not_leader_without_a_hint_from_every_peer_invalidates() {
+    let mut cache = RegionCache::new();
+    let r = region(1, b"", b"", 1);
+    let ver = r.ver_id();
+    cache.insert(r);
+    assert_eq!(cache.target(ver), Some(Peer::voter(11, 1)));
+    assert_eq!(cache.update_leader(ver, None), LeaderUpdate::Switched);
+    assert_eq!(cache.target(ver), Some(Peer::voter(12, 2)));
+    assert_eq!(cache.update_leader(ver, None), LeaderUpdate::Switched);
+    assert_eq!(cache.target(ver), Some(Peer::voter(13, 3)));
+    // The third peer answers the same: a full round, reload the region.
+    assert_eq!(cache.update_leader(ver, None), LeaderUpdate::Invalidated);
+    assert_eq!(cache.target(ver), None);
+    assert!(cache.is_empty());
+    // Mixed with send failures, still one round.
+    let r = region(1, b"", b"", 1);
+    cache.insert(r);
+    assert_eq!(cache.update_leader(ver, None), LeaderUpdate::Switched);
+    assert_eq!(cache.on_send_fail(ver, 12), SendFail::Switched(Peer::voter(13, 3)));
+    assert_eq!(cache.update_leader(ver, None), LeaderUpdate::Invalidated);
+    // A single peer that can lead: one hint-less answer is a full round.
+    let one = Region::new(2, sp(b"", b""), RegionEpoch::new(1, 1), vec![Peer::voter(21, 1)], None)
+        .unwrap();
+    let one_ver = one.ver_id();
+    cache.insert(one);
+    assert_eq!(cache.update_leader(one_ver, None), LeaderUpdate::Invalidated);
+    cache.check_invariants().unwrap();
+}
+
+fn with_epoch(r: &Region, version: u64, conf_ver: u64) -> Region {
+    Region::new(
+        r.id(),
+        r.span().clone(),
+        RegionEpoch::new(version, conf_ver),
+        r.peers().to_vec(),
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn epoch_staleness_is_per_field() {
+    let e = RegionEpoch::new(5, 5);
+    assert!(RegionEpoch::new(4, 9).is_stale_against(&e));
+    assert!(RegionEpoch::new(9, 4).is_stale_against(&e));
+    assert!(!RegionEpoch::new(5, 5).is_stale_against(&e));
+    assert!(!RegionEpoch::new(6, 5).is_stale_against(&e));
+    assert!(RegionEpoch::new(6, 5).covers(&e));
+    // Inconsistent epochs are stale against each other; the derived order disagrees.
+    assert!(e.is_stale_against(&RegionEpoch::new(6, 4)));
+    assert!(RegionEpoch::new(6, 4) > e, "Ord is lexicographic, not staleness");
+}
+
+#[test]
+fn same_id_epoch_lower_on_either_field_is_refused() {
+    let mut cache = RegionCache::new();
+    let r = with_epoch(&region(1, b"", b"", 1), 5, 5);
+    cache.insert(r.clone());
+    // version+1, conf_ver-1: inconsistent; lexicographically newer, but refused.
+    assert_eq!(cache.insert(with_epoch(&r, 6, 4)), Insert::Stale);
+    // version-1, conf_ver+1: refused.
+    assert_eq!(cache.insert(with_epoch(&r, 4, 6)), Insert::Stale);
+    assert_eq!(cache.get(1).unwrap().epoch(), RegionEpoch::new(5, 5));
+    // Newer on one field, equal on the other: accepted.
+    assert_eq!(cache.insert(with_epoch(&r, 5, 6)), Insert::Inserted { evicted: 0 });
+    assert_eq!(cache.insert(with_epoch(&r, 6, 6)), Insert::Inserted { evicted: 0 });
+    assert_eq!(cache.get(1).unwrap().epoch(), RegionEpoch::new(6, 6));
+    // Other ids overlapping still follow the split/merge rule, by version only.
+    let split = Region::new(2, sp(b"m", b""), RegionEpoch::new(7, 1), r.peers().to_vec(), None);
+    let split = split.unwrap();
+    assert_eq!(cache.insert(split), Insert::Inserted { evicted: 1 });
+    let older = Region::new(3, sp(b"", b"z"), RegionEpoch::new(6, 99), r.peers().to_vec(), None);
+    assert_eq!(cache.insert(older.unwrap()), Insert::Stale, "a lower version never evicts");
+    assert_eq!(ids(&cache), [2]);
+    cache.check_invariants().unwrap();
+}
+
+#[test]
+fn invalidate_keeps_a_cached_epoch_newer_on_either_field() {
+    let mut cache = RegionCache::new();
+    let r = with_epoch(&region(1, b"", b"", 1), 5, 5);
+    cache.insert(r.clone());
+    // The request named {6, 4}: lexicographically newer than the cached {5, 5}, but the cached
+    // conf_ver is newer, so the cache keeps it.
+    assert!(!cache.invalidate(RegionVerId { id: 1, epoch: RegionEpoch::new(6, 4) }));
+    assert!(!cache.invalidate(RegionVerId { id: 1, epoch: RegionEpoch::new(4, 6) }));
+    assert!(cache.get(1).is_some());
+    // Equal or newer on both fields: removed.
+    assert!(cache.invalidate(RegionVerId { id: 1, epoch: RegionEpoch::new(5, 6) }));
+    assert!(cache.is_empty());
 }
 
 #[test]
@@ -444,6 +539,16 @@ fn fuzz_cache_ops_regressions() {
         7, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // store 2 at store-0
         7, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // store 3 at store-0: store 2 stale
         4, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // invalidate region 2
+    ]);
+    // Per-field epoch staleness and hint-less NotLeader rounds, on a fresh cache.
+    fuzzing::cache_ops(&[
+        0, 1, 0, 0, 5, 0x03, 0, 0, 0, 0, 0, 0, 0,
+        0, // region 1 [-inf,+inf) {v1, conf 2}, 3 voters
+        0, 1, 0, 0, 2, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, // region 1 {v2, conf 1}: refused
+        4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // invalidate region 1 at {v1, conf 0}: kept
+        5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // NotLeader, no hint
+        5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // NotLeader, no hint
+        5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // NotLeader, no hint: a full round, removed
     ]);
 }
 

@@ -158,9 +158,9 @@ async fn round_trip(
             return Err(Error::Timeout { method: METHOD });
         }
     };
-    if let Some(header) = &resp.header {
-        conn.check_header(METHOD, header)?;
-    }
+    // The cluster-id check is required on every response: PD always sends a header.
+    let header = resp.header.as_ref().ok_or_else(|| crate::pd::missing_header(METHOD))?;
+    conn.check_header(METHOD, header)?;
     let first = first_of_batch(&resp, count)?;
     if first <= last {
         return Err(Error::TsoNotMonotonic { last, got: first });

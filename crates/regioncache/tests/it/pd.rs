@@ -97,6 +97,63 @@ async fn cluster_id_mismatch_is_a_typed_error() {
 }
 
 #[tokio::test]
+async fn responses_without_a_header_are_invalid() {
+    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    fake.set_regions([region(1, b"", b"", 1, &[1])]);
+    fake.put_store(store(1, "127.0.0.1:20161"));
+    let pd = connect(&fake).await;
+    // With headers, everything answers.
+    pd.get_region(b"a").await.unwrap().unwrap();
+    pd.get_ts().await.unwrap();
+
+    fake.with(|s| s.omit_headers = true);
+    let no_header =
+        |e: &Error| matches!(e, Error::InvalidResponse { reason, .. } if reason == "no header");
+    let error = pd.get_region(b"a").await.unwrap_err();
+    assert!(no_header(&error), "GetRegion: {error:?}");
+    assert!(!error.is_retryable());
+    let error = pd.get_region_by_id(1).await.unwrap_err();
+    assert!(no_header(&error), "GetRegionByID: {error:?}");
+    let error = pd.get_store(1).await.unwrap_err();
+    assert!(no_header(&error), "GetStore: {error:?}");
+    let error = pd.get_all_stores(false).await.unwrap_err();
+    assert!(no_header(&error), "GetAllStores: {error:?}");
+    let error = pd.get_ts().await.unwrap_err();
+    assert!(no_header(&error), "Tso: {error:?}");
+
+    fake.with(|s| s.batch_scan = true);
+    let error = pd.scan_regions(&Span::full(), 10).await.unwrap_err();
+    assert!(no_header(&error), "BatchScanRegions: {error:?}");
+    assert_eq!(fake.calls(0).scan_regions, 0);
+    // PD 8.1: falls back to ScanRegions, checked the same way.
+    fake.with(|s| s.batch_scan = false);
+    let error = pd.scan_regions(&Span::full(), 10).await.unwrap_err();
+    assert!(no_header(&error), "ScanRegions: {error:?}");
+    assert_eq!(fake.calls(0).scan_regions, 1);
+    fake.with(|s| s.omit_headers = false);
+    assert_eq!(pd.scan_regions(&Span::full(), 10).await.unwrap().len(), 1);
+    pd.get_ts().await.unwrap();
+}
+
+#[tokio::test]
+async fn region_answers_must_match_the_request() {
+    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    fake.set_regions([region(1, b"", b"m", 1, &[1]), region(2, b"m", b"", 1, &[1])]);
+    let pd = connect(&fake).await;
+    assert_eq!(pd.get_region(b"x").await.unwrap().map(|r| r.id()), Some(2));
+    assert_eq!(pd.get_region_by_id(1).await.unwrap().map(|r| r.id()), Some(1));
+
+    // PD answers region 1, [-inf, m), whatever is asked.
+    fake.with(|s| s.region_override = Some(region(1, b"", b"m", 1, &[1])));
+    let error = pd.get_region(b"x").await.unwrap_err();
+    assert!(matches!(error, Error::InvalidResponse { method: "GetRegion", .. }), "{error:?}");
+    assert_eq!(pd.get_region(b"a").await.unwrap().map(|r| r.id()), Some(1));
+    let error = pd.get_region_by_id(2).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidResponse { method: "GetRegionByID", .. }), "{error:?}");
+    assert_eq!(pd.get_region_by_id(1).await.unwrap().map(|r| r.id()), Some(1));
+}
+
+#[tokio::test]
 async fn endpoint_of_another_cluster_is_a_typed_error() {
     let ours = FakePd::start(1, CLUSTER).await.unwrap();
     let theirs = FakePd::start(1, CLUSTER + 1).await.unwrap();

@@ -114,6 +114,46 @@ async fn region_split_seen_after_invalidation() {
 }
 
 #[tokio::test]
+async fn stale_regions_from_a_lagging_pd_are_replaced_by_cached_ones() {
+    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    for s in 1..=3 {
+        fake.put_store(store(s, &format!("127.0.0.1:{}", 20160 + s)));
+    }
+    fake.set_regions([region(1, b"", b"m", 2, &[1, 2, 3]), region(2, b"m", b"", 2, &[2, 3])]);
+    let src = source(&fake).await;
+    src.load_regions(&Span::full(), 0).await.unwrap();
+    assert_eq!(cached(&src), [1, 2]);
+
+    // A PD leader lagging after a failover reports the pre-split region again.
+    fake.set_regions([region(1, b"", b"", 1, &[1, 2, 3])]);
+    let batch = src.load_regions(&Span::full(), 0).await.unwrap();
+    let vers: Vec<_> = batch.regions.iter().map(|r| (r.id(), r.epoch().version)).collect();
+    assert_eq!(vers, [(1, 2), (2, 2)], "the cached newer regions, not PD's stale one");
+    assert!(batch.holes.is_empty());
+    assert_eq!(batch.resume, None);
+    assert_eq!(cached(&src), [1, 2]);
+    // Every region answered is routable: no endless re-division.
+    for region in &batch.regions {
+        assert!(src.rpc_context(region.ver_id()).await.unwrap().is_some(), "{region:?}");
+    }
+    // Only part of the range is cached: the rest is a hole, to load again later.
+    src.invalidate(src.with_cache(|c| c.get(1).unwrap().ver_id()));
+    let batch = src.load_regions(&span(b"a", b""), 0).await.unwrap();
+    assert_eq!(batch.regions.iter().map(|r| r.id()).collect::<Vec<_>>(), [2]);
+    assert_eq!(batch.holes, [span(b"a", b"m")]);
+    assert_eq!(batch.resume, None);
+    // The limit still decides on PD's answer: the stale region filled it, so resume after the
+    // cached region that replaced it.
+    let batch = src.load_regions(&span(b"a", b""), 1).await.unwrap();
+    assert_eq!(batch.holes, [span(b"a", b"m")]);
+    assert_eq!(batch.resume, None, "region 2 reaches +inf");
+    // A point look-up of a key PD answers stale gets the cached region.
+    let at = src.region_at(b"x").await.unwrap().unwrap();
+    assert_eq!((at.id(), at.epoch().version), (2, 2));
+    assert_eq!(cached(&src), [2]);
+}
+
+#[tokio::test]
 async fn garbage_region_lists_leave_the_cache_consistent() {
     let fake = FakePd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[key(b"f"), key(b"p")], &[1]));
