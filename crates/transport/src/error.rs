@@ -90,6 +90,11 @@ pub enum StreamError {
     /// The transport was dropped.
     #[error("the transport shut down")]
     Shutdown,
+    /// An `EventFeed` (V1) call was closed so that a region deregistered from it could be
+    /// registered again: such a store cannot deregister one region, so the old registration kept
+    /// streaming on that call until it closed.
+    #[error("the EventFeed call was replaced to re-register a region")]
+    Replaced,
 }
 
 impl StreamError {

@@ -72,7 +72,8 @@ pub enum RegionEvent {
     /// transport forgets it too.
     ///
     /// TiKV also answers each deregistered region with [`RegionError::RegionNotFound`]; those
-    /// answers are passed through (the feed, having dropped the region, ignores them).
+    /// answers, and every other event of a deregistered registration, are dropped by the
+    /// transport, so a registration made again on the same stream never sees them.
     Error(RegionError),
     /// The deprecated per-region resolved ts (sent only to clients older than 4.0.8; kvfeed
     /// announces 8.1.0, so TiKV sends batched [`StreamEvent::Resolved`] instead).
@@ -266,7 +267,10 @@ impl RegionError {
     /// field order wins.
     pub fn from_wire(error: cdcpb::Error) -> Self {
         if let Some(not_leader) = error.not_leader {
-            Self::NotLeader { leader: not_leader.leader.map(Peer::from_wire) }
+            // An empty peer (id 0) means "leader unknown", as regioncache's converter reads it.
+            Self::NotLeader {
+                leader: not_leader.leader.filter(|peer| peer.id != 0).map(Peer::from_wire),
+            }
         } else if error.region_not_found.is_some() {
             Self::RegionNotFound
         } else if let Some(epoch) = error.epoch_not_match {
@@ -370,6 +374,14 @@ mod tests {
             RegionError::from_wire(not_leader),
             RegionError::NotLeader { leader: Some(Peer { id: 9, store_id: 4 }) }
         );
+        let unknown_leader = cdcpb::Error {
+            not_leader: Some(errorpb::NotLeader {
+                region_id: 3,
+                leader: Some(metapb::Peer::default()),
+            }),
+            ..cdcpb::Error::default()
+        };
+        assert_eq!(RegionError::from_wire(unknown_leader), RegionError::NotLeader { leader: None });
         let busy = cdcpb::Error {
             server_is_busy: Some(errorpb::ServerIsBusy {
                 reason: "too many pending incremental scans".into(),

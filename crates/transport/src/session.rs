@@ -7,6 +7,12 @@
 //! [`StreamEvent::RegionFailed`] once, so a region registered before the end is reported exactly
 //! once, and none can be registered after it.
 //!
+//! The task hands the feed only what belongs to a registration the session tracks (see
+//! [`Session::admit`]): events of unknown pairs are dropped (reference §5.5), resolved batches are
+//! cut down to tracked regions, and the events of a deregistered registration (up to and
+//! including the one error that ends it) are dropped, so a registration of the same pair made
+//! again on the same stream is never confused with the old one.
+//!
 //! Both directions go down together: the request stream given to tonic ends when the task ends
 //! (its [`oneshot`] guard drops), and the task ends when the response stream fails, ends, or the
 //! session is asked to close.
@@ -57,6 +63,21 @@ impl RegionSet {
         }
         self.len -= usize::from(removed);
         removed
+    }
+
+    /// Whether a pair is there.
+    pub(crate) fn contains(&self, request_id: u64, region_id: u64) -> bool {
+        self.by_request.get(&request_id).is_some_and(|regions| regions.contains(&region_id))
+    }
+
+    /// Takes every region of a subscription out.
+    pub(crate) fn take_request(&mut self, request_id: u64) -> Vec<u64> {
+        let regions: Vec<u64> = self
+            .by_request
+            .remove(&request_id)
+            .map_or_else(Vec::new, |set| set.into_iter().collect());
+        self.len -= regions.len();
+        regions
     }
 
     /// Removes every region of a subscription; returns how many there were.
@@ -117,6 +138,16 @@ pub(crate) struct Session {
 #[derive(Debug)]
 struct SessionState {
     regions: RegionSet,
+    /// Multiplexed sessions: pairs deregistered whose old registration has not ended yet, with
+    /// how many such registrations are pending. TiKV processes a stream's requests in order and
+    /// ends every registration with exactly one error event (its answer to the Deregister, or an
+    /// error already in flight), so while a pair's count is above 0 its events belong to an old
+    /// registration and are dropped; its next ending error decrements the count and is swallowed.
+    draining: HashMap<(u64, u64), u32>,
+    /// `EventFeed` sessions: pairs deregistered locally that TiKV still streams (a V1 store
+    /// cannot deregister one region). Their events are dropped until TiKV ends them with an
+    /// error; registering one again needs another call (see [`Insert::Zombie`]).
+    zombies: HashSet<(u64, u64)>,
     /// When the region set last became empty (`None` while it has regions).
     empty_since: Option<Instant>,
     /// `Some` once the session ended; the region set is empty from then on.
@@ -130,6 +161,10 @@ pub(crate) enum Insert {
     Added,
     AlreadyThere,
     Ended,
+    /// The pair still streams on this `EventFeed` call after a local deregistration: registering
+    /// it again here would be answered `DuplicateRequest` while the old registration goes on.
+    /// Nothing was inserted; the caller replaces the call.
+    Zombie,
 }
 
 impl Session {
@@ -140,6 +175,8 @@ impl Session {
         Arc::new(Self {
             state: Mutex::new(SessionState {
                 regions,
+                draining: HashMap::new(),
+                zombies: HashSet::new(),
                 empty_since: None,
                 end: None,
                 close_request: None,
@@ -179,6 +216,9 @@ impl Session {
         if state.end.is_some() || state.close_request.is_some() {
             return Insert::Ended;
         }
+        if state.zombies.contains(&(request_id, region_id)) {
+            return Insert::Zombie;
+        }
         state.empty_since = None;
         if state.regions.insert(request_id, region_id) {
             Insert::Added
@@ -187,20 +227,98 @@ impl Session {
         }
     }
 
-    /// Forgets a pair (deregistered, or ended by TiKV); false if it was not registered here.
-    pub(crate) fn remove(&self, request_id: u64, region_id: u64) -> bool {
-        let mut state = self.lock();
-        let removed = state.regions.remove(request_id, region_id);
-        state.mark_if_empty();
-        removed
-    }
-
     /// Forgets every region of a subscription; returns how many there were.
     pub(crate) fn remove_request(&self, request_id: u64) -> usize {
         let mut state = self.lock();
         let removed = state.regions.remove_request(request_id);
         state.mark_if_empty();
         removed
+    }
+
+    /// Deregisters one region (`Some`) or every region of a subscription (`None`) on a
+    /// multiplexed session, about to be sent a `Deregister`: each removed pair drains (see
+    /// `SessionState::draining`). Returns how many pairs were removed.
+    pub(crate) fn deregister(&self, request_id: u64, region_id: Option<u64>) -> usize {
+        let mut state = self.lock();
+        let removed: Vec<u64> = match region_id {
+            Some(region) => {
+                if state.regions.remove(request_id, region) {
+                    vec![region]
+                } else {
+                    Vec::new()
+                }
+            }
+            None => state.regions.take_request(request_id),
+        };
+        for region in &removed {
+            *state.draining.entry((request_id, *region)).or_insert(0) += 1;
+        }
+        state.mark_if_empty();
+        removed.len()
+    }
+
+    /// Forgets one region of an `EventFeed` session that keeps streaming it (see
+    /// `SessionState::zombies`); false if it was not registered here.
+    pub(crate) fn forget_streaming(&self, request_id: u64, region_id: u64) -> bool {
+        let mut state = self.lock();
+        let removed = state.regions.remove(request_id, region_id);
+        if removed {
+            state.zombies.insert((request_id, region_id));
+        }
+        state.mark_if_empty();
+        removed
+    }
+
+    /// Decides what of a received event reaches the feed (reference §5.5): events of pairs this
+    /// session does not track are dropped, those of old (draining or zombie) registrations too,
+    /// resolved batches keep only the tracked, live regions, and an error ending a tracked
+    /// registration forgets it.
+    pub(crate) fn admit(&self, event: StreamEvent) -> Option<StreamEvent> {
+        let mut state = self.lock();
+        match event {
+            StreamEvent::Region { request_id, region_id, ref event, .. } => {
+                let pair = (request_id, region_id);
+                let ends = matches!(event, RegionEvent::Error(error) if error.ends_registration());
+                if let Some(count) = state.draining.get_mut(&pair) {
+                    // An old registration's event; its ending error closes it.
+                    if ends {
+                        *count -= 1;
+                        if *count == 0 {
+                            state.draining.remove(&pair);
+                        }
+                    }
+                    return None;
+                }
+                if state.zombies.contains(&pair) {
+                    if ends {
+                        state.zombies.remove(&pair);
+                    }
+                    return None;
+                }
+                if !state.regions.contains(request_id, region_id) {
+                    return None;
+                }
+                if ends {
+                    // TiKV dropped it: it must not be reported failed later.
+                    state.regions.remove(request_id, region_id);
+                    state.mark_if_empty();
+                }
+            }
+            StreamEvent::Resolved { store_id, request_id, mut regions, ts } => {
+                regions.retain(|region| {
+                    let pair = (request_id, *region);
+                    state.regions.contains(request_id, *region)
+                        && !state.draining.contains_key(&pair)
+                        && !state.zombies.contains(&pair)
+                });
+                if regions.is_empty() {
+                    return None;
+                }
+                return Some(StreamEvent::Resolved { store_id, request_id, regions, ts });
+            }
+            StreamEvent::RegionFailed { .. } => {}
+        }
+        Some(event)
     }
 
     /// Asks the task to end the session (the first request wins).
@@ -328,17 +446,7 @@ impl SessionTask {
                 Err(error) => return ender.fail(StreamError::Decode(error), healthy).await,
             };
             for event in demux {
-                if let StreamEvent::Region {
-                    request_id,
-                    region_id,
-                    event: RegionEvent::Error(error),
-                    ..
-                } = &event
-                    && error.ends_registration()
-                {
-                    // TiKV dropped it: it must not be reported failed later.
-                    session.remove(*request_id, *region_id);
-                }
+                let Some(event) = session.admit(event) else { continue };
                 if events.send(event).await.is_err() {
                     // Nobody listens any more: stop quietly.
                     ender.finish(End::Closed);
@@ -371,7 +479,10 @@ impl Ender<'_> {
     /// Fails the session: every region on it is reported once.
     async fn fail(&self, cause: StreamError, healthy: bool) {
         let regions = self.finish(End::Failed { at: Instant::now(), healthy });
-        self.lease.retire();
+        if cause != StreamError::Replaced {
+            // The connection is suspect; a replaced call says nothing about it.
+            self.lease.retire();
+        }
         tracing::debug!(
             store_id = self.route.store_id,
             regions = regions.len(),
@@ -430,5 +541,80 @@ impl Ender<'_> {
         state.end = Some(End::Closed);
         tracing::debug!(store_id = self.route.store_id, "stream closed as idle");
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RegionError;
+
+    fn rows(request_id: u64, region_id: u64) -> StreamEvent {
+        StreamEvent::Region {
+            store_id: 1,
+            request_id,
+            region_id,
+            event: RegionEvent::ResolvedTs(1),
+        }
+    }
+
+    fn error(request_id: u64, region_id: u64, error: RegionError) -> StreamEvent {
+        StreamEvent::Region { store_id: 1, request_id, region_id, event: RegionEvent::Error(error) }
+    }
+
+    fn batch(request_id: u64, regions: Vec<u64>) -> StreamEvent {
+        StreamEvent::Resolved { store_id: 1, request_id, regions, ts: 9 }
+    }
+
+    #[test]
+    fn each_deregistration_drains_one_ending_error() {
+        let session = Session::new(Mode::Multiplexed, (1, 10));
+        // Deregistered and registered again twice before TiKV answers either Deregister.
+        for _ in 0..2 {
+            assert_eq!(session.deregister(1, Some(10)), 1);
+            assert_eq!(session.insert(1, 10), Insert::Added);
+        }
+        for _ in 0..2 {
+            assert_eq!(session.admit(rows(1, 10)), None, "an old registration's event");
+            assert_eq!(session.admit(batch(1, vec![10])), None);
+            // A DuplicateRequest ends nothing: dropped, the count stays.
+            assert_eq!(session.admit(error(1, 10, RegionError::DuplicateRequest)), None);
+            assert_eq!(session.admit(error(1, 10, RegionError::RegionNotFound)), None);
+        }
+        assert_eq!(session.admit(rows(1, 10)), Some(rows(1, 10)), "the live registration's");
+        assert_eq!(session.admit(batch(1, vec![10, 11])), Some(batch(1, vec![10])));
+        let ended = error(1, 10, RegionError::RegionNotFound);
+        assert_eq!(session.admit(ended.clone()), Some(ended), "it ends the live registration");
+        assert_eq!(session.regions(), 0);
+        // Nothing is tracked any more.
+        assert_eq!(session.admit(rows(1, 10)), None);
+    }
+
+    #[test]
+    fn a_whole_subscription_drains_each_region() {
+        let session = Session::new(Mode::Multiplexed, (1, 10));
+        assert_eq!(session.insert(1, 11), Insert::Added);
+        assert_eq!(session.insert(2, 10), Insert::Added);
+        assert_eq!(session.deregister(1, None), 2);
+        assert_eq!(session.deregister(1, None), 0, "nothing left to deregister");
+        assert_eq!(session.regions(), 1);
+        assert_eq!(session.insert(1, 11), Insert::Added);
+        assert_eq!(session.admit(error(1, 10, RegionError::RegionNotFound)), None);
+        assert_eq!(session.admit(error(1, 11, RegionError::RegionNotFound)), None);
+        assert_eq!(session.admit(batch(1, vec![10, 11])), Some(batch(1, vec![11])));
+        assert_eq!(session.admit(rows(2, 10)), Some(rows(2, 10)));
+    }
+
+    #[test]
+    fn event_feed_zombies_are_dropped_until_tikv_ends_them() {
+        let session = Session::new(Mode::PerSubscription, (1, 10));
+        assert!(session.forget_streaming(1, 10));
+        assert!(!session.forget_streaming(1, 10));
+        assert_eq!(session.insert(1, 10), Insert::Zombie);
+        assert_eq!(session.regions(), 0, "nothing inserted");
+        assert_eq!(session.admit(rows(1, 10)), None);
+        assert_eq!(session.admit(error(1, 10, RegionError::Congested)), None);
+        assert_eq!(session.insert(1, 10), Insert::Added);
+        assert_eq!(session.admit(rows(1, 10)), Some(rows(1, 10)));
     }
 }

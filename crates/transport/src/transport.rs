@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
@@ -97,6 +97,37 @@ struct Store {
 #[derive(Debug)]
 struct Slot {
     state: tokio::sync::Mutex<SlotState>,
+    /// `Some` while a registration dials and probes a connection for this slot, which it does
+    /// without holding `state` (so deregistrations, stats and store removal never wait for a
+    /// dial); fired and cleared when that registration is done or dropped. Other registrations
+    /// needing a session wait for it and look again, instead of dialling too.
+    connecting: Mutex<Option<Arc<Notify>>>,
+}
+
+/// Marks a slot connecting; clears the mark and wakes the waiters when dropped.
+struct Connecting<'a> {
+    slot: &'a Slot,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.slot.lock_connecting().take();
+        self.notify.notify_waiters();
+    }
+}
+
+impl Slot {
+    fn lock_connecting(&self) -> MutexGuard<'_, Option<Arc<Notify>>> {
+        self.connecting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the slot connecting (the caller holds `state`, and saw it not connecting).
+    fn start_connecting(&self) -> Connecting<'_> {
+        let notify = Arc::new(Notify::new());
+        *self.lock_connecting() = Some(Arc::clone(&notify));
+        Connecting { slot: self, notify }
+    }
 }
 
 #[derive(Debug)]
@@ -108,6 +139,9 @@ struct SlotState {
     /// No new session before this instant.
     retry_at: Option<Instant>,
     jitter: Jitter,
+    /// Set by `close_all`: the store is gone, so a session opened by a dial that was under way
+    /// is failed with this cause at once instead of being kept.
+    closed: Option<StreamError>,
 }
 
 /// The slot's end of a session.
@@ -170,7 +204,29 @@ impl Transport {
                     }
                     // Ended since the prune: prune again.
                     Insert::Ended => continue,
+                    // An `EventFeed` call still streams the pair's old registration: close the
+                    // call (its other regions are reported failed, once) and open another.
+                    Insert::Zombie => {
+                        handle.session.request_close(CloseRequest::Fail(StreamError::Replaced));
+                        continue;
+                    }
                 }
+            }
+            // Another registration is dialling for this slot: wait for it, then look again.
+            let dialling = slot.lock_connecting().clone();
+            if let Some(notify) = dialling {
+                // Registered for `notify_waiters` from its creation on; if the dial ended before
+                // that, the mark is gone (or is another dial's) and there is nothing to wait for.
+                let done = notify.notified();
+                let still = slot
+                    .lock_connecting()
+                    .as_ref()
+                    .is_some_and(|current| Arc::ptr_eq(current, &notify));
+                drop(state);
+                if still {
+                    done.await;
+                }
+                continue;
             }
             if let Some(at) = state.retry_at
                 && Instant::now() < at
@@ -179,7 +235,12 @@ impl Transport {
                 tokio::time::sleep_until(at).await;
                 continue;
             }
-            let lease = match store.pool.acquire().await {
+            // Dial and probe without the slot's lock.
+            let connecting = slot.start_connecting();
+            drop(state);
+            let acquired = store.pool.acquire().await;
+            let mut state = slot.state.lock().await;
+            let lease = match acquired {
                 Ok(lease) => lease,
                 Err(error) => {
                     state.failures = state.failures.saturating_add(1);
@@ -204,12 +265,19 @@ impl Transport {
                 max_decoding_message_size: self.inner.config.max_decoding_message_size,
             };
             tokio::spawn(task.run());
+            if let Some(cause) = state.closed.clone() {
+                // The store was removed while dialling: the region is reported failed.
+                handle.session.request_close(CloseRequest::Fail(cause));
+                drop(connecting);
+                return Ok(());
+            }
             match mode {
                 Mode::Multiplexed => state.multiplexed = Some(handle),
                 Mode::PerSubscription => {
                     state.per_subscription.insert(request_id, handle);
                 }
             }
+            drop(connecting);
             return Ok(());
         }
     }
@@ -217,27 +285,28 @@ impl Transport {
     /// Deregisters one region (`Some`) or every region of a subscription (`None`) on a store.
     ///
     /// The regions are forgotten at once: no [`StreamEvent::RegionFailed`] is reported for them
-    /// afterwards. On multiplexed streams a `Deregister` (with header; region id 0 for the whole
-    /// subscription) goes to TiKV, which answers each removed region with a
-    /// [`RegionError::RegionNotFound`](crate::RegionError::RegionNotFound) event; those answers,
-    /// and any event still in flight for the regions, are passed through for the feed to ignore.
+    /// afterwards, and no event of their old registrations reaches [`Events`]. On multiplexed
+    /// streams a `Deregister` (with header; region id 0 for the whole subscription) goes to TiKV,
+    /// which ends each removed registration with exactly one error event (its
+    /// [`RegionError::RegionNotFound`](crate::RegionError::RegionNotFound) answer, or an error
+    /// already in flight); until then the region's events are dropped, and that error is
+    /// swallowed, so the region may be registered again on the same stream at once.
     /// On `EventFeed` streams a whole subscription is deregistered by closing its call; a single
     /// region is only forgotten locally, because a TiKV without `EventFeedV2` reads a
-    /// `Deregister` as a Register, so TiKV keeps streaming it until the call closes.
+    /// `Deregister` as a Register, so TiKV keeps streaming it until the call closes (its events
+    /// are dropped). Registering such a region again closes that call, reporting its other
+    /// regions [`StreamEvent::RegionFailed`] with [`StreamError::Replaced`] (once each), and opens
+    /// a new call: on the old call TiKV would answer `DuplicateRequest` and keep the old
+    /// registration.
     pub async fn deregister(&self, store_id: u64, request_id: u64, region_id: Option<u64>) {
         let Some(store) = self.inner.lock_stores().get(&store_id).cloned() else { return };
         for slot in &store.slots {
             let mut state = slot.state.lock().await;
             state.prune(&self.inner.config.backoff);
             if let Some(handle) = &state.multiplexed {
-                let sent = match region_id {
-                    Some(region) => handle.session.remove(request_id, region),
-                    None => {
-                        handle.session.remove_request(request_id);
-                        true
-                    }
-                };
-                if sent {
+                // Removed pairs drain: TiKV's answer (or an error already in flight) ends the old
+                // registration, and a re-registration on this stream is not mistaken for it.
+                if handle.session.deregister(request_id, region_id) > 0 {
                     handle.send(WireRequest::deregister(
                         &self.inner.template,
                         request_id,
@@ -248,7 +317,7 @@ impl Transport {
             match region_id {
                 Some(region) => {
                     if let Some(handle) = state.per_subscription.get(&request_id) {
-                        handle.session.remove(request_id, region);
+                        handle.session.forget_streaming(request_id, region);
                     }
                 }
                 None => {
@@ -449,7 +518,9 @@ impl Store {
                     failures: 0,
                     retry_at: None,
                     jitter: Jitter::new(seed ^ target.store_id.rotate_left(17) ^ index),
+                    closed: None,
                 }),
+                connecting: Mutex::new(None),
             })
             .collect();
         Ok(Self {
@@ -512,6 +583,7 @@ impl SlotState {
 
     /// Asks every session to fail with `cause` and forgets them.
     fn close_all(&mut self, cause: &StreamError) {
+        self.closed.get_or_insert_with(|| cause.clone());
         for handle in
             self.multiplexed.take().into_iter().chain(self.per_subscription.drain().map(|(_, h)| h))
         {

@@ -57,17 +57,6 @@ fn is_deregister(request: &cdcpb::ChangeDataRequest, request_id: u64, region_id:
         && request.header.as_ref().is_some_and(|h| h.cluster_id == CLUSTER_ID)
 }
 
-/// Waits (a bounded number of short sleeps) until `done` holds.
-async fn wait_until<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {
-    for _ in 0..2000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in time");
-}
-
 /// Collects `n` `RegionFailed` events, checking nothing else arrives in between.
 async fn failures(events: &mut kvfeed_transport::Events, n: usize) -> Vec<(u64, u64, StreamError)> {
     let mut out = Vec::new();
@@ -141,25 +130,203 @@ async fn v2_stream_multiplexes_subscriptions_and_sends_headers() {
     assert!(is_deregister(&call.next_request().await.unwrap(), 1, 10));
     transport.deregister(1, 2, None).await;
     assert!(is_deregister(&call.next_request().await.unwrap(), 2, 0));
-    // TiKV answers with RegionNotFound per removed region: passed through, nothing fails.
-    call.send(frame(vec![region_not_found(1, 10)])).await;
+    assert_eq!(transport.store_stats(1).await.unwrap().regions, 0);
+    // TiKV answers with RegionNotFound per removed region: those answers end the old
+    // registrations and are swallowed; the rows of a live region after them come first.
+    transport.register(&tikv, region(3, 30)).await.unwrap();
+    assert!(is_register(&call.next_request().await.unwrap(), 3, 30));
+    call.send(frame(vec![region_not_found(1, 10), region_not_found(2, 20), rows(3, 30, 1, 4)]))
+        .await;
     assert!(matches!(
         next_event(&mut events).await,
-        StreamEvent::Region {
-            region_id: 10,
-            event: RegionEvent::Error(RegionError::RegionNotFound),
-            ..
-        }
+        StreamEvent::Region { request_id: 3, region_id: 30, event: RegionEvent::Rows(_), .. }
     ));
-    assert_eq!(transport.store_stats(1).await.unwrap().regions, 0);
 
-    // The stream ending now reports nothing: no region is left on it.
+    // The stream ending reports only the live region: deregistered ones are never reported.
+    // Its report also shows the session ended, so the next registration opens a new call.
     drop(call);
-    wait_until(|| async { transport.store_stats(1).await.unwrap().multiplexed_streams == 0 }).await;
-    transport.register(&tikv, region(3, 30)).await.unwrap();
+    assert_eq!(failures(&mut events, 1).await, vec![(3, 30, StreamError::Eof)]);
+    transport.register(&tikv, region(4, 40)).await.unwrap();
     let call = store.accept().await;
-    assert!(is_register(&call.first, 3, 30));
+    assert!(is_register(&call.first, 4, 40));
     assert!(events.try_recv().is_none(), "deregistered regions are never reported failed");
+}
+
+#[tokio::test]
+async fn deregister_then_register_again_on_the_same_stream() {
+    let store = TestStore::start(true);
+    let (transport, mut events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let mut call = store.accept().await;
+    for region_id in [20, 21] {
+        transport.register(&tikv, region(2, region_id)).await.unwrap();
+        assert!(is_register(&call.next_request().await.unwrap(), 2, region_id));
+    }
+
+    // One region, then a whole subscription (region id 0), each registered again at once.
+    transport.deregister(1, 1, Some(10)).await;
+    assert!(is_deregister(&call.next_request().await.unwrap(), 1, 10));
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    assert!(is_register(&call.next_request().await.unwrap(), 1, 10));
+    transport.deregister(1, 2, None).await;
+    assert!(is_deregister(&call.next_request().await.unwrap(), 2, 0));
+    transport.register(&tikv, region(2, 20)).await.unwrap();
+    assert!(is_register(&call.next_request().await.unwrap(), 2, 20));
+
+    // TiKV handles requests in order: the old registrations' events (rows, a resolved batch)
+    // and their one ending error each come first. All of that is dropped.
+    call.send(resolved(1, vec![10], 450)).await;
+    call.send(resolved(2, vec![20, 21], 450)).await;
+    call.send(frame(vec![rows(1, 10, 1, 4), region_not_found(1, 10)])).await;
+    call.send(frame(vec![
+        rows(2, 20, 1, 4),
+        rows(2, 21, 1, 4),
+        region_not_found(2, 21),
+        region_not_found(2, 20),
+    ]))
+    .await;
+    // Then the new registrations' events, which reach the feed.
+    call.send(frame(vec![rows(1, 10, 3, 4), rows(2, 20, 2, 4)])).await;
+    call.send(resolved(2, vec![20, 21], 600)).await;
+    let StreamEvent::Region { request_id: 1, region_id: 10, event: RegionEvent::Rows(got), .. } =
+        next_event(&mut events).await
+    else {
+        panic!("the new registration's rows of (1, 10) first");
+    };
+    assert_eq!(got.len(), 3);
+    let StreamEvent::Region { request_id: 2, region_id: 20, event: RegionEvent::Rows(got), .. } =
+        next_event(&mut events).await
+    else {
+        panic!("then those of (2, 20)");
+    };
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        next_event(&mut events).await,
+        StreamEvent::Resolved { store_id: 1, request_id: 2, regions: vec![20], ts: 600 }
+    );
+    assert_eq!(transport.store_stats(1).await.unwrap().regions, 2);
+
+    // The new registrations are still tracked: a failure reports each exactly once.
+    call.send(Reply::Fail(tonic::Status::unavailable("reset"))).await;
+    let failed = failures(&mut events, 2).await;
+    assert_eq!(
+        failed.iter().map(|(request, region, _)| (*request, *region)).collect::<Vec<_>>(),
+        vec![(1, 10), (2, 20)]
+    );
+    assert_eq!(call.next_request().await, None);
+    assert!(events.try_recv().is_none(), "every region was reported exactly once");
+}
+
+#[tokio::test]
+async fn events_of_untracked_pairs_are_dropped_and_batches_filtered() {
+    let store = TestStore::start(true);
+    let (transport, mut events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    transport.register(&target(1, &store), region(1, 10)).await.unwrap();
+    let call = store.accept().await;
+    // Events of another region of the subscription, the region under another subscription, a region error
+    // of an unknown pair, and batches naming unknown pairs.
+    call.send(frame(vec![rows(1, 99, 1, 4), rows(5, 10, 1, 4), region_not_found(1, 98)])).await;
+    call.send(resolved(1, vec![99, 10, 98], 500)).await;
+    call.send(resolved(7, vec![10], 500)).await;
+    call.send(resolved(1, vec![99], 500)).await;
+    call.send(frame(vec![rows(1, 10, 1, 4)])).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        StreamEvent::Resolved { store_id: 1, request_id: 1, regions: vec![10], ts: 500 }
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        StreamEvent::Region { request_id: 1, region_id: 10, event: RegionEvent::Rows(_), .. }
+    ));
+    // A tracked pair's error still arrives typed (an empty leader peer means "unknown") and
+    // ends the registration: the stream ending later reports nothing.
+    let not_leader = cdcpb::Event {
+        region_id: 10,
+        request_id: 1,
+        index: 0,
+        event: Some(cdcpb::event::Event::Error(cdcpb::Error {
+            not_leader: Some(kvfeed_proto::errorpb::NotLeader {
+                region_id: 10,
+                leader: Some(kvfeed_proto::metapb::Peer::default()),
+            }),
+            ..cdcpb::Error::default()
+        })),
+    };
+    call.send(frame(vec![not_leader])).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        StreamEvent::Region {
+            store_id: 1,
+            request_id: 1,
+            region_id: 10,
+            event: RegionEvent::Error(RegionError::NotLeader { leader: None }),
+        }
+    );
+    // A region error for the now untracked pair is dropped too: the rows of a region registered
+    // after it come next.
+    transport.register(&target(1, &store), region(2, 20)).await.unwrap();
+    let mut call = call;
+    assert!(is_register(&call.next_request().await.unwrap(), 2, 20));
+    call.send(frame(vec![region_not_found(1, 10), rows(1, 10, 1, 4), rows(2, 20, 1, 4)])).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        StreamEvent::Region { request_id: 2, region_id: 20, event: RegionEvent::Rows(_), .. }
+    ));
+    // The stream ending reports only (2, 20): TiKV ended (1, 10) itself.
+    drop(call);
+    assert_eq!(failures(&mut events, 1).await, vec![(2, 20, StreamError::Eof)]);
+    assert!(events.try_recv().is_none());
+}
+
+#[tokio::test]
+async fn v1_region_deregistered_then_registered_again_replaces_the_call() {
+    let store = TestStore::start(false);
+    let (transport, mut events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let mut call_1 = store.accept().await;
+    transport.register(&tikv, region(1, 11)).await.unwrap();
+    assert!(is_register(&call_1.next_request().await.unwrap(), 1, 11));
+
+    // Forgotten locally; TiKV keeps streaming it on this call: its events are dropped.
+    transport.deregister(1, 1, Some(10)).await;
+    call_1.send(frame(vec![rows(0, 10, 1, 4)])).await;
+    call_1.send(resolved(0, vec![10, 11], 500)).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        StreamEvent::Resolved { store_id: 1, request_id: 1, regions: vec![11], ts: 500 }
+    );
+
+    // Registering it again on this call would be a DuplicateRequest beside a zombie: the call is
+    // replaced, its other region reported failed once, and a new call carries the region.
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    assert_eq!(failures(&mut events, 1).await, vec![(1, 11, StreamError::Replaced)]);
+    assert_eq!(call_1.next_request().await, None, "the old call closed");
+    let call_2 = store.accept().await;
+    assert_eq!(call_2.method, Method::V1);
+    assert!(is_register(&call_2.first, 1, 10));
+    call_2.send(frame(vec![rows(0, 10, 2, 4)])).await;
+    let StreamEvent::Region { request_id: 1, region_id: 10, event: RegionEvent::Rows(got), .. } =
+        next_event(&mut events).await
+    else {
+        panic!("the new registration's rows");
+    };
+    assert_eq!(got.len(), 2);
+    let stats = transport.store_stats(1).await.unwrap();
+    assert_eq!((stats.connections, stats.per_subscription_streams, stats.regions), (1, 1, 1));
+
+    // A zombie that TiKV ended is gone: registering it again stays on the call.
+    transport.register(&tikv, region(1, 11)).await.unwrap();
+    let mut call_2 = call_2;
+    assert!(is_register(&call_2.next_request().await.unwrap(), 1, 11));
+    transport.deregister(1, 1, Some(11)).await;
+    call_2.send(frame(vec![region_not_found(0, 11)])).await;
+    call_2.send(frame(vec![rows(0, 10, 1, 4)])).await;
+    assert!(matches!(next_event(&mut events).await, StreamEvent::Region { region_id: 10, .. }));
+    transport.register(&tikv, region(1, 11)).await.unwrap();
+    assert!(is_register(&call_2.next_request().await.unwrap(), 1, 11));
+    assert!(events.try_recv().is_none());
 }
 
 #[tokio::test]
@@ -265,8 +432,9 @@ async fn reset_stream_reports_each_region_once_then_reconnects_and_reprobes() {
     let mut call = store.accept().await;
     assert!(is_register(&call.first, 1, 10));
     assert_eq!(store.counters.probes.load(Ordering::SeqCst), 2);
-    // The failed call's connection leaves the pool with its last call.
-    wait_until(|| async { transport.store_stats(1).await.unwrap().connections == 1 }).await;
+    // The failed call's connection left the pool with its last call: the call's task drops its
+    // lease in the same poll that ends the request side the server saw end above.
+    assert_eq!(transport.store_stats(1).await.unwrap().connections, 1);
 
     // A clean end of stream is a failure too.
     transport.register(&tikv, region(2, 20)).await.unwrap();
@@ -397,12 +565,15 @@ async fn a_stream_without_regions_closes_after_the_idle_timeout() {
     let mut call = store.accept().await;
     transport.deregister(1, 1, None).await;
     assert!(is_deregister(&call.next_request().await.unwrap(), 1, 0));
-    // TiKV's answer to the deregistration, passed through; it also shows the stream is open.
+    // TiKV's answer to the deregistration (swallowed), then a resolved batch of the region
+    // registered again meanwhile: it shows the stream is open and the answer consumed.
+    transport.register(&target(1, &store), region(1, 10)).await.unwrap();
+    assert!(is_register(&call.next_request().await.unwrap(), 1, 10));
     call.send(frame(vec![region_not_found(1, 10)])).await;
-    assert!(matches!(
-        next_event(&mut events).await,
-        StreamEvent::Region { event: RegionEvent::Error(RegionError::RegionNotFound), .. }
-    ));
+    call.send(resolved(1, vec![10], 5)).await;
+    assert!(matches!(next_event(&mut events).await, StreamEvent::Resolved { ts: 5, .. }));
+    transport.deregister(1, 1, Some(10)).await;
+    assert!(is_deregister(&call.next_request().await.unwrap(), 1, 10));
 
     tokio::time::pause();
     let emptied = tokio::time::Instant::now();
@@ -575,4 +746,69 @@ async fn reconnects_back_off_exponentially() {
         assert!(waited >= lower_bound, "after {failures} failures waited only {waited:?}");
     }
     assert!(events.try_recv().is_none(), "nothing was registered, nothing is reported");
+}
+
+#[tokio::test]
+async fn a_dial_in_progress_blocks_neither_stats_nor_deregistration_nor_removal() {
+    // Accepts TCP connections and never speaks HTTP/2: a dial and probe hang until
+    // `connect_timeout`, far beyond the patience of the calls below.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config =
+        TransportConfig { keepalive: None, connect_timeout: Duration::from_secs(600), ..config() };
+    let (transport, mut events) = Transport::new(config, CLUSTER_ID).unwrap();
+    let tikv = StoreTarget { store_id: 1, address: listener.local_addr().unwrap().to_string() };
+    let dialling = tokio::spawn({
+        let transport = transport.clone();
+        let tikv = tikv.clone();
+        async move { transport.register(&tikv, region(1, 10)).await }
+    });
+    // The dial is under way once the connection arrives.
+    let (socket, _) = tokio::time::timeout(PATIENCE, listener.accept()).await.unwrap().unwrap();
+    let stats = tokio::time::timeout(PATIENCE, transport.store_stats(1)).await.unwrap().unwrap();
+    assert_eq!((stats.connections, stats.multiplexed_streams, stats.regions), (0, 0, 0));
+    tokio::time::timeout(PATIENCE, transport.deregister(1, 2, None)).await.unwrap();
+    tokio::time::timeout(PATIENCE, transport.remove_store(1)).await.unwrap();
+    assert!(transport.stores().is_empty());
+    // The store goes away: the dial fails, nothing was registered, nothing is reported.
+    drop(listener);
+    drop(socket);
+    let result = tokio::time::timeout(PATIENCE, dialling).await.unwrap().unwrap();
+    assert!(result.is_err(), "{result:?}");
+    assert!(events.try_recv().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_registrations_share_one_dial_and_one_stream() {
+    let store = TestStore::start(true);
+    let (transport, _events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    // The first dials (without the slot's lock); the second waits for its session.
+    let (first, second) = tokio::join!(
+        transport.register(&tikv, region(1, 10)),
+        transport.register(&tikv, region(1, 11))
+    );
+    first.unwrap();
+    second.unwrap();
+    let mut call = store.accept().await;
+    assert!(is_register(&call.first, 1, 10));
+    assert!(is_register(&call.next_request().await.unwrap(), 1, 11));
+    let stats = transport.store_stats(1).await.unwrap();
+    assert_eq!((stats.connections, stats.multiplexed_streams, stats.regions), (1, 1, 2));
+    assert_eq!(store.counters.probes.load(Ordering::SeqCst), 1);
+    assert!(store.try_accept().await.is_none(), "one call");
+}
+
+#[tokio::test]
+async fn a_store_removed_while_dialling_reports_the_region_failed() {
+    let store = TestStore::start(true);
+    let (transport, mut events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    // The registration is polled first: it marks its slot connecting and waits for the dial; the
+    // removal then runs to completion during that dial.
+    let (registered, ()) =
+        tokio::join!(transport.register(&tikv, region(1, 10)), transport.remove_store(1));
+    registered.unwrap();
+    assert_eq!(failures(&mut events, 1).await, vec![(1, 10, StreamError::StoreRemoved)]);
+    assert!(transport.stores().is_empty());
+    assert!(events.try_recv().is_none());
 }
