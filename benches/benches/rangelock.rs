@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use kvfeed_benches::alloc_counter::{CountingAllocator, live_bytes};
 use kvfeed_benches::original_rangelock::OriginalRangeLock;
-use kvfeed_benches::row_key;
+use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_rangelock::{LockOutcome, RangeLock};
 use kvfeed_span::{EncodedKey, Span};
 
@@ -53,11 +53,6 @@ fn original_lock(ranges: &[Span]) -> OriginalRangeLock {
         lock.lock(range.start().as_bytes(), range.end().as_bytes(), i as u64, 1);
     }
     lock
-}
-
-/// A cheap deterministic walk over `0..n` (a multiplicative step coprime with most sizes).
-fn scatter(step: u64, n: u64) -> u64 {
-    step.wrapping_mul(2_654_435_761) % n
 }
 
 fn report_build(n: u64, ranges: &[Span]) {
@@ -205,13 +200,6 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(|| (), |()| black_box(original_lock(&ranges)), BatchSize::PerIteration)
     });
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
 }
 
 criterion_group! {

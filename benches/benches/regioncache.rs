@@ -12,11 +12,10 @@
 //! Every structure is built once per size, outside the timed loops.
 
 use core::hint::black_box;
-use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed_benches::row_key;
+use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_proto::pdpb;
 use kvfeed_regioncache::testing::{FakePd, split_regions};
 use kvfeed_regioncache::{
@@ -33,18 +32,6 @@ const ROWS: u64 = 10;
 const PROBES: usize = 4096;
 /// Regions loaded through PD.
 const LOADED: u64 = 100_000;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
-/// A cheap deterministic walk over `0..n`.
-fn scatter(step: u64, n: u64) -> u64 {
-    step.wrapping_mul(2_654_435_761) % n
-}
 
 /// The split keys of `n` regions (the first starts at minus infinity, the last ends at plus
 /// infinity).

@@ -12,10 +12,9 @@
 //! pairs that restore the state (split then merge, unset then set), so no clone is timed.
 
 use core::hint::black_box;
-use core::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed_benches::row_key;
+use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_span::key::{self, cmp_raw_with_encoded};
 use kvfeed_span::{EncodedKey, Partition, RangeTsMap, Span, table};
 
@@ -23,18 +22,6 @@ const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 /// How many distinct keys a lookup benchmark cycles through (enough to defeat the branch
 /// predictor, few enough to stay in cache as inputs).
 const PROBES: usize = 4096;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
-/// A cheap deterministic walk over `0..n`.
-fn scatter(step: u64, n: u64) -> u64 {
-    step.wrapping_mul(2_654_435_761) % n
-}
 
 /// The raw record key of row `i` of table 1 (19 bytes, as [`row_key`] encodes).
 fn raw_row_key(i: u64) -> Vec<u8> {

@@ -12,10 +12,10 @@
 //! `Bytes` clones (a reference count, as tonic hands frames to the receive loop).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kvfeed_benches::criterion_config as config;
 use kvfeed_proto::cdcpb::{self, ChangeDataEvent, event};
 use kvfeed_transport::demux::{Route, decode_frame};
 use kvfeed_transport::{RegionEvent, StreamEvent};
@@ -23,13 +23,6 @@ use prost::Message as _;
 
 /// Rows per iteration, whatever the frame shape, so the two groups time similar amounts of work.
 const ROWS_PER_ITER: usize = 4096;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
 
 /// One encoded frame of `rows` rows for region `region_id` of subscription `request_id`.
 fn frame(request_id: u64, region_id: u64, first_row: u64, rows: usize) -> Bytes {

@@ -7,6 +7,20 @@ pub mod alloc_counter;
 
 use kvfeed_span::{EncodedKey, table};
 
+/// The criterion settings of the benchmarks: short enough that a whole area runs in minutes on
+/// the 2-core machine.
+pub fn criterion_config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+}
+
+/// A cheap deterministic walk over `0..n` (a multiplicative step coprime with most sizes).
+pub fn scatter(step: u64, n: u64) -> u64 {
+    step.wrapping_mul(2_654_435_761) % n
+}
+
 /// The encoded key of row `i` of table 1: a realistic ~20-byte TiDB record key.
 pub fn row_key(i: u64) -> EncodedKey {
     EncodedKey::encode(&table::record_key(1, i as i64))

@@ -236,19 +236,11 @@ impl RegionCache {
             // failed) since the region was cached or its leader learned, the region is removed
             // instead of cycling through its peers forever.
             None => {
-                let current = entry.region.leader_index().unwrap_or(entry.cursor);
-                entry.failures += 1;
-                let candidates = entry.region.peers().iter().filter(|p| p.can_lead()).count();
-                match first_leader_candidate(&entry.region, current + 1) {
-                    Some(next) if entry.failures < candidates => {
-                        entry.region.set_leader_index(None);
-                        entry.cursor = next;
-                        LeaderUpdate::Switched
-                    }
-                    _ => {
-                        self.remove(ver.id);
-                        LeaderUpdate::Invalidated
-                    }
+                if entry.fail_over().is_some() {
+                    LeaderUpdate::Switched
+                } else {
+                    self.remove(ver.id);
+                    LeaderUpdate::Invalidated
                 }
             }
         }
@@ -272,16 +264,9 @@ impl RegionCache {
             return SendFail::Stale;
         }
         let Some(entry) = self.by_id.get_mut(&ver.id) else { return SendFail::Stale };
-        let current = entry.region.leader_index().unwrap_or(entry.cursor);
-        entry.failures += 1;
-        let candidates = entry.region.peers().iter().filter(|p| p.can_lead()).count();
-        match first_leader_candidate(&entry.region, current + 1) {
-            Some(next) if entry.failures < candidates => {
-                entry.region.set_leader_index(None);
-                entry.cursor = next;
-                SendFail::Switched(entry.region.peers()[next])
-            }
-            _ => {
+        match entry.fail_over() {
+            Some(next) => SendFail::Switched(entry.region.peers()[next]),
+            None => {
                 self.remove(ver.id);
                 SendFail::Invalidated
             }
@@ -423,6 +408,22 @@ impl RegionCache {
 }
 
 /// The index of the first peer at or after `from` (wrapping around) that can lead.
+impl Entry {
+    /// Counts a failure of the current peer and moves the cursor to the next peer that can lead.
+    /// `None` once every such peer has failed since the region was cached or its leader learned:
+    /// the caller removes the region.
+    fn fail_over(&mut self) -> Option<usize> {
+        let current = self.region.leader_index().unwrap_or(self.cursor);
+        self.failures += 1;
+        let candidates = self.region.peers().iter().filter(|p| p.can_lead()).count();
+        let next = first_leader_candidate(&self.region, current + 1)
+            .filter(|_| self.failures < candidates)?;
+        self.region.set_leader_index(None);
+        self.cursor = next;
+        Some(next)
+    }
+}
+
 fn first_leader_candidate(region: &Region, from: usize) -> Option<usize> {
     let n = region.peers().len();
     (0..n).map(|i| (from + i) % n).find(|&i| region.peers()[i].can_lead())
