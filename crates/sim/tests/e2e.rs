@@ -246,16 +246,7 @@ async fn resolve_stale_locks(cluster: &Cluster, span: &Span) -> usize {
     let (s, e) = (span.start().as_bytes(), span.end().as_bytes());
     for region in cluster.regions().into_iter().filter(|r| overlaps(r, s, e)) {
         let mut kv = tikv(cluster, region.leader_store).await;
-        let scan = kv
-            .kv_scan_lock(kvrpcpb::ScanLockRequest {
-                context: context(&region),
-                max_version,
-                limit: 1024,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let scan = scan_locks(&mut kv, &region, max_version).await;
         for lock in scan.locks {
             let primary_region = cluster.region_of_raw(&lock.primary_lock).unwrap();
             let mut pkv = tikv(cluster, primary_region.leader_store).await;

@@ -22,27 +22,10 @@ async fn lock_resolution_unblocks_resolved_ts() {
 
     let mut kv = tikv(&cluster, 1).await;
     let max_version = cluster.now_ts();
-    let scan = kv
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: context(&region),
-            max_version,
-            limit: 1024,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let scan = scan_locks(&mut kv, &region, max_version).await;
     assert_eq!(scan.locks.len(), 1);
     assert_eq!((scan.locks[0].lock_version, scan.locks[0].key.clone()), (lock_ts, key.clone()));
-    let below = kv
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: context(&region),
-            max_version: lock_ts - 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let below = scan_locks(&mut kv, &region, lock_ts - 1).await;
     assert!(below.locks.is_empty());
 
     // Not expired yet.
@@ -117,15 +100,7 @@ async fn lock_resolution_unblocks_resolved_ts() {
 
     // A stale context is a region error.
     let (_, right) = cluster.split_region(region.id, &record_key(5, 2)).unwrap();
-    let stale = kv
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: context(&region),
-            max_version,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stale = scan_locks(&mut kv, &region, max_version).await;
     assert!(stale.region_error.unwrap().epoch_not_match.is_some());
     let _ = right;
     cluster.shutdown().await;

@@ -208,3 +208,21 @@ pub fn context(region: &RegionMeta) -> Option<kvrpcpb::Context> {
 pub async fn tikv(cluster: &Cluster, store: u64) -> TikvClient<Channel> {
     TikvClient::new(channel(&cluster.store_address(store).unwrap()).await)
 }
+
+/// KvScanLock on the region's leader connection `kv`: locks with start ts <= `max_version`, at
+/// most 1024 (the page size a lock resolver uses).
+pub async fn scan_locks(
+    kv: &mut TikvClient<Channel>,
+    region: &RegionMeta,
+    max_version: u64,
+) -> kvrpcpb::ScanLockResponse {
+    kv.kv_scan_lock(kvrpcpb::ScanLockRequest {
+        context: context(region),
+        max_version,
+        limit: 1024,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
