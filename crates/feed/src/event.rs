@@ -1,4 +1,4 @@
-//! What a subscription delivers: rows in domain terms.
+//! What a subscription delivers: rows in domain terms, and resolved timestamps.
 
 use bytes::Bytes;
 
@@ -26,4 +26,24 @@ pub struct RowEvent {
     pub start_ts: u64,
     /// The transaction's commit ts.
     pub commit_ts: u64,
+}
+
+impl RowEvent {
+    /// The bytes this row holds, for the memory quota (keys, values and a fixed overhead).
+    pub(crate) fn footprint(&self) -> usize {
+        let old = self.old_value.as_ref().map_or(0, Bytes::len);
+        core::mem::size_of::<Self>() + self.key.len() + self.value.len() + old
+    }
+}
+
+/// One item of a subscription's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A committed row in the span. Rows of one key arrive in commit order within one region's
+    /// registration; after a region is re-requested (a split, a leader move, a failure) rows
+    /// may arrive again: delivery is at least once.
+    Row(RowEvent),
+    /// The subscription's resolved ts advanced: no row with `commit_ts <= ts` will follow.
+    /// Published values strictly increase and are all above the start ts.
+    Resolved(u64),
 }

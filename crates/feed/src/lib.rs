@@ -1,34 +1,85 @@
 //! kvfeed: stream row changes out of a TiKV cluster.
 //!
-//! This crate will hold the client users depend on: subscribe a span from a start ts, get rows and
-//! resolved timestamps, survive the cluster's splits, merges and failures. It is being built from
-//! the bottom up; what is here today is the per-region row pipeline:
+//! A [`Client`] subscribes key spans from a start ts and delivers, per subscription, every row
+//! committed in the span after the start ts (at least once) and the subscription's resolved ts
+//! as it advances: once [`Event::Resolved`]`(ts)` is delivered, no row with `commit_ts <= ts`
+//! follows. It survives region splits and merges, leader moves, busy and failed stores: each
+//! region is re-requested from its own resolved ts, so nothing is missed.
 //!
-//! - [`RegionRows`]: everything a region worker does with the rows TiKV sends for one region
-//!   registration: drops rows outside the region's span, pairs prewrites with commits (caching
-//!   commits and rollbacks until the incremental scan is done), skips commits at or below the
-//!   subscription's start ts, refuses rows that would break a published resolved ts, and
-//!   forgets prewrites whose transactions the region's resolved ts has passed.
-//! - [`RowEvent`]: a delivered row in domain terms (raw key, value, old value, start and commit
-//!   ts), never a protobuf struct.
-//! - [`ResolvedPublisher`]: when a subscription's resolved ts is published (at most once per
-//!   interval, and never holding back the last advance of a burst).
-//! - [`LockResolveQueue`]: which regions get their stale locks resolved and when (bounded,
-//!   de-duplicated, with a per-region cooldown that survives housekeeping).
+//! ```no_run
+//! use kvfeed::{Client, Config, Event};
+//! use kvfeed_span::table::table_span;
 //!
-//! These pieces are sans-IO: they take rows, timestamps and the caller's clock readings and
-//! return events, decisions or typed errors ([`RowError`]), never panicking on what a server
-//! sends.
+//! # async fn watch() -> Result<(), kvfeed::Error> {
+//! let client = Client::connect(Config::new(["127.0.0.1:2379"])).await?;
+//! let runner = client.clone();
+//! tokio::spawn(async move { runner.run().await });
+//!
+//! // Every row of TiDB table 100 committed from now on.
+//! let start_ts = client.current_ts().await?;
+//! let mut subscription = client.subscribe(table_span(100), start_ts)?;
+//! while let Some(event) = subscription.recv().await {
+//!     match event? {
+//!         Event::Row(row) => println!("{:?} {:?} at {}", row.op, row.key, row.commit_ts),
+//!         Event::Resolved(ts) => println!("complete up to {ts}"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! Reference: TiCDC's shared KV client, rebuilt (ARCHITECTURE.md has the map).
+//!
+//! - **Range tasks** load the regions of a span from PD in batches and lock each region's part
+//!   of the span in the subscription's range lock ([`kvfeed_rangelock`]), which yields the ts
+//!   to request it from. A request that must wait for an older epoch of a region is parked, never
+//!   waited for.
+//! - **Region requests** find the region's leader, wait for a place in the store's
+//!   initial-scan window ([`Config::initial_scan_window`]), and register the region on one of a
+//!   few multiplexed streams to the store ([`kvfeed_transport`]).
+//! - **Region workers** (a region is pinned to one by a hash of its id) pair prewrites with
+//!   commits ([`RegionRows`]), deliver rows, and advance the range lock with TiKV's resolved-ts
+//!   batches; the subscription's resolved ts (the lock's minimum, read in `O(1)`) is published
+//!   on arrival and on a timer ([`ResolvedPublisher`]).
+//! - **Region errors** re-request the region after a jittered backoff (busy, congested, not
+//!   leader, stream failures, unknown errors, a duplicate request after deregistering it, rows
+//!   that break the protocol) or unlock it and re-divide its range through PD (split, merge,
+//!   region not found); a cluster-id mismatch or an incompatible store fails the subscription
+//!   with a typed [`Error`].
+//! - **Lock resolution** ([`Client::resolve_lock`], and automatically when a subscription lags
+//!   PD's clock by [`Config::lock_resolve_fence`]) settles abandoned transactions so the
+//!   resolved ts moves again ([`LockResolveQueue`] decides which regions and when).
+//! - **Metrics** ([`Client::metrics`]) follow TiCDC's `kvclient` set; logs go through
+//!   `tracing` with subscription and region ids.
+//!
+//! The sans-IO pieces ([`RegionRows`], [`ResolvedPublisher`], [`LockResolveQueue`]) are public
+//! for reuse and testing.
 
 #![forbid(unsafe_code)]
 
+mod backoff;
+mod client;
+mod config;
+mod error;
 mod event;
+mod housekeeping;
 mod matcher;
+mod metrics;
 mod publish;
 mod region;
 mod resolve_lock;
+mod resolver;
+mod schedule;
+mod subscription;
+mod worker;
 
-pub use event::{Op, RowEvent};
+pub use client::Client;
+pub use config::{Config, TlsConfig};
+pub use error::Error;
+pub use event::{Event, Op, RowEvent};
+pub use subscription::{Subscription, SubscriptionId};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};

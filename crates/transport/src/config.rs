@@ -97,7 +97,7 @@ impl Default for TransportConfig {
 
 impl TlsConfig {
     /// Reads the files into tonic's client TLS settings.
-    pub(crate) fn load(&self) -> Result<ClientTlsConfig, TransportError> {
+    pub fn load(&self) -> Result<ClientTlsConfig, TransportError> {
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|error| TransportError::Tls {
                 path: path.clone(),

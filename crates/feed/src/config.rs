@@ -1,0 +1,96 @@
+//! How a [`Client`](crate::Client) connects and behaves: [`Config`], with the production
+//! defaults of reference §8 where the original had them, and [`TlsConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The client's settings. [`Config::new`] gives the defaults; change fields before
+/// [`Client::connect`](crate::Client::connect).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// PD endpoints, `host:port` or `http(s)://host:port`; the other members PD reports are
+    /// tried too.
+    pub pd_endpoints: Vec<String>,
+    /// The cluster id to expect; `None` takes the id of the first PD that answers.
+    pub cluster_id: Option<u64>,
+    /// Region workers: every region is pinned to one by a hash of its id. At least 1.
+    pub worker_count: usize,
+    /// Multiplexed gRPC streams per store. At least 1.
+    pub streams_per_store: usize,
+    /// A subscription's resolved ts is published at most once per interval (and at the end of
+    /// every interval in which it advanced).
+    pub advance_interval: Duration,
+    /// Regions per store whose incremental scan may run at once; the others wait their turn,
+    /// so one large subscription cannot starve the rest. At least 1.
+    pub initial_scan_window: usize,
+    /// Bytes of rows delivered but not yet read by subscribers, over all subscriptions; region
+    /// workers wait (and TiKV is pushed back through HTTP/2 flow control) beyond it.
+    pub memory_quota: usize,
+    /// Ask TiKV to drop rows written by change-data replication itself (bidirectional setups).
+    pub filter_loop: bool,
+    /// TLS to PD and the stores; plain text when `None`.
+    pub tls: Option<TlsConfig>,
+    /// Concurrent range tasks (each loads the regions of a range from PD and locks them).
+    pub range_concurrency: usize,
+    /// Regions asked of PD per call.
+    pub region_scan_limit: usize,
+    /// Backoff bounds for re-requesting a region after busy, congested, not-leader, stream and
+    /// unknown errors (jittered, doubling per consecutive failure of the region).
+    pub region_backoff: (Duration, Duration),
+    /// Locks are resolved automatically in regions whose resolved ts lags PD's clock by more
+    /// than this; `None` turns the automatic trigger off ([`Client::resolve_lock`] still
+    /// works).
+    ///
+    /// [`Client::resolve_lock`]: crate::Client::resolve_lock
+    pub lock_resolve_fence: Option<Duration>,
+    /// A region's locks are resolved at most once per cooldown.
+    pub lock_resolve_cooldown: Duration,
+    /// Lock-resolution tasks waiting at most; further requests are refused until there is room.
+    pub lock_resolve_queue: usize,
+    /// How often slow regions and holes are reported (logged, and counted in the slow-region
+    /// gauge).
+    pub slow_region_interval: Duration,
+    /// A region counts as slow when its resolved ts lags PD's clock by more than this.
+    pub slow_region_lag: Duration,
+    /// The deadline of one PD call and of dialling a store.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// The defaults for a cluster reached through `pd_endpoints`: 8 workers, 2 streams per store,
+    /// 300 ms advance interval, 32 initial scans per store, 256 MiB memory quota, no TLS,
+    /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown.
+    pub fn new<S: Into<String>>(pd_endpoints: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            pd_endpoints: pd_endpoints.into_iter().map(Into::into).collect(),
+            cluster_id: None,
+            worker_count: 8,
+            streams_per_store: 2,
+            advance_interval: Duration::from_millis(300),
+            initial_scan_window: 32,
+            memory_quota: 256 << 20,
+            filter_loop: false,
+            tls: None,
+            range_concurrency: 64,
+            region_scan_limit: 1024,
+            region_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            lock_resolve_fence: Some(Duration::from_secs(20)),
+            lock_resolve_cooldown: Duration::from_secs(10),
+            lock_resolve_queue: 4096,
+            slow_region_interval: Duration::from_secs(30),
+            slow_region_lag: Duration::from_secs(20),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// TLS through rustls: PEM files for the CA and, for mutual TLS, the client certificate and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The CA certificate(s) the servers' certificates must chain to.
+    pub ca_file: PathBuf,
+    /// The client certificate chain and its private key, for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The name to verify the servers' certificates against; by default each server's host.
+    pub domain_name: Option<String>,
+}

@@ -1,0 +1,116 @@
+//! The client's periodic work: resolved-ts publication on a timer (the trailing edge the
+//! original lacked), gauges (lag, regions, quota), the automatic lock-resolution trigger, the
+//! resolver's cooldown housekeeping, and the slow-region and hole report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::{Inner, physical_ms};
+
+/// How often gauges are refreshed and the automatic lock-resolution trigger runs.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired lock-resolution cooldowns are forgotten.
+const FORGET_INTERVAL: Duration = Duration::from_secs(15);
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut timer = tokio::time::interval(inner.config.advance_interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut gauges_at, mut forget_at, mut report_at) =
+        (Duration::ZERO, Duration::ZERO, inner.config.slow_region_interval);
+    loop {
+        timer.tick().await;
+        let now = inner.now();
+        for sub in inner.all_subs() {
+            inner.publish(&sub, &mut sub.state());
+        }
+        if now >= gauges_at {
+            gauges_at = now + GAUGE_INTERVAL;
+            refresh_gauges(&inner).await;
+        }
+        if now >= forget_at {
+            forget_at = now + FORGET_INTERVAL;
+            inner.resolver.forget_old(now);
+        }
+        if now >= report_at {
+            report_at = now + inner.config.slow_region_interval;
+            report_slow_regions(&inner).await;
+        }
+    }
+}
+
+/// Lag and region gauges, the quota gauge, and the automatic lock-resolution trigger.
+async fn refresh_gauges(inner: &Arc<Inner>) {
+    let used = inner.config.memory_quota.saturating_sub(inner.quota.available_permits());
+    inner.metrics.quota_used.set(i64::try_from(used).unwrap_or(i64::MAX));
+    let subs = inner.all_subs();
+    if subs.is_empty() {
+        return;
+    }
+    let tso = match inner.source.pd().get_ts().await {
+        Ok(ts) => ts,
+        Err(error) => {
+            tracing::debug!(%error, "no TSO for the lag gauges");
+            return;
+        }
+    };
+    for sub in subs {
+        if sub.is_stopped() {
+            continue;
+        }
+        let (resolved, regions) = {
+            let state = sub.state();
+            (state.lock.resolved_ts(), state.lock.len())
+        };
+        let label = sub.id.to_string();
+        let lag_ms = physical_ms(tso).saturating_sub(physical_ms(resolved));
+        inner.metrics.resolved_ts_lag.with_label_values(&[&label]).set(to_i64(lag_ms));
+        inner.metrics.regions.with_label_values(&[&label]).set(to_i64(regions as u64));
+        if let Some(fence) = inner.config.lock_resolve_fence
+            && u128::from(lag_ms) > fence.as_millis()
+        {
+            let queued = inner.resolve_lock(&sub, tso);
+            if queued > 0 {
+                tracing::info!(subscription = sub.id, lag_ms, queued, "resolving stale locks");
+            }
+        }
+    }
+}
+
+/// Logs each subscription's slowest region and holes, and counts its slow regions.
+async fn report_slow_regions(inner: &Arc<Inner>) {
+    let Ok(tso) = inner.source.pd().get_ts().await else { return };
+    let slow_ms = u64::try_from(inner.config.slow_region_lag.as_millis()).unwrap_or(u64::MAX);
+    for sub in inner.all_subs() {
+        let (stats, slow) = {
+            let state = sub.state();
+            let slow = state
+                .lock
+                .locked()
+                .filter(|range| physical_ms(tso).saturating_sub(physical_ms(range.resolved_ts)) > slow_ms)
+                .count();
+            (state.lock.stats(), slow)
+        };
+        inner.metrics.slow_regions.with_label_values(&[&sub.id.to_string()]).set(to_i64(slow as u64));
+        if let Some(slowest) = stats.slowest {
+            let lag_ms = physical_ms(tso).saturating_sub(physical_ms(slowest.resolved_ts));
+            if lag_ms > slow_ms {
+                tracing::warn!(
+                    subscription = sub.id,
+                    region = slowest.region_id,
+                    resolved_ts = slowest.resolved_ts,
+                    initialized = slowest.initialized,
+                    lag_ms,
+                    slow_regions = slow,
+                    "slow region"
+                );
+            }
+        }
+        for (hole, ts) in stats.holes.iter().take(8) {
+            tracing::info!(subscription = sub.id, ?hole, resolved_ts = ts, "range without a region");
+        }
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

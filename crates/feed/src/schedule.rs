@@ -1,0 +1,322 @@
+//! Getting regions onto streams: range tasks (PD -> regions -> range lock) and region requests
+//! (range lock -> leader -> initial-scan window -> worker -> store), and what happens when a
+//! region leaves (unlock, wake the parked requests, reload the range).
+//!
+//! Ownership is the correctness argument. A successful lock produces one [`Owned`] region; it
+//! moves from the request task to its worker and back to a request task or to
+//! [`Inner::unlock`], and is never copied: every lock is released exactly once. No service
+//! loop waits for a lock: a request that must wait is parked in its subscription with its
+//! ticket, and whoever unlocks the blocking range retries it on the spot.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kvfeed_rangelock::LockOutcome;
+use kvfeed_regioncache::{RegionSource, RegionVerId};
+use kvfeed_span::Span;
+use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
+
+use crate::backoff;
+use crate::client::Inner;
+use crate::error::Error;
+use crate::subscription::{LockRequest, SubRef, SubState};
+use crate::worker::WorkerMsg;
+
+/// Backoff bounds for reloading a range whose regions PD does not know yet (holes, stale
+/// answers, PD errors).
+const RELOAD_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(2));
+
+/// A region whose range this client holds in the subscription's range lock: the only handle
+/// to that lock entry.
+#[derive(Debug)]
+pub(crate) struct Owned {
+    pub(crate) sub: SubRef,
+    pub(crate) region: RegionVerId,
+    /// The part of the subscription's span the region covers.
+    pub(crate) span: Span,
+    /// Where the next registration starts: the region's resolved ts.
+    pub(crate) checkpoint_ts: u64,
+    /// Consecutive failed registrations (reset when the incremental scan completes).
+    pub(crate) failures: u32,
+}
+
+/// Work to start once a subscription's state is unlocked.
+#[derive(Debug)]
+pub(crate) enum FollowUp {
+    /// Request a locked region after the delay.
+    Request(Owned, Duration),
+    /// Load the range's regions from PD and lock them, after `attempt` backoffs.
+    Reload(SubRef, Span, u32),
+}
+
+/// What to do with a region's range once its registration ended.
+#[derive(Debug)]
+pub(crate) enum AfterUnlock {
+    /// Re-divide the range through PD (the region split, merged or moved).
+    Reload,
+    /// Nothing: the subscription stopped.
+    Release,
+}
+
+impl Inner {
+    /// Locks one region's part of the span, recording what to do next in `out`.
+    pub(crate) fn lock_region(
+        &self,
+        sub: &SubRef,
+        state: &mut SubState,
+        request: LockRequest,
+        out: &mut Vec<FollowUp>,
+    ) {
+        let region_id = request.region.id;
+        match state.lock.lock(&request.span, region_id, request.region.epoch.version) {
+            Ok(LockOutcome::Locked { checkpoint_ts }) => {
+                state.locks += 1;
+                let owned = Owned {
+                    sub: Arc::clone(sub),
+                    region: request.region,
+                    span: request.span,
+                    checkpoint_ts,
+                    failures: 0,
+                };
+                out.push(FollowUp::Request(owned, Duration::ZERO));
+            }
+            Ok(LockOutcome::Wait(ticket)) => {
+                tracing::debug!(subscription = sub.id, region = region_id, "lock waits");
+                state.parked.insert(ticket, request);
+            }
+            Ok(LockOutcome::Stale { retry }) => {
+                tracing::debug!(subscription = sub.id, region = region_id, ?retry, "stale lock");
+                out.extend(retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, 1)));
+            }
+            Ok(LockOutcome::Cancelled) => {}
+            Err(error) => {
+                // Ranges are intersected with the span before locking: this is a bug.
+                tracing::error!(subscription = sub.id, region = region_id, %error, "lock refused");
+                debug_assert!(false, "lock refused: {error}");
+            }
+        }
+    }
+
+    /// Starts the follow-ups.
+    pub(crate) fn spawn_all(self: &Arc<Self>, out: Vec<FollowUp>) {
+        for follow_up in out {
+            match follow_up {
+                FollowUp::Request(owned, delay) => self.spawn_request(owned, delay),
+                FollowUp::Reload(sub, span, attempt) => self.spawn_range(sub, span, attempt),
+            }
+        }
+    }
+
+    pub(crate) fn spawn_request(self: &Arc<Self>, owned: Owned, delay: Duration) {
+        tokio::spawn(Arc::clone(self).request_region(owned, delay));
+    }
+
+    pub(crate) fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
+        tokio::spawn(Arc::clone(self).load_range(sub, span, attempt));
+    }
+
+    /// Releases a region's range (the lock keeps its resolved ts), retries the requests it
+    /// woke, and reloads the range if asked to. Ends the subscription if this was its last
+    /// region after a stop.
+    pub(crate) fn unlock(self: &Arc<Self>, owned: Owned, then: AfterUnlock) {
+        let sub = owned.sub;
+        let mut out = Vec::new();
+        let drained = {
+            let mut state = sub.state();
+            let drained =
+                match state.lock.unlock(&owned.span, owned.region.id, owned.region.epoch.version, None)
+                {
+                    Ok(unlocked) => {
+                        state.unlocks += 1;
+                        for ticket in unlocked.woken {
+                            if let Some(request) = state.parked.remove(&ticket) {
+                                self.lock_region(&sub, &mut state, request, &mut out);
+                            }
+                        }
+                        unlocked.drained
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            subscription = sub.id,
+                            region = owned.region.id,
+                            %error,
+                            "unlock refused"
+                        );
+                        debug_assert!(false, "unlock refused: {error}");
+                        false
+                    }
+                };
+            if matches!(then, AfterUnlock::Reload) && !sub.is_stopped() {
+                out.push(FollowUp::Reload(Arc::clone(&sub), owned.span, owned.failures.max(1)));
+            }
+            drained
+        };
+        self.spawn_all(out);
+        if drained {
+            self.finish_drain(&sub);
+        }
+    }
+
+    /// Sleeps `delay`, unless the subscription stops first. Returns whether it is still live.
+    async fn pause(&self, sub: &SubRef, delay: Duration) -> bool {
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = sub.stopped() => {}
+            }
+        }
+        !sub.is_stopped()
+    }
+
+    /// A range task: loads the regions of `span` from PD in batches, and locks each region's
+    /// part of it. Holes (regions PD does not know yet) are reloaded after a backoff.
+    async fn load_range(self: Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
+        let delay = backoff::delay(RELOAD_BACKOFF, attempt, sub.id ^ span_salt(&span));
+        if !self.pause(&sub, delay).await {
+            return;
+        }
+        let _slot = tokio::select! {
+            slot = Arc::clone(&self.range_slots).acquire_owned() => slot,
+            () = sub.stopped() => return,
+        };
+        let mut cursor = span;
+        let mut failures = 0u32;
+        loop {
+            if sub.is_stopped() {
+                return;
+            }
+            let batch = match self.source.load_regions(&cursor, self.config.region_scan_limit).await
+            {
+                Ok(batch) => batch,
+                Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
+                    self.stop_sub(&sub, Some(Error::Pd(error)));
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(subscription = sub.id, %error, failures, "loading regions failed");
+                    self.metrics.region_errors.with_label_values(&["LoadRegions"]).inc();
+                    let delay = backoff::delay(RELOAD_BACKOFF, failures, sub.id);
+                    if !self.pause(&sub, delay).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            {
+                let mut state = sub.state();
+                for region in &batch.regions {
+                    if let Ok(part) = region.span().intersect(&cursor) {
+                        let request = LockRequest { region: region.ver_id(), span: part };
+                        self.lock_region(&sub, &mut state, request, &mut out);
+                    }
+                }
+            }
+            for hole in batch.holes {
+                tracing::debug!(subscription = sub.id, ?hole, "PD has no region there yet");
+                out.push(FollowUp::Reload(Arc::clone(&sub), hole, attempt + 1));
+            }
+            self.spawn_all(out);
+            match batch.resume {
+                Some(resume) => match Span::new(resume, cursor.end().clone()) {
+                    Ok(rest) => cursor = rest,
+                    Err(_) => return,
+                },
+                None => return,
+            }
+        }
+    }
+
+    /// A region request: finds the leader, waits for a place in the store's initial-scan
+    /// window, hands the region to its worker and registers it on a stream of the store.
+    async fn request_region(self: Arc<Self>, mut owned: Owned, delay: Duration) {
+        let sub = Arc::clone(&owned.sub);
+        if !self.pause(&sub, delay).await {
+            self.unlock(owned, AfterUnlock::Release);
+            return;
+        }
+        let ctx = loop {
+            match self.source.rpc_context(owned.region).await {
+                Ok(Some(ctx)) => break ctx,
+                Ok(None) => {
+                    // The region version is gone from the cache (or has no usable peer):
+                    // re-divide its range.
+                    self.metrics.region_errors.with_label_values(&["RPCCtxUnavailable"]).inc();
+                    self.unlock(owned, AfterUnlock::Reload);
+                    return;
+                }
+                Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
+                    self.stop_sub(&sub, Some(Error::Pd(error)));
+                    self.unlock(owned, AfterUnlock::Release);
+                    return;
+                }
+                Err(error) => {
+                    owned.failures = owned.failures.saturating_add(1);
+                    self.metrics.region_errors.with_label_values(&["GetStoreErr"]).inc();
+                    tracing::debug!(region = owned.region.id, %error, "locating the leader failed");
+                    if error.is_retryable() {
+                        let delay = backoff::delay(
+                            self.config.region_backoff,
+                            owned.failures,
+                            owned.region.id,
+                        );
+                        if !self.pause(&sub, delay).await {
+                            self.unlock(owned, AfterUnlock::Release);
+                            return;
+                        }
+                    } else {
+                        self.source.invalidate(owned.region);
+                        self.unlock(owned, AfterUnlock::Reload);
+                        return;
+                    }
+                }
+            }
+        };
+        let store_id = ctx.peer.store_id;
+        let window = self.admission(store_id);
+        let permit = tokio::select! {
+            permit = window.acquire_owned() => permit.ok(),
+            () = sub.stopped() => None,
+        };
+        if sub.is_stopped() {
+            self.unlock(owned, AfterUnlock::Release);
+            return;
+        }
+        let region_id = owned.region.id;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let request = RegisterRequest {
+            request_id: sub.id,
+            region_id,
+            epoch: RegionEpoch {
+                conf_ver: owned.region.epoch.conf_ver,
+                version: owned.region.epoch.version,
+            },
+            span: owned.span.clone(),
+            checkpoint_ts: owned.checkpoint_ts,
+        };
+        let target = StoreTarget { store_id, address: ctx.address.to_string() };
+        let worker = &self.workers[self.worker_of(region_id)];
+        tracing::debug!(
+            subscription = sub.id,
+            region = region_id,
+            store = store_id,
+            checkpoint_ts = owned.checkpoint_ts,
+            "registering region"
+        );
+        if worker.send(WorkerMsg::Pending { owned, seq, ctx, permit }).await.is_err() {
+            return; // The client is shutting down.
+        }
+        let result = self.transport.register(&target, request).await;
+        self.metrics.region_requests.inc();
+        let _ = worker
+            .send(WorkerMsg::Registered { sub: sub.id, region: region_id, seq, result: result.err() })
+            .await;
+    }
+}
+
+/// A salt for a range's backoff jitter.
+fn span_salt(span: &Span) -> u64 {
+    seahash::hash(span.start().as_bytes())
+}

@@ -1,0 +1,242 @@
+//! A subscription: the user's handle ([`Subscription`], an event stream) and the client's
+//! record of it ([`Sub`]: span, start ts, range lock, parked lock requests, publisher).
+//!
+//! Delivery is an unbounded channel of batches whose rows hold permits of the client's memory
+//! quota until the subscriber reads them: the quota, not the channel, bounds memory, and a
+//! resolved ts can be sent while its subscription's state is locked (so publications never
+//! overtake each other, and never overtake the rows they cover).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hashbrown::HashMap;
+use kvfeed_rangelock::{RangeLock, Ticket};
+use kvfeed_regioncache::RegionVerId;
+use kvfeed_span::Span;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use crate::error::Error;
+use crate::event::{Event, RowEvent};
+use crate::publish::ResolvedPublisher;
+
+/// The id of a subscription; also its `request_id` on the wire. Never 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub(crate) u64);
+
+impl SubscriptionId {
+    /// The id as a number (the wire request id).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the client puts on a subscription's channel.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// Rows of one region, with the quota they hold.
+    Rows(Vec<RowEvent>, Option<OwnedSemaphorePermit>),
+    /// A new resolved ts.
+    Resolved(u64),
+    /// The subscription failed; the stream ends after it.
+    Failed(Error),
+}
+
+/// The event stream of one subscription, returned by
+/// [`Client::subscribe`](crate::Client::subscribe).
+///
+/// Read it steadily: rows not yet read hold the client's memory quota, and a full quota makes
+/// every region worker wait. The stream ends (`None`) once the subscription is drained after
+/// [`Client::unsubscribe`](crate::Client::unsubscribe), after its failure was reported, or when
+/// the client shuts down. Dropping it unsubscribes.
+pub struct Subscription {
+    id: SubscriptionId,
+    receiver: mpsc::UnboundedReceiver<Delivery>,
+    /// Rows of the batch being read, and the quota it holds (released with the last row).
+    batch: VecDeque<RowEvent>,
+    permit: Option<OwnedSemaphorePermit>,
+    on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        id: SubscriptionId,
+        receiver: mpsc::UnboundedReceiver<Delivery>,
+        on_drop: Box<dyn FnOnce(SubscriptionId) + Send + Sync>,
+    ) -> Self {
+        Self { id, receiver, batch: VecDeque::new(), permit: None, on_drop: Some(on_drop) }
+    }
+
+    /// The subscription's id.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// The next event; `Some(Err(_))` once if the subscription failed, then `None`.
+    pub async fn recv(&mut self) -> Option<Result<Event, Error>> {
+        loop {
+            if let Some(row) = self.next_buffered() {
+                return Some(Ok(row));
+            }
+            let delivery = self.receiver.recv().await?;
+            if let Some(event) = self.accept(delivery) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<Event, Error>> {
+        loop {
+            if let Some(row) = self.next_buffered() {
+                return Some(Ok(row));
+            }
+            let delivery = self.receiver.try_recv().ok()?;
+            if let Some(event) = self.accept(delivery) {
+                return Some(event);
+            }
+        }
+    }
+
+    fn next_buffered(&mut self) -> Option<Event> {
+        let row = self.batch.pop_front();
+        if self.batch.is_empty() {
+            self.permit = None;
+        }
+        row.map(Event::Row)
+    }
+
+    fn accept(&mut self, delivery: Delivery) -> Option<Result<Event, Error>> {
+        match delivery {
+            Delivery::Rows(rows, permit) => {
+                self.batch = rows.into();
+                self.permit = permit;
+                None
+            }
+            Delivery::Resolved(ts) => Some(Ok(Event::Resolved(ts))),
+            Delivery::Failed(error) => Some(Err(error)),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop(self.id);
+        }
+    }
+}
+
+/// A lock request waiting for a range held by an older epoch of a region.
+#[derive(Clone, Debug)]
+pub(crate) struct LockRequest {
+    /// The region version to request.
+    pub(crate) region: RegionVerId,
+    /// The part of the subscription's span the region covers.
+    pub(crate) span: Span,
+}
+
+/// The client's record of one subscription.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    pub(crate) id: u64,
+    pub(crate) start_ts: u64,
+    /// Set once by unsubscribe or failure; never cleared.
+    stopped: AtomicBool,
+    /// Wakes tasks waiting on behalf of the subscription (admission, backoff) when it stops.
+    stop_signal: watch::Sender<bool>,
+    state: Mutex<SubState>,
+}
+
+/// The mutable part of a subscription, behind one mutex. No code awaits while holding it.
+#[derive(Debug)]
+pub(crate) struct SubState {
+    /// Which region owns which part of the span, and every part's resolved ts.
+    pub(crate) lock: RangeLock,
+    /// Lock requests waiting for their ticket to be woken.
+    pub(crate) parked: HashMap<Ticket, LockRequest>,
+    pub(crate) publisher: ResolvedPublisher,
+    /// The subscriber's channel; `None` once the subscription ended.
+    pub(crate) sender: Option<mpsc::UnboundedSender<Delivery>>,
+    /// Regions below this ts get their locks resolved (raised by `resolve_lock`).
+    pub(crate) lock_target: u64,
+    /// Ranges locked and unlocked so far (drain check: equal once drained).
+    pub(crate) locks: u64,
+    pub(crate) unlocks: u64,
+}
+
+impl Sub {
+    pub(crate) fn new(
+        id: u64,
+        span: Span,
+        start_ts: u64,
+        publisher: ResolvedPublisher,
+        sender: mpsc::UnboundedSender<Delivery>,
+    ) -> Self {
+        let state = SubState {
+            lock: RangeLock::new(span, start_ts),
+            parked: HashMap::new(),
+            publisher,
+            sender: Some(sender),
+            lock_target: 0,
+            locks: 0,
+            unlocks: 0,
+        };
+        Self {
+            id,
+            start_ts,
+            stopped: AtomicBool::new(false),
+            stop_signal: watch::Sender::new(false),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The subscription's state. Poisoning is ignored: every critical section leaves the state
+    /// consistent before anything that could panic.
+    pub(crate) fn state(&self) -> MutexGuard<'_, SubState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Marks the subscription stopped; true for the first caller only.
+    pub(crate) fn mark_stopped(&self) -> bool {
+        let first = !self.stopped.swap(true, Ordering::AcqRel);
+        if first {
+            self.stop_signal.send_replace(true);
+        }
+        first
+    }
+
+    /// Resolves when the subscription is stopped.
+    pub(crate) async fn stopped(&self) {
+        let mut signal = self.stop_signal.subscribe();
+        // The sender lives as long as `self`, so this only ends when the flag is set.
+        let _ = signal.wait_for(|stopped| *stopped).await;
+    }
+}
+
+impl SubState {
+    /// Sends to the subscriber, unless the subscription ended. Returns whether it was sent.
+    pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
+        self.sender.as_ref().is_some_and(|sender| sender.send(delivery).is_ok())
+    }
+}
+
+/// Shared handle to a subscription record.
+pub(crate) type SubRef = Arc<Sub>;

@@ -1,0 +1,466 @@
+//! Region workers and the stream demultiplexer.
+//!
+//! The dispatcher reads the transport's events and hands each to the worker its region is
+//! pinned to (`seahash(region id) % workers`); a resolved-ts batch is split into one batch per
+//! worker. A worker owns the state of its regions ([`Entry`]: the [`Owned`] lock handle, the
+//! row pipeline, the leader it was sent to, its initial-scan permit) and processes their events
+//! in stream order: rows through [`RegionRows`] to the subscriber, resolved ts into the range
+//! lock, errors into [`End`]s.
+//!
+//! A region enters its worker ([`WorkerMsg::Pending`]) before its registration is sent, so no
+//! event can overtake it, and leaves only once the register call returned
+//! ([`WorkerMsg::Registered`]): a registration can never land after its region was released.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RegionSource, RpcContext};
+use kvfeed_transport::{
+    Events, RegionError, RegionEvent, Row, RowKind, StreamError, StreamEvent, TransportError,
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::Instrument;
+
+use crate::backoff;
+use crate::client::Inner;
+use crate::error::Error;
+use crate::event::RowEvent;
+use crate::region::RegionRows;
+use crate::schedule::{AfterUnlock, Owned};
+use crate::subscription::{Delivery, SubRef};
+
+/// A message to a region worker.
+#[derive(Debug)]
+pub(crate) enum WorkerMsg {
+    /// A region is about to be registered.
+    Pending {
+        owned: Owned,
+        seq: u64,
+        ctx: RpcContext,
+        permit: Option<OwnedSemaphorePermit>,
+    },
+    /// The register call of registration `seq` returned.
+    Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
+    /// Something happened to a region.
+    Region { store_id: u64, sub: u64, region: u64, event: RegionEvent },
+    /// These regions of a subscription resolved up to `ts`.
+    Resolved { sub: u64, regions: Vec<u64>, ts: u64 },
+    /// The stream carrying the region failed.
+    Failed { sub: u64, region: u64, cause: StreamError },
+    /// The subscription stopped: release its regions.
+    Stop { sub: u64 },
+}
+
+/// What happens to a region whose registration ended.
+#[derive(Debug)]
+enum End {
+    /// Request the same region again after a backoff, keeping its range locked.
+    Retry {
+        /// TiKV still serves the registration: deregister it first.
+        deregister: bool,
+        /// The store could not be reached: tell the region cache.
+        send_failed: bool,
+    },
+    /// Unlock and re-divide the range through PD.
+    Reload,
+    /// Unlock: the subscription stopped.
+    Release,
+    /// Fail the subscription, and unlock.
+    Fail(Error),
+}
+
+/// One region registration in its worker.
+#[derive(Debug)]
+struct Entry {
+    owned: Owned,
+    rows: RegionRows,
+    ctx: RpcContext,
+    seq: u64,
+    /// The register call returned.
+    registered: bool,
+    /// The registration ended before the register call returned: carried out on return.
+    end: Option<End>,
+    /// The place in the store's initial-scan window, until INITIALIZED.
+    permit: Option<OwnedSemaphorePermit>,
+    /// The lock knows the region finished its scan.
+    marked_initialized: bool,
+}
+
+/// The regions of one subscription on one worker.
+#[derive(Debug)]
+struct SubRegions {
+    sub: SubRef,
+    regions: HashMap<u64, Entry>,
+}
+
+/// The demultiplexer: transport events to region workers.
+pub(crate) async fn run_dispatcher(inner: Arc<Inner>, mut events: Events) {
+    let workers = inner.workers.len();
+    let mut batches: Vec<Vec<u64>> = vec![Vec::new(); workers];
+    while let Some(event) = events.recv().await {
+        match event {
+            StreamEvent::Region { store_id, request_id, region_id, event } => {
+                let message = WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
+                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
+                    return;
+                }
+            }
+            StreamEvent::Resolved { request_id, regions, ts, .. } => {
+                inner.metrics.batch_resolved_size.observe(regions.len() as f64);
+                if workers == 1 {
+                    let message = WorkerMsg::Resolved { sub: request_id, regions, ts };
+                    if inner.workers[0].send(message).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                for region in regions {
+                    batches[inner.worker_of(region)].push(region);
+                }
+                for (index, batch) in batches.iter_mut().enumerate() {
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let regions = std::mem::take(batch);
+                    let message = WorkerMsg::Resolved { sub: request_id, regions, ts };
+                    if inner.workers[index].send(message).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            StreamEvent::RegionFailed { request_id, region_id, cause, .. } => {
+                let message = WorkerMsg::Failed { sub: request_id, region: region_id, cause };
+                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A region worker's loop.
+pub(crate) async fn run_worker(
+    inner: Arc<Inner>,
+    index: usize,
+    mut queue: mpsc::Receiver<WorkerMsg>,
+) {
+    let mut worker = Worker { inner, subs: HashMap::new(), rows: Vec::new() };
+    let work = async move {
+        while let Some(message) = queue.recv().await {
+            worker.handle(message).await;
+        }
+    };
+    work.instrument(tracing::debug_span!("region_worker", index)).await;
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    subs: HashMap<u64, SubRegions>,
+    /// Reused buffer of rows to deliver.
+    rows: Vec<RowEvent>,
+}
+
+impl Worker {
+    async fn handle(&mut self, message: WorkerMsg) {
+        match message {
+            WorkerMsg::Pending { owned, seq, ctx, permit } => self.on_pending(owned, seq, ctx, permit),
+            WorkerMsg::Registered { sub, region, seq, result } => {
+                self.on_registered(sub, region, seq, result);
+            }
+            WorkerMsg::Region { store_id, sub, region, event } => {
+                self.on_region_event(store_id, sub, region, event).await;
+            }
+            WorkerMsg::Resolved { sub, regions, ts } => self.on_resolved(sub, &regions, ts),
+            WorkerMsg::Failed { sub, region, cause } => {
+                tracing::debug!(subscription = sub, region, %cause, "stream failed");
+                self.inner.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
+                self.end(sub, region, End::Retry { deregister: false, send_failed: true });
+            }
+            WorkerMsg::Stop { sub } => {
+                let regions: Vec<u64> = match self.subs.get(&sub) {
+                    Some(entries) => entries.regions.keys().copied().collect(),
+                    None => return,
+                };
+                for region in regions {
+                    self.end(sub, region, End::Release);
+                }
+            }
+        }
+    }
+
+    fn on_pending(
+        &mut self,
+        owned: Owned,
+        seq: u64,
+        ctx: RpcContext,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let sub = Arc::clone(&owned.sub);
+        let region = owned.region.id;
+        let rows = RegionRows::new(owned.span.clone(), sub.start_ts, owned.checkpoint_ts);
+        // A stop processed before this region arrived does not come again.
+        let end = sub.is_stopped().then_some(End::Release);
+        let entry =
+            Entry { owned, rows, ctx, seq, registered: false, end, permit, marked_initialized: false };
+        let entries = self
+            .subs
+            .entry(sub.id)
+            .or_insert_with(|| SubRegions { sub: Arc::clone(&sub), regions: HashMap::new() });
+        if let Some(previous) = entries.regions.insert(region, entry) {
+            // The range lock holds one range per region: two live registrations of one region
+            // would be a bug. Keep the newer one; the older one's lock entry is the same.
+            tracing::error!(subscription = sub.id, region, seq = previous.seq, "region registered twice");
+            debug_assert!(false, "region {region} registered twice");
+        }
+    }
+
+    fn on_registered(&mut self, sub: u64, region: u64, seq: u64, result: Option<TransportError>) {
+        let Some(entry) =
+            self.subs.get_mut(&sub).and_then(|entries| entries.regions.get_mut(&region))
+        else {
+            return;
+        };
+        if entry.seq != seq {
+            return;
+        }
+        entry.registered = true;
+        if let Some(error) = result {
+            tracing::debug!(subscription = sub, region, %error, "registering failed");
+            self.inner.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
+            if entry.end.is_none() {
+                entry.end = Some(End::Retry { deregister: false, send_failed: true });
+            }
+        }
+        if entry.end.is_some() {
+            let end = entry.end.take().expect("checked");
+            self.end(sub, region, end);
+        }
+    }
+
+    /// Ends a region's registration: at once if its register call returned, else on return.
+    fn end(&mut self, sub: u64, region: u64, end: End) {
+        let Some(entries) = self.subs.get_mut(&sub) else { return };
+        let Some(entry) = entries.regions.get_mut(&region) else { return };
+        if !entry.registered {
+            if entry.end.is_none() {
+                entry.end = Some(end);
+            }
+            return;
+        }
+        let entry = entries.regions.remove(&region).expect("present");
+        if entries.regions.is_empty() {
+            self.subs.remove(&sub);
+        }
+        self.finish(entry, end);
+    }
+
+    /// Hands a region that left its worker to what comes next.
+    fn finish(&self, entry: Entry, end: End) {
+        let Entry { mut owned, rows, ctx, .. } = entry;
+        owned.checkpoint_ts = owned.checkpoint_ts.max(rows.resolved_ts());
+        let inner = &self.inner;
+        match end {
+            End::Retry { deregister, send_failed } => {
+                if owned.sub.is_stopped() {
+                    inner.unlock(owned, AfterUnlock::Release);
+                    return;
+                }
+                if send_failed {
+                    inner.source.on_send_fail(&ctx);
+                }
+                owned.failures = owned.failures.saturating_add(1);
+                let delay = backoff::delay(
+                    inner.config.region_backoff,
+                    owned.failures,
+                    owned.region.id ^ inner.now().as_nanos() as u64,
+                );
+                if deregister {
+                    let inner = Arc::clone(inner);
+                    tokio::spawn(async move {
+                        let (sub, region) = (owned.sub.id, owned.region.id);
+                        inner.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
+                        inner.spawn_request(owned, delay);
+                    });
+                } else {
+                    inner.spawn_request(owned, delay);
+                }
+            }
+            End::Reload => inner.unlock(owned, AfterUnlock::Reload),
+            End::Release => inner.unlock(owned, AfterUnlock::Release),
+            End::Fail(error) => {
+                let sub = Arc::clone(&owned.sub);
+                inner.unlock(owned, AfterUnlock::Release);
+                inner.stop_sub(&sub, Some(error));
+            }
+        }
+    }
+
+    async fn on_region_event(&mut self, store_id: u64, sub: u64, region: u64, event: RegionEvent) {
+        let Some(entries) = self.subs.get_mut(&sub) else {
+            self.inner.metrics.pull_events.with_label_values(&["stale"]).inc();
+            return;
+        };
+        let Some(entry) = entries.regions.get_mut(&region) else {
+            self.inner.metrics.pull_events.with_label_values(&["stale"]).inc();
+            return;
+        };
+        if entry.end.is_some() || entry.ctx.peer.store_id != store_id {
+            return;
+        }
+        match event {
+            RegionEvent::Rows(rows) => self.on_rows(sub, region, rows).await,
+            RegionEvent::Error(error) => {
+                let ctx = entry.ctx.clone();
+                let end = self.classify(&ctx, store_id, error);
+                self.end(sub, region, end);
+            }
+            RegionEvent::ResolvedTs(ts) => self.on_resolved(sub, &[region], ts),
+        }
+    }
+
+    /// Decides what a TiKV region error means for the region (reference §7, with backoff,
+    /// per-region DuplicateRequest handling and typed failures).
+    fn classify(&self, ctx: &RpcContext, store_id: u64, error: RegionError) -> End {
+        let inner = &self.inner;
+        let kind = match &error {
+            RegionError::NotLeader { .. } => "NotLeader",
+            RegionError::EpochNotMatch { .. } => "EpochNotMatch",
+            RegionError::RegionNotFound => "RegionNotFound",
+            RegionError::DuplicateRequest => "DuplicateRequest",
+            RegionError::Compatibility { .. } => "Compatibility",
+            RegionError::ClusterIdMismatch { .. } => "ClusterIdMismatch",
+            RegionError::ServerIsBusy { .. } => "KvIsBusy",
+            RegionError::Congested => "KvCongested",
+            RegionError::Unknown => "Unknown",
+        };
+        inner.metrics.region_errors.with_label_values(&[kind]).inc();
+        tracing::debug!(region = ctx.region.id, store = store_id, ?error, "region error");
+        match error {
+            RegionError::NotLeader { leader } => {
+                let leader = leader.map(|peer| CachePeer {
+                    id: peer.id,
+                    store_id: peer.store_id,
+                    role: PeerRole::Voter,
+                    is_witness: false,
+                });
+                inner.source.on_not_leader(ctx.region, leader);
+                End::Retry { deregister: false, send_failed: false }
+            }
+            RegionError::EpochNotMatch { .. } | RegionError::RegionNotFound => {
+                inner.source.invalidate(ctx.region);
+                End::Reload
+            }
+            RegionError::DuplicateRequest => End::Retry { deregister: true, send_failed: false },
+            RegionError::Compatibility { required_version } => {
+                End::Fail(Error::Incompatible { store_id, required_version })
+            }
+            RegionError::ClusterIdMismatch { current, request } => End::Fail(Error::ClusterIdMismatch {
+                store_id,
+                store_cluster: current,
+                client_cluster: request,
+            }),
+            RegionError::ServerIsBusy { .. } | RegionError::Congested | RegionError::Unknown => {
+                End::Retry { deregister: false, send_failed: false }
+            }
+        }
+    }
+
+    async fn on_rows(&mut self, sub: u64, region: u64, rows: Vec<Row>) {
+        let Some(entries) = self.subs.get_mut(&sub) else { return };
+        let subscription = Arc::clone(&entries.sub);
+        let Some(entry) = entries.regions.get_mut(&region) else { return };
+        let metrics = &self.inner.metrics;
+        for row in &rows {
+            metrics.pull_events.with_label_values(&[kind_label(row.kind)]).inc();
+        }
+        self.rows.clear();
+        let result = entry.rows.apply(rows, &mut self.rows);
+        if entry.rows.is_initialized() && !entry.marked_initialized {
+            entry.marked_initialized = true;
+            entry.permit = None;
+            entry.owned.failures = 0;
+            subscription.state().lock.mark_initialized(region);
+        }
+        self.deliver(&subscription).await;
+        if let Err(error) = result {
+            // The region's stream cannot be trusted past this row: deregister it and request it
+            // again from its resolved ts (what was delivered before is correct).
+            tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
+            self.inner.metrics.region_errors.with_label_values(&["BadRow"]).inc();
+            self.end(sub, region, End::Retry { deregister: true, send_failed: false });
+        }
+    }
+
+    /// Delivers the buffered rows to the subscriber, waiting for the memory quota.
+    async fn deliver(&mut self, sub: &SubRef) {
+        if self.rows.is_empty() || sub.is_stopped() {
+            self.rows.clear();
+            return;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let bytes: usize = rows.iter().map(RowEvent::footprint).sum();
+        let quota = &self.inner.quota;
+        let wanted = bytes.min(self.inner.config.memory_quota).min(u32::MAX as usize) as u32;
+        let permit = match Arc::clone(quota).acquire_many_owned(wanted).await {
+            Ok(permit) => permit,
+            Err(_) => return, // closed: shutting down
+        };
+        let count = rows.len() as u64;
+        if sub.state().deliver(Delivery::Rows(rows, Some(permit))) {
+            self.inner.metrics.send_events.with_label_values(&["row"]).inc_by(count);
+        }
+    }
+
+    fn on_resolved(&mut self, sub: u64, regions: &[u64], ts: u64) {
+        let Some(entries) = self.subs.get_mut(&sub) else { return };
+        let mut advanced = Vec::new();
+        for region in regions {
+            if let Some(entry) = entries.regions.get_mut(region)
+                && entry.end.is_none()
+                && entry.rows.advance(ts)
+            {
+                advanced.push(*region);
+            }
+        }
+        if advanced.is_empty() {
+            return;
+        }
+        let subscription = Arc::clone(&entries.sub);
+        let inner = &self.inner;
+        let mut state = subscription.state();
+        state.lock.advance_batch(advanced.iter().copied(), ts);
+        if ts < state.lock_target {
+            let (now, target) = (inner.now(), state.lock_target);
+            for region in &advanced {
+                inner.resolver.request(now, *region, target);
+            }
+        }
+        inner.publish(&subscription, &mut state);
+    }
+}
+
+fn kind_label(kind: RowKind) -> &'static str {
+    match kind {
+        RowKind::Prewrite => "PREWRITE",
+        RowKind::Commit => "COMMIT",
+        RowKind::Rollback => "ROLLBACK",
+        RowKind::Committed => "COMMITTED",
+        RowKind::Initialized => "INITIALIZED",
+        RowKind::Unspecified | RowKind::Unknown(_) => "UNKNOWN",
+    }
+}
+
+impl Inner {
+    /// Publishes the subscription's resolved ts if the publisher says it is time.
+    pub(crate) fn publish(&self, sub: &SubRef, state: &mut crate::subscription::SubState) {
+        if sub.is_stopped() {
+            return;
+        }
+        let resolved = state.lock.resolved_ts();
+        if let Some(ts) = state.publisher.poll(self.now(), resolved)
+            && state.deliver(Delivery::Resolved(ts))
+        {
+            self.metrics.send_events.with_label_values(&["resolved"]).inc();
+        }
+    }
+}

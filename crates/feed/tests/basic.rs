@@ -1,0 +1,100 @@
+//! The client against the simulated cluster: a single region, many regions over several
+//! stores, two overlapping subscriptions, and a 40 MiB row.
+
+mod common;
+
+use common::{Log, start, workload};
+use kvfeed_sim::Mutation;
+use kvfeed_span::table::{record_key, table_span};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_region_delivers_every_commit_and_resolves() {
+    let h = start(1, &[]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut log = Log::default();
+    let mut load = workload(1, 200);
+    load.run(&h.cluster, 300, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let report = h.verify(&span, start_ts, &log);
+    assert!(report.expected > 300, "the workload wrote rows: {report:?}");
+    assert_eq!(h.client.region_count(sub.id()), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_before_the_start_ts_are_not_delivered_and_the_scan_is_complete() {
+    let h = start(3, &[100, 200, 300]).await;
+    let span = table_span(100);
+    let mut load = workload(2, 400);
+    load.run(&h.cluster, 200, 0).await;
+    // Subscribe from the middle of the history: the incremental scan delivers what was
+    // committed after the start ts, and nothing before.
+    let start_ts = h.cluster.now_ts();
+    load.run(&h.cluster, 200, 0).await;
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    load.run(&h.cluster, 200, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(h.client.region_count(sub.id()), 4);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_regions_over_several_stores() {
+    let splits: Vec<i64> = (1..64).map(|i| i * 16).collect();
+    let h = start(5, &splits).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(3, 1024);
+    load.run(&h.cluster, 500, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(h.client.region_count(sub.id()), 64);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_subscriptions_each_get_their_own_span() {
+    let h = start(3, &[50, 150]).await;
+    let whole = table_span(100);
+    let part = kvfeed_span::Span::new(
+        kvfeed_span::EncodedKey::encode(&record_key(100, 100)),
+        kvfeed_span::EncodedKey::encode(&record_key(100, 180)),
+    )
+    .unwrap();
+    let start_ts = h.cluster.now_ts();
+    let mut a = h.client.subscribe(whole.clone(), start_ts).unwrap();
+    let mut b = h.client.subscribe(part.clone(), start_ts).unwrap();
+    assert_ne!(a.id(), b.id());
+    workload(4, 200).run(&h.cluster, 300, 0).await;
+    let target = h.cluster.now_ts();
+    let (mut log_a, mut log_b) = (Log::default(), Log::default());
+    log_a.until_resolved(&mut a, target).await;
+    log_b.until_resolved(&mut b, target).await;
+    h.verify(&whole, start_ts, &log_a);
+    let report = h.verify(&part, start_ts, &log_b);
+    assert!(report.expected > 0 && report.expected < log_a.rows);
+    assert_eq!(h.client.region_count(b.id()), 2, "[100, 180) lies in two regions");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_40_mib_row_arrives() {
+    let h = start(1, &[]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let big = vec![b'x'; 40 << 20];
+    h.cluster.commit_2pc(&[Mutation::put(record_key(100, 1), big)]).unwrap();
+    h.cluster.commit_1pc(&[Mutation::put(record_key(100, 2), vec![b'y'; 40 << 20])]).unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let report = h.verify(&span, start_ts, &log);
+    assert_eq!(report.expected, 2);
+    h.stop().await;
+}
