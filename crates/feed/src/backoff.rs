@@ -43,7 +43,7 @@ mod tests {
                 assert!(d >= bound / 2 && d <= bound, "attempt {attempt}: {d:?} vs {bound:?}");
             }
         }
-        assert_eq!(delay(bounds, u32::MAX, 1) <= bounds.1, true);
+        assert!(delay(bounds, u32::MAX, 1) <= bounds.1);
     }
 
     #[test]

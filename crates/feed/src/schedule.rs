@@ -207,8 +207,12 @@ impl Inner {
             let mut out = Vec::new();
             {
                 let mut state = sub.state();
+                // Each region locks all of its part of the subscription's span, not only of
+                // this range: after a merge, the halves of the new region are reloaded by two
+                // range tasks, and the lock holds one range per region.
+                let whole = state.lock.span().clone();
                 for region in &batch.regions {
-                    if let Ok(part) = region.span().intersect(&cursor) {
+                    if let Ok(part) = region.span().intersect(&whole) {
                         let request = LockRequest { region: region.ver_id(), span: part };
                         self.lock_region(&sub, &mut state, request, &mut out);
                     }

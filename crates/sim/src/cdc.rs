@@ -252,6 +252,7 @@ fn register(
         None
     };
     let requested = req.header.as_ref().map_or(c.first_cluster_id, |h| h.cluster_id);
+    let cluster_id = st.stores.get(&store_id).and_then(|s| s.cluster_id).unwrap_or(cluster_id);
     if gates.validate_cluster_id && requested != cluster_id {
         let e = ClusterIdMismatch { current: cluster_id, request: requested };
         return reject(st, cdcpb::Error { cluster_id_mismatch: Some(e), ..Default::default() });

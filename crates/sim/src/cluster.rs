@@ -131,6 +131,7 @@ impl Cluster {
                             pending_scans: 0,
                             stats: crate::state::CdcStats::default(),
                             slow_ms: Arc::new(AtomicU64::new(0)),
+                            cluster_id: None,
                         },
                     )
                 })

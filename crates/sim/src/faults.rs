@@ -227,6 +227,30 @@ impl Cluster {
         }
     }
 
+    /// Makes `store` check requests against `cluster_id` (a store of another cluster behind
+    /// this PD), or against the cluster's own id again with `None`.
+    pub fn set_store_cluster_id(&self, store: u64, cluster_id: Option<u64>) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.cluster_id = cluster_id;
+        }
+    }
+
+    /// Answers every live registration of `region` with `DuplicateRequest`, keeping the
+    /// registrations alive (what TiKV does when a client registers a pair twice on a stream);
+    /// returns how many registrations were told.
+    pub fn send_duplicate_request(&self, region: u64) -> usize {
+        let st = lock(&self.shared.state);
+        let regs: Vec<(u64, u64)> = st.by_region.get(&region).map(|s| s.to_vec()).unwrap_or_default();
+        for &(conn, request_id) in &regs {
+            let e = cdcpb::Error {
+                duplicate_request: Some(cdcpb::DuplicateRequest { region_id: region }),
+                ..cdcpb::Error::default()
+            };
+            st.send_events(conn, vec![crate::state::error_event(region, request_id, e)]);
+        }
+        regs.len()
+    }
+
     /// Prewrites `key` with `ttl_ms` and never commits it; returns the start ts.
     pub fn abandon_lock(&self, key: &[u8], ttl_ms: u64) -> Result<u64, FaultError> {
         let m = Mutation::put(Bytes::copy_from_slice(key), Bytes::from_static(b"abandoned"));

@@ -68,6 +68,9 @@ pub(crate) struct StoreState {
     pub(crate) pending_scans: usize,
     /// Delay in ms before each outgoing CDC message.
     pub(crate) slow_ms: Arc<AtomicU64>,
+    /// The cluster id this store checks requests against, when it differs from the cluster's
+    /// (a store of another cluster behind this PD).
+    pub(crate) cluster_id: Option<u64>,
 }
 
 /// Feature gates of a connection, from its first request's version.

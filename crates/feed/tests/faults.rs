@@ -1,0 +1,340 @@
+//! The client under the cluster's faults (reference §10 D, L, M), over loopback gRPC against
+//! the simulated cluster, every run checked by the sim's verifier.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Log, TICK, eventually, start, start_with, workload};
+use kvfeed_sim::{ClusterConfig, Mutation};
+use kvfeed_span::table::{record_key, table_span};
+
+fn splits(handles: &[i64]) -> Vec<Vec<u8>> {
+    handles.iter().map(|&h| record_key(100, h)).collect()
+}
+
+fn error_count(client: &kvfeed::Client, kind: &str) -> u64 {
+    let needle = format!("kvfeed_kvclient_event_feed_error_count{{type=\"{kind}\"}} ");
+    client
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(&needle).map(|n| n.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// §10 L43: NotLeader sends the region to the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_transfers() {
+    let h = start(3, &[100, 200]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(10, 300);
+    let mut log = Log::default();
+    for round in 0..6u64 {
+        load.run(&h.cluster, 50, 0).await;
+        log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+        for region in h.cluster.regions() {
+            let store = region.peers[(round as usize + 1) % region.peers.len()].store_id;
+            h.cluster.transfer_leader(region.id, store).unwrap();
+        }
+    }
+    load.run(&h.cluster, 50, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert!(error_count(&h.client, "NotLeader") > 0);
+    h.stop().await;
+}
+
+/// §10 M58: a region splits while its incremental scan runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_during_the_incremental_scan() {
+    let h = start(1, &[]).await;
+    let span = table_span(100);
+    let mut load = workload(11, 1000);
+    let start_ts = h.cluster.now_ts();
+    load.run(&h.cluster, 400, 0).await;
+    // Slow the store so the scan is still running when the region splits.
+    h.cluster.set_store_slow(1, Duration::from_millis(200));
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    eventually("the region is registered", || h.cluster.registrations_of(sub.id().get()) == 1)
+        .await;
+    let region = h.cluster.region_of_raw(&record_key(100, 500)).unwrap().id;
+    h.cluster.split_region(region, &record_key(100, 500)).unwrap();
+    h.cluster.set_store_slow(1, Duration::ZERO);
+    load.run(&h.cluster, 100, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(h.client.region_count(sub.id()), 2);
+    assert!(error_count(&h.client, "EpochNotMatch") > 0);
+    h.stop().await;
+}
+
+/// §10 M58: two regions with different resolved ts merge; the merged region starts from the
+/// lower one and the published resolved ts never goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_of_regions_with_different_resolved_ts() {
+    let h = start(2, &[100]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    // A transaction holds a lock in the left region: its resolved ts stays below the lock
+    // while the right region's moves on.
+    let held = h.cluster.prewrite(&[Mutation::put(record_key(100, 5), "held")], 60_000).unwrap();
+    let mut load = workload(12, 200);
+    load.run(&h.cluster, 100, 0).await;
+    tokio::time::sleep(TICK * 4).await;
+    let left = h.cluster.region_of_raw(&record_key(100, 5)).unwrap().id;
+    let right = h.cluster.region_of_raw(&record_key(100, 150)).unwrap().id;
+    h.cluster.merge_regions(left, right).unwrap();
+    load.run(&h.cluster, 100, 0).await;
+    assert!(log.resolved <= held, "the lock holds the subscription back");
+    h.cluster.commit(held).unwrap();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(h.client.region_count(sub.id()), 1);
+    h.stop().await;
+}
+
+/// §10 D13 and L45: a store stops (its leaders move) and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_stop_and_restart() {
+    let h = start(3, &[100, 200, 300]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(13, 400);
+    let mut log = Log::default();
+    load.run(&h.cluster, 100, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.cluster.stop_store(1).await.unwrap();
+    load.run(&h.cluster, 100, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.cluster.restart_store(1).await.unwrap();
+    for region in h.cluster.regions() {
+        h.cluster.transfer_leader(region.id, 1).unwrap();
+    }
+    load.run(&h.cluster, 100, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    h.stop().await;
+}
+
+/// §10 L45: streams fail (send and receive errors); regions are registered again and the
+/// resolved ts does not go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_resets() {
+    let h = start(3, &[100, 200]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(14, 300);
+    let mut log = Log::default();
+    for round in 0..5u64 {
+        load.run(&h.cluster, 60, 0).await;
+        h.cluster.reset_store_streams(1 + round % 3);
+        load.run(&h.cluster, 20, 0).await;
+        log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    }
+    h.verify(&span, start_ts, &log);
+    assert!(error_count(&h.client, "SendRequestToStore") > 0);
+    h.stop().await;
+}
+
+/// §10 M62 and §11 item 9: a busy store is retried with backoff, not in a hot loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_is_busy_storm_backs_off() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |config| config.region_backoff = (Duration::from_millis(20), Duration::from_millis(400)),
+    )
+    .await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    h.cluster.set_server_busy(1, u32::MAX);
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    eventually("the first busy answer", || h.cluster.cdc_stats(1).registers > 0).await;
+    let before = h.cluster.cdc_stats(1).registers;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = h.cluster.cdc_stats(1).registers - before;
+    // With the 20 ms..400 ms jittered backoff a region retries at most ~12 times in 2 s (the
+    // delays double to 400 ms and stay there); a hot loop would send thousands.
+    assert!(during <= 16, "{during} registers in 2 s: no backoff");
+    assert!(during >= 2, "the region keeps retrying ({during})");
+    h.cluster.set_server_busy(1, 0);
+    workload(15, 100).run(&h.cluster, 50, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert!(error_count(&h.client, "KvIsBusy") >= during);
+    h.stop().await;
+}
+
+/// §11 item 10: DuplicateRequest deregisters and re-registers that one region; the
+/// subscription and the other regions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_request_re_registers_one_region() {
+    let h = start(2, &[100]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(16, 200);
+    let mut log = Log::default();
+    load.run(&h.cluster, 50, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let region = h.cluster.region_of_raw(&record_key(100, 150)).unwrap();
+    let store = region.leader_store;
+    let deregisters = h.cluster.cdc_stats(store).deregisters;
+    assert_eq!(h.cluster.send_duplicate_request(region.id), 1);
+    eventually("the region is deregistered", || h.cluster.cdc_stats(store).deregisters > deregisters)
+        .await;
+    load.run(&h.cluster, 50, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(error_count(&h.client, "DuplicateRequest"), 1);
+    assert_eq!(h.cluster.registrations_of(sub.id().get()), 2, "one registration per region");
+    h.stop().await;
+}
+
+/// §10 L44: a store of another cluster fails the subscription with a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_id_mismatch_fails_the_subscription() {
+    let h = start(1, &[]).await;
+    let other = h.cluster.cluster_id() + 1;
+    h.cluster.set_store_cluster_id(1, Some(other));
+    let mut sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).unwrap();
+    let mut log = Log::default();
+    let error = log.until_end(&mut sub).await.expect("the subscription fails");
+    match error {
+        kvfeed::Error::ClusterIdMismatch { store_id, store_cluster, client_cluster } => {
+            assert_eq!((store_id, store_cluster), (1, other));
+            assert_eq!(client_cluster, h.cluster.cluster_id());
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(h.client.region_count(sub.id()), 0);
+    h.stop().await;
+}
+
+/// A client told to expect another cluster refuses PD at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_id_mismatch_with_pd_is_a_typed_error() {
+    let cluster = kvfeed_sim::Cluster::start(ClusterConfig::default()).await.unwrap();
+    let mut config = common::test_config(&cluster);
+    config.cluster_id = Some(cluster.cluster_id() + 1);
+    let error = kvfeed::Client::connect(config).await.expect_err("wrong cluster");
+    assert!(
+        matches!(error, kvfeed::Error::Pd(kvfeed_regioncache::Error::ClusterIdMismatch { .. })),
+        "{error}"
+    );
+    cluster.shutdown().await;
+}
+
+/// §10 M60: a store without EventFeedV2 beside multiplexing stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_only_store_beside_v2_stores() {
+    let h = start_with(
+        ClusterConfig {
+            stores: 3,
+            split_keys: splits(&[100, 200]),
+            v1_only_stores: vec![2],
+            resolved_ts_interval: Some(TICK),
+            ..ClusterConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut load = workload(17, 300);
+    let mut log = Log::default();
+    load.run(&h.cluster, 100, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    // Move every leader to the V1 store, then back.
+    for store in [2, 1] {
+        for region in h.cluster.regions() {
+            h.cluster.transfer_leader(region.id, store).unwrap();
+        }
+        load.run(&h.cluster, 100, 0).await;
+        log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    }
+    h.verify(&span, start_ts, &log);
+    h.stop().await;
+}
+
+/// §10 L48 and D12: an abandoned lock holds the resolved ts until it is resolved, on demand
+/// and automatically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_lock_is_resolved_and_the_resolved_ts_moves_again() {
+    let h = start_with(
+        ClusterConfig {
+            stores: 2,
+            split_keys: splits(&[100]),
+            resolved_ts_interval: Some(TICK),
+            ..ClusterConfig::default()
+        },
+        |config| {
+            config.lock_resolve_fence = None;
+            config.lock_resolve_cooldown = Duration::from_millis(100);
+        },
+    )
+    .await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let abandoned = h.cluster.abandon_lock(&record_key(100, 7), 200).unwrap();
+    workload(18, 200).run(&h.cluster, 50, 0).await;
+    tokio::time::sleep(TICK * 4).await;
+    assert!(h.client.resolved_ts(sub.id()).unwrap() <= abandoned, "the lock holds it back");
+    // The lock's TTL (200 ms) passes; resolve_lock rolls it back.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Regions already past the target are left alone.
+    let queued = h.client.resolve_lock(sub.id(), abandoned + 1).unwrap();
+    assert_eq!(queued, 1, "only the stuck region is queued");
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_locks_are_resolved_automatically_when_the_lag_passes_the_fence() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |config| {
+            config.lock_resolve_fence = Some(Duration::from_millis(300));
+            config.lock_resolve_cooldown = Duration::from_millis(100);
+        },
+    )
+    .await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    h.cluster.abandon_lock(&record_key(100, 7), 100).unwrap();
+    workload(19, 100).run(&h.cluster, 30, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    h.stop().await;
+}
+
+/// Unknown subscriptions are fine for every call (§11 item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_subscription_ids_are_harmless() {
+    let h = start(1, &[]).await;
+    let sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).unwrap();
+    let id = sub.id();
+    drop(sub); // unsubscribes
+    eventually("drained", || h.client.region_count(id) == 0 && h.client.resolved_ts(id).is_none())
+        .await;
+    h.client.unsubscribe(id);
+    h.client.unsubscribe(id);
+    assert!(matches!(h.client.resolve_lock(id, 1), Err(kvfeed::Error::UnknownSubscription(_))));
+    assert_eq!(h.client.region_count(id), 0);
+    h.stop().await;
+}
