@@ -72,11 +72,16 @@ pub(crate) struct Inner {
     running: AtomicBool,
     /// The clock origin of `now()`.
     epoch: Instant,
+    /// The runtime the client was built on: background work is spawned there, so a
+    /// [`Subscription`] dropped outside any runtime still unsubscribes.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Client {
     /// Connects to PD (discovering the leader and the cluster id) and prepares the client.
     /// Nothing is sent to TiKV until a subscription is made and [`run`](Self::run) is polled.
+    /// Must be called within a tokio runtime (multi-threaded for parallel region workers);
+    /// the client's background work runs on it.
     pub async fn connect(config: Config) -> Result<Self, Error> {
         validate(&config)?;
         let mut pd_config = PdConfig::new(config.pd_endpoints.iter().cloned());
@@ -117,6 +122,7 @@ impl Client {
             shutdown: watch::Sender::new(false),
             running: AtomicBool::new(false),
             epoch: Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
             config,
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -147,17 +153,22 @@ impl Client {
         tasks.spawn(crate::housekeeping::run(Arc::clone(&self.inner)));
         tasks.spawn(LockResolver::run(Arc::clone(&self.inner)));
         let mut shutdown = self.inner.shutdown.subscribe();
-        tokio::select! {
-            _ = shutdown.wait_for(|down| *down) => {}
-            Some(result) = tasks.join_next() => {
-                if let Err(error) = result && error.is_panic() {
-                    tracing::error!(%error, "a kvfeed service task panicked");
-                }
-            }
-        }
+        let failure = tokio::select! {
+            _ = shutdown.wait_for(|down| *down) => None,
+            Some(result) = tasks.join_next() => Some(match result {
+                Err(error) if error.is_panic() => format!("a service task panicked: {error}"),
+                _ => "a service task ended".to_owned(),
+            }),
+        };
         tasks.shutdown().await;
         self.inner.close_all().await;
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(reason) => {
+                tracing::error!(%reason, "kvfeed client stopped");
+                Err(Error::Internal(reason))
+            }
+        }
     }
 
     /// Stops [`run`](Self::run); every open subscription ends with [`Error::Shutdown`].
@@ -272,9 +283,8 @@ fn pd_tls(tls: &crate::config::TlsConfig) -> Result<kvfeed_regioncache::TlsConfi
 pub(crate) fn transport_tls(tls: &crate::config::TlsConfig) -> kvfeed_transport::TlsConfig {
     kvfeed_transport::TlsConfig {
         ca_file: tls.ca_file.clone(),
-        client_identity: tls.identity.as_ref().map(|(cert, key)| kvfeed_transport::ClientIdentity {
-            cert_file: cert.clone(),
-            key_file: key.clone(),
+        client_identity: tls.identity.as_ref().map(|(cert, key)| {
+            kvfeed_transport::ClientIdentity { cert_file: cert.clone(), key_file: key.clone() }
         }),
         domain_name: tls.domain_name.clone(),
     }
@@ -296,6 +306,11 @@ impl Inner {
 
     pub(crate) fn all_subs(&self) -> Vec<SubRef> {
         self.lock_subs().values().cloned().collect()
+    }
+
+    /// Starts background work on the client's runtime.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        drop(self.runtime.spawn(work));
     }
 
     /// Time since the client started, the clock of the sans-IO pieces.
@@ -348,7 +363,7 @@ impl Inner {
         if self.running.load(Ordering::Acquire) {
             let inner = Arc::clone(self);
             let id = sub.id;
-            tokio::spawn(async move {
+            self.spawn(async move {
                 for worker in &inner.workers {
                     let _ = worker.send(WorkerMsg::Stop { sub: id }).await;
                 }
@@ -361,12 +376,20 @@ impl Inner {
     pub(crate) fn finish_drain(self: &Arc<Self>, sub: &SubRef) {
         let inner = Arc::clone(self);
         let sub = Arc::clone(sub);
-        tokio::spawn(async move {
+        self.spawn(async move {
             inner.transport.deregister_everywhere(sub.id).await;
             inner.lock_subs().remove(&sub.id);
             inner.metrics.forget_subscription(sub.id);
             let mut state = sub.state();
-            debug_assert_eq!(state.locks, state.unlocks, "every lock is released once");
+            if state.locks != state.unlocks {
+                tracing::error!(
+                    subscription = sub.id,
+                    locks = state.locks,
+                    unlocks = state.unlocks,
+                    "drained with locks and unlocks unpaired"
+                );
+                inner.metrics.internal_errors.inc();
+            }
             state.sender = None;
             tracing::info!(subscription = sub.id, locks = state.locks, "subscription drained");
         });

@@ -42,6 +42,9 @@ pub enum Error {
     /// [`Client::run`](crate::Client::run) was called while it is already running.
     #[error("the client is already running")]
     AlreadyRunning,
+    /// A service task of the client ended unexpectedly (a bug in kvfeed): the client stopped.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The client was shut down.
     #[error("the client was shut down")]
     Shutdown,

@@ -86,11 +86,17 @@ async fn report_slow_regions(inner: &Arc<Inner>) {
             let slow = state
                 .lock
                 .locked()
-                .filter(|range| physical_ms(tso).saturating_sub(physical_ms(range.resolved_ts)) > slow_ms)
+                .filter(|range| {
+                    physical_ms(tso).saturating_sub(physical_ms(range.resolved_ts)) > slow_ms
+                })
                 .count();
             (state.lock.stats(), slow)
         };
-        inner.metrics.slow_regions.with_label_values(&[&sub.id.to_string()]).set(to_i64(slow as u64));
+        inner
+            .metrics
+            .slow_regions
+            .with_label_values(&[&sub.id.to_string()])
+            .set(to_i64(slow as u64));
         if let Some(slowest) = stats.slowest {
             let lag_ms = physical_ms(tso).saturating_sub(physical_ms(slowest.resolved_ts));
             if lag_ms > slow_ms {
@@ -106,7 +112,12 @@ async fn report_slow_regions(inner: &Arc<Inner>) {
             }
         }
         for (hole, ts) in stats.holes.iter().take(8) {
-            tracing::info!(subscription = sub.id, ?hole, resolved_ts = ts, "range without a region");
+            tracing::info!(
+                subscription = sub.id,
+                ?hole,
+                resolved_ts = ts,
+                "range without a region"
+            );
         }
     }
 }

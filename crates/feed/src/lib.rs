@@ -79,7 +79,7 @@ pub use client::Client;
 pub use config::{Config, TlsConfig};
 pub use error::Error;
 pub use event::{Event, Op, RowEvent};
-pub use subscription::{Subscription, SubscriptionId};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
+pub use subscription::{Subscription, SubscriptionId};

@@ -3,8 +3,8 @@
 //! ([`Client::metrics`](crate::Client::metrics)).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The client's metrics.
@@ -31,15 +31,22 @@ pub(crate) struct Metrics {
     pub(crate) lock_resolve_duration: HistogramVec,
     /// Bytes of delivered rows not yet read by subscribers.
     pub(crate) quota_used: IntGauge,
+    /// Broken internal invariants (a refused lock or unlock, a region registered twice): always
+    /// 0 unless kvfeed has a bug. Each is also logged at error level.
+    pub(crate) internal_errors: IntCounter,
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
         let registry = Registry::new();
-        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("kvfeed").subsystem("kvclient");
-        let pull_events =
-            IntCounterVec::new(opts("pull_event_count", "Rows received from TiKV by type"), &["type"])
-                .expect("valid metric");
+        let opts = |name: &str, help: &str| {
+            Opts::new(name, help).namespace("kvfeed").subsystem("kvclient")
+        };
+        let pull_events = IntCounterVec::new(
+            opts("pull_event_count", "Rows received from TiKV by type"),
+            &["type"],
+        )
+        .expect("valid metric");
         let send_events = IntCounterVec::new(
             opts("send_event_count", "Events delivered to subscribers by type"),
             &["type"],
@@ -63,9 +70,11 @@ impl Metrics {
             &["subscription"],
         )
         .expect("valid metric");
-        let regions =
-            IntGaugeVec::new(opts("region_count", "Locked regions per subscription"), &["subscription"])
-                .expect("valid metric");
+        let regions = IntGaugeVec::new(
+            opts("region_count", "Locked regions per subscription"),
+            &["subscription"],
+        )
+        .expect("valid metric");
         let slow_regions = IntGaugeVec::new(
             opts("slow_region_count", "Regions lagging beyond the slow threshold per subscription"),
             &["subscription"],
@@ -80,9 +89,16 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
-        let quota_used =
-            IntGauge::with_opts(opts("memory_quota_used_bytes", "Delivered row bytes not yet read"))
-                .expect("valid metric");
+        let quota_used = IntGauge::with_opts(opts(
+            "memory_quota_used_bytes",
+            "Delivered row bytes not yet read",
+        ))
+        .expect("valid metric");
+        let internal_errors = IntCounter::with_opts(opts(
+            "internal_error_count",
+            "Broken internal invariants (always 0 unless kvfeed has a bug)",
+        ))
+        .expect("valid metric");
         let metrics = Self {
             registry,
             pull_events,
@@ -95,13 +111,14 @@ impl Metrics {
             slow_regions,
             lock_resolve_duration,
             quota_used,
+            internal_errors,
         };
         metrics.register_all();
         metrics
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(self.pull_events.clone()),
             Box::new(self.send_events.clone()),
             Box::new(self.region_errors.clone()),
@@ -112,6 +129,7 @@ impl Metrics {
             Box::new(self.slow_regions.clone()),
             Box::new(self.lock_resolve_duration.clone()),
             Box::new(self.quota_used.clone()),
+            Box::new(self.internal_errors.clone()),
         ];
         for collector in collectors {
             // A fresh registry with distinct names: registration cannot fail.

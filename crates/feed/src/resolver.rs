@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hashbrown::HashMap;
-use kvfeed_proto::kvrpcpb::{
-    CheckTxnStatusRequest, Context, ResolveLockRequest, ScanLockRequest,
-};
+use kvfeed_proto::kvrpcpb::{CheckTxnStatusRequest, Context, ResolveLockRequest, ScanLockRequest};
 use kvfeed_proto::metapb;
 use kvfeed_proto::tikvpb::tikv_client::TikvClient;
 use kvfeed_regioncache::{Region, RegionSource, RpcContext};
@@ -149,7 +147,11 @@ impl LockResolver {
 
     /// Resolves the region's locks below the task's target; returns how many transactions
     /// were settled.
-    async fn resolve_region(&self, inner: &Inner, task: ResolveTask) -> Result<usize, ResolveError> {
+    async fn resolve_region(
+        &self,
+        inner: &Inner,
+        task: ResolveTask,
+    ) -> Result<usize, ResolveError> {
         let mut start_key = Bytes::new();
         let mut settled = 0;
         for _ in 0..ATTEMPTS {
@@ -185,8 +187,11 @@ impl LockResolver {
                 Bytes::from(key)
             });
             // One status check per transaction, one resolve per transaction in this region.
-            let txns: BTreeMap<u64, Bytes> =
-                response.locks.into_iter().map(|lock| (lock.lock_version, lock.primary_lock)).collect();
+            let txns: BTreeMap<u64, Bytes> = response
+                .locks
+                .into_iter()
+                .map(|lock| (lock.lock_version, lock.primary_lock))
+                .collect();
             let mut region_failed = false;
             for (start_ts, primary) in txns {
                 let commit_ts = match self.check_txn(inner, &primary, start_ts).await? {
@@ -299,7 +304,10 @@ fn context(region: &Region, ctx: &RpcContext) -> Context {
     let epoch = region.epoch();
     Context {
         region_id: region.id(),
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: epoch.conf_ver, version: epoch.version }),
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: epoch.conf_ver,
+            version: epoch.version,
+        }),
         peer: Some(metapb::Peer {
             id: ctx.peer.id,
             store_id: ctx.peer.store_id,

@@ -87,13 +87,15 @@ impl Inner {
             }
             Ok(LockOutcome::Stale { retry }) => {
                 tracing::debug!(subscription = sub.id, region = region_id, ?retry, "stale lock");
-                out.extend(retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, 1)));
+                out.extend(
+                    retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, 1)),
+                );
             }
             Ok(LockOutcome::Cancelled) => {}
             Err(error) => {
                 // Ranges are intersected with the span before locking: this is a bug.
                 tracing::error!(subscription = sub.id, region = region_id, %error, "lock refused");
-                debug_assert!(false, "lock refused: {error}");
+                self.metrics.internal_errors.inc();
             }
         }
     }
@@ -109,11 +111,11 @@ impl Inner {
     }
 
     pub(crate) fn spawn_request(self: &Arc<Self>, owned: Owned, delay: Duration) {
-        tokio::spawn(Arc::clone(self).request_region(owned, delay));
+        self.spawn(Arc::clone(self).request_region(owned, delay));
     }
 
     pub(crate) fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
-        tokio::spawn(Arc::clone(self).load_range(sub, span, attempt));
+        self.spawn(Arc::clone(self).load_range(sub, span, attempt));
     }
 
     /// Releases a region's range (the lock keeps its resolved ts), retries the requests it
@@ -124,29 +126,32 @@ impl Inner {
         let mut out = Vec::new();
         let drained = {
             let mut state = sub.state();
-            let drained =
-                match state.lock.unlock(&owned.span, owned.region.id, owned.region.epoch.version, None)
-                {
-                    Ok(unlocked) => {
-                        state.unlocks += 1;
-                        for ticket in unlocked.woken {
-                            if let Some(request) = state.parked.remove(&ticket) {
-                                self.lock_region(&sub, &mut state, request, &mut out);
-                            }
+            let drained = match state.lock.unlock(
+                &owned.span,
+                owned.region.id,
+                owned.region.epoch.version,
+                None,
+            ) {
+                Ok(unlocked) => {
+                    state.unlocks += 1;
+                    for ticket in unlocked.woken {
+                        if let Some(request) = state.parked.remove(&ticket) {
+                            self.lock_region(&sub, &mut state, request, &mut out);
                         }
-                        unlocked.drained
                     }
-                    Err(error) => {
-                        tracing::error!(
-                            subscription = sub.id,
-                            region = owned.region.id,
-                            %error,
-                            "unlock refused"
-                        );
-                        debug_assert!(false, "unlock refused: {error}");
-                        false
-                    }
-                };
+                    unlocked.drained
+                }
+                Err(error) => {
+                    tracing::error!(
+                        subscription = sub.id,
+                        region = owned.region.id,
+                        %error,
+                        "unlock refused"
+                    );
+                    self.metrics.internal_errors.inc();
+                    false
+                }
+            };
             if matches!(then, AfterUnlock::Reload) && !sub.is_stopped() {
                 out.push(FollowUp::Reload(Arc::clone(&sub), owned.span, owned.failures.max(1)));
             }
@@ -315,7 +320,12 @@ impl Inner {
         let result = self.transport.register(&target, request).await;
         self.metrics.region_requests.inc();
         let _ = worker
-            .send(WorkerMsg::Registered { sub: sub.id, region: region_id, seq, result: result.err() })
+            .send(WorkerMsg::Registered {
+                sub: sub.id,
+                region: region_id,
+                seq,
+                result: result.err(),
+            })
             .await;
     }
 }

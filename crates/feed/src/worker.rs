@@ -33,12 +33,7 @@ use crate::subscription::{Delivery, SubRef};
 #[derive(Debug)]
 pub(crate) enum WorkerMsg {
     /// A region is about to be registered.
-    Pending {
-        owned: Owned,
-        seq: u64,
-        ctx: RpcContext,
-        permit: Option<OwnedSemaphorePermit>,
-    },
+    Pending { owned: Owned, seq: u64, ctx: RpcContext, permit: Option<OwnedSemaphorePermit> },
     /// The register call of registration `seq` returned.
     Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
     /// Something happened to a region.
@@ -100,7 +95,8 @@ pub(crate) async fn run_dispatcher(inner: Arc<Inner>, mut events: Events) {
     while let Some(event) = events.recv().await {
         match event {
             StreamEvent::Region { store_id, request_id, region_id, event } => {
-                let message = WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
+                let message =
+                    WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
                 if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
                     return;
                 }
@@ -163,7 +159,9 @@ struct Worker {
 impl Worker {
     async fn handle(&mut self, message: WorkerMsg) {
         match message {
-            WorkerMsg::Pending { owned, seq, ctx, permit } => self.on_pending(owned, seq, ctx, permit),
+            WorkerMsg::Pending { owned, seq, ctx, permit } => {
+                self.on_pending(owned, seq, ctx, permit)
+            }
             WorkerMsg::Registered { sub, region, seq, result } => {
                 self.on_registered(sub, region, seq, result);
             }
@@ -200,8 +198,16 @@ impl Worker {
         let rows = RegionRows::new(owned.span.clone(), sub.start_ts, owned.checkpoint_ts);
         // A stop processed before this region arrived does not come again.
         let end = sub.is_stopped().then_some(End::Release);
-        let entry =
-            Entry { owned, rows, ctx, seq, registered: false, end, permit, marked_initialized: false };
+        let entry = Entry {
+            owned,
+            rows,
+            ctx,
+            seq,
+            registered: false,
+            end,
+            permit,
+            marked_initialized: false,
+        };
         let entries = self
             .subs
             .entry(sub.id)
@@ -209,8 +215,13 @@ impl Worker {
         if let Some(previous) = entries.regions.insert(region, entry) {
             // The range lock holds one range per region: two live registrations of one region
             // would be a bug. Keep the newer one; the older one's lock entry is the same.
-            tracing::error!(subscription = sub.id, region, seq = previous.seq, "region registered twice");
-            debug_assert!(false, "region {region} registered twice");
+            tracing::error!(
+                subscription = sub.id,
+                region,
+                seq = previous.seq,
+                "region registered twice"
+            );
+            self.inner.metrics.internal_errors.inc();
         }
     }
 
@@ -275,8 +286,9 @@ impl Worker {
                     owned.region.id ^ inner.now().as_nanos() as u64,
                 );
                 if deregister {
-                    let inner = Arc::clone(inner);
-                    tokio::spawn(async move {
+                    let task = Arc::clone(inner);
+                    inner.spawn(async move {
+                        let inner = task;
                         let (sub, region) = (owned.sub.id, owned.region.id);
                         inner.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
                         inner.spawn_request(owned, delay);
@@ -354,11 +366,13 @@ impl Worker {
             RegionError::Compatibility { required_version } => {
                 End::Fail(Error::Incompatible { store_id, required_version })
             }
-            RegionError::ClusterIdMismatch { current, request } => End::Fail(Error::ClusterIdMismatch {
-                store_id,
-                store_cluster: current,
-                client_cluster: request,
-            }),
+            RegionError::ClusterIdMismatch { current, request } => {
+                End::Fail(Error::ClusterIdMismatch {
+                    store_id,
+                    store_cluster: current,
+                    client_cluster: request,
+                })
+            }
             RegionError::ServerIsBusy { .. } | RegionError::Congested | RegionError::Unknown => {
                 End::Retry { deregister: false, send_failed: false }
             }

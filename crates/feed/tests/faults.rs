@@ -189,8 +189,10 @@ async fn duplicate_request_re_registers_one_region() {
     let store = region.leader_store;
     let deregisters = h.cluster.cdc_stats(store).deregisters;
     assert_eq!(h.cluster.send_duplicate_request(region.id), 1);
-    eventually("the region is deregistered", || h.cluster.cdc_stats(store).deregisters > deregisters)
-        .await;
+    eventually("the region is deregistered", || {
+        h.cluster.cdc_stats(store).deregisters > deregisters
+    })
+    .await;
     load.run(&h.cluster, 50, 0).await;
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     h.verify(&span, start_ts, &log);

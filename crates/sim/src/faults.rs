@@ -240,7 +240,8 @@ impl Cluster {
     /// returns how many registrations were told.
     pub fn send_duplicate_request(&self, region: u64) -> usize {
         let st = lock(&self.shared.state);
-        let regs: Vec<(u64, u64)> = st.by_region.get(&region).map(|s| s.to_vec()).unwrap_or_default();
+        let regs: Vec<(u64, u64)> =
+            st.by_region.get(&region).map(|s| s.to_vec()).unwrap_or_default();
         for &(conn, request_id) in &regs {
             let e = cdcpb::Error {
                 duplicate_request: Some(cdcpb::DuplicateRequest { region_id: region }),

@@ -59,6 +59,12 @@ pub fn test_config(cluster: &Cluster) -> Config {
 
 impl Harness {
     pub async fn stop(self) {
+        let text = self.client.metrics_text();
+        let broken = text
+            .lines()
+            .find_map(|l| l.strip_prefix("kvfeed_kvclient_internal_error_count "))
+            .expect("the internal error counter is exported");
+        assert_eq!(broken.trim(), "0", "internal invariants broke; see the error logs");
         self.client.shutdown();
         let result = tokio::time::timeout(DEADLINE, self.runner).await.expect("run ends");
         result.expect("run task").expect("run returns Ok");
