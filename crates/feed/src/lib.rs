@@ -75,6 +75,9 @@ mod schedule;
 mod subscription;
 mod worker;
 
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
+
 pub use client::Client;
 pub use config::{Config, TlsConfig};
 pub use error::Error;

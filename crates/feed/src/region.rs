@@ -32,6 +32,15 @@ pub enum RowError {
         /// The region's resolved ts.
         resolved_ts: u64,
     },
+    /// A committed row whose commit ts is not above its start ts.
+    CommitNotAfterStart {
+        /// The raw key.
+        key: Bytes,
+        /// The transaction's start ts.
+        start_ts: u64,
+        /// Its commit ts.
+        commit_ts: u64,
+    },
     /// A row type this client does not know.
     UnknownKind(i32),
     /// A committed row whose operation is neither put nor delete.
@@ -55,6 +64,9 @@ impl fmt::Display for RowError {
             Self::BelowResolvedTs { commit_ts, resolved_ts, .. } => {
                 write!(f, "row committed at {commit_ts} is not above the resolved ts {resolved_ts}")
             }
+            Self::CommitNotAfterStart { start_ts, commit_ts, .. } => {
+                write!(f, "commit ts {commit_ts} is not above the start ts {start_ts}")
+            }
             Self::UnknownKind(kind) => write!(f, "unknown row type {kind}"),
             Self::UnknownOp { op, .. } => write!(f, "unknown row operation {op}"),
         }
@@ -67,7 +79,8 @@ impl core::error::Error for RowError {}
 /// subscription's start ts, the region's resolved ts and initialization, and its matcher.
 ///
 /// Every delivered row has `start ts < commit ts`, `commit ts > start ts of the subscription`
-/// and `commit ts > resolved ts` of the region at delivery, and its key inside `span`.
+/// and `commit ts > resolved ts` of the region at delivery, and its key inside `span`
+/// (checked for any input by the `feed_rows` fuzz target).
 #[derive(Debug)]
 pub struct RegionRows {
     /// The part of the subscription's span this region covers (encoded keys).
@@ -197,6 +210,13 @@ impl RegionRows {
         old_value: Bytes,
         out: &mut Vec<RowEvent>,
     ) -> Result<(), RowError> {
+        if row.commit_ts <= row.start_ts {
+            return Err(RowError::CommitNotAfterStart {
+                key: row.key.clone(),
+                start_ts: row.start_ts,
+                commit_ts: row.commit_ts,
+            });
+        }
         if row.commit_ts <= self.start_ts {
             return Ok(());
         }
