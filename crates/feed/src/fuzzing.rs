@@ -49,7 +49,11 @@ pub fn region_rows(data: &[u8]) {
         }
         let row = Row {
             start_ts: start,
-            commit_ts: if matches!(kind, RowKind::Commit | RowKind::Committed) { commit } else { 0 },
+            commit_ts: if matches!(kind, RowKind::Commit | RowKind::Committed) {
+                commit
+            } else {
+                0
+            },
             kind,
             op: match op / 8 % 4 {
                 0 => RowOp::Put,
