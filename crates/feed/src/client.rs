@@ -41,6 +41,19 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A snapshot of one subscription's progress, from [`Client::stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// Regions held (being requested, scanning or streaming).
+    pub regions: usize,
+    /// Of those, the ones whose incremental scan is complete.
+    pub initialized: usize,
+    /// The subscription's resolved ts now (the minimum over its span).
+    pub resolved_ts: u64,
+    /// The last resolved ts published to the subscriber (the start ts before the first).
+    pub published_ts: u64,
+}
+
 /// What [`Client::run`] takes to start the service tasks.
 struct RunParts {
     workers: Vec<mpsc::Receiver<WorkerMsg>>,
@@ -223,6 +236,19 @@ impl Client {
     /// was published yet; `None` for an unknown id.
     pub fn resolved_ts(&self, id: SubscriptionId) -> Option<u64> {
         self.inner.sub(id.0).map(|sub| sub.state().lock.resolved_ts())
+    }
+
+    /// A snapshot of the subscription's progress (`O(regions)`: for progress displays, not hot
+    /// loops); `None` for an unknown id.
+    pub fn stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
+        let sub = self.inner.sub(id.0)?;
+        let state = sub.state();
+        Some(SubscriptionStats {
+            regions: state.lock.len(),
+            initialized: state.lock.locked().filter(|range| range.initialized).count(),
+            resolved_ts: state.lock.resolved_ts(),
+            published_ts: state.publisher.published(),
+        })
     }
 
     /// The client's Prometheus registry.

@@ -78,7 +78,7 @@ mod worker;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
-pub use client::Client;
+pub use client::{Client, SubscriptionStats};
 pub use config::{Config, TlsConfig};
 pub use error::Error;
 pub use event::{Event, Op, RowEvent};

@@ -221,6 +221,66 @@ async fn cluster_id_mismatch_fails_the_subscription() {
     h.stop().await;
 }
 
+/// §10 L44: a store that needs a newer client fails the subscription with a typed error; the
+/// other subscriptions on other stores go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_store_fails_the_subscription() {
+    let h = start(2, &[100]).await;
+    let left = h.cluster.region_of_raw(&record_key(100, 5)).unwrap();
+    let right = h.cluster.region_of_raw(&record_key(100, 150)).unwrap();
+    assert_ne!(left.leader_store, right.leader_store);
+    h.cluster.set_store_requires_version(left.leader_store, Some("99.0.0".to_owned()));
+    let start_ts = h.cluster.now_ts();
+    let mut failing = h.client.subscribe(table_span(100), start_ts).unwrap();
+    let healthy_span = kvfeed_span::Span::new(
+        kvfeed_span::EncodedKey::encode(&record_key(100, 150)),
+        kvfeed_span::EncodedKey::encode(&record_key(100, 160)),
+    )
+    .unwrap();
+    let mut healthy = h.client.subscribe(healthy_span.clone(), start_ts).unwrap();
+    let error = Log::default().until_end(&mut failing).await.expect("the subscription fails");
+    match error {
+        kvfeed::Error::Incompatible { store_id, required_version } => {
+            assert_eq!((store_id, required_version.as_str()), (left.leader_store, "99.0.0"));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    workload(21, 200).run(&h.cluster, 50, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut healthy, h.cluster.now_ts()).await;
+    h.verify(&healthy_span, start_ts, &log);
+    h.stop().await;
+}
+
+/// §1 item 5 of the issue: at most `initial_scan_window` incremental scans run per store, so
+/// the store never reports too many pending scans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initial_scan_window_bounds_scans_per_store() {
+    let h = start_with(
+        ClusterConfig {
+            stores: 1,
+            split_keys: splits(&(1..64).map(|i| i * 4).collect::<Vec<_>>()),
+            resolved_ts_interval: Some(TICK),
+            // Twice the window: without admission, 64 regions at once would pass it.
+            max_pending_scans: 8,
+            ..ClusterConfig::default()
+        },
+        |config| config.initial_scan_window = 4,
+    )
+    .await;
+    let span = table_span(100);
+    workload(22, 256).run(&h.cluster, 200, 0).await;
+    let start_ts = h.cluster.now_ts();
+    h.cluster.set_store_slow(1, Duration::from_millis(2));
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(h.client.region_count(sub.id()), 64);
+    assert_eq!(error_count(&h.client, "KvIsBusy"), 0, "the store was never overloaded");
+    h.stop().await;
+}
+
 /// A client told to expect another cluster refuses PD at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_id_mismatch_with_pd_is_a_typed_error() {

@@ -257,6 +257,10 @@ fn register(
         let e = ClusterIdMismatch { current: cluster_id, request: requested };
         return reject(st, cdcpb::Error { cluster_id_mismatch: Some(e), ..Default::default() });
     }
+    if let Some(version) = st.stores.get(&store_id).and_then(|s| s.requires_version.clone()) {
+        let e = Compatibility { required_version: version };
+        return reject(st, cdcpb::Error { compatibility: Some(e), ..Default::default() });
+    }
     if req.kv_api != change_data_request::KvApi::TiDb as i32 {
         let e = Compatibility { required_version: "6.2.0".to_owned() };
         return reject(st, cdcpb::Error { compatibility: Some(e), ..Default::default() });

@@ -132,6 +132,7 @@ impl Cluster {
                             stats: crate::state::CdcStats::default(),
                             slow_ms: Arc::new(AtomicU64::new(0)),
                             cluster_id: None,
+                            requires_version: None,
                         },
                     )
                 })

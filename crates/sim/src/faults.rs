@@ -235,6 +235,14 @@ impl Cluster {
         }
     }
 
+    /// Makes `store` refuse every register with `Compatibility { required_version }` (a store
+    /// that needs a newer client), or accept them again with `None`.
+    pub fn set_store_requires_version(&self, store: u64, required_version: Option<String>) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.requires_version = required_version;
+        }
+    }
+
     /// Answers every live registration of `region` with `DuplicateRequest`, keeping the
     /// registrations alive (what TiKV does when a client registers a pair twice on a stream);
     /// returns how many registrations were told.

@@ -71,6 +71,9 @@ pub(crate) struct StoreState {
     /// The cluster id this store checks requests against, when it differs from the cluster's
     /// (a store of another cluster behind this PD).
     pub(crate) cluster_id: Option<u64>,
+    /// Answer every register with `Compatibility` naming this version (a store that needs a
+    /// newer client).
+    pub(crate) requires_version: Option<String>,
 }
 
 /// Feature gates of a connection, from its first request's version.

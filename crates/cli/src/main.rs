@@ -1,0 +1,109 @@
+//! `kvfeed`: watch a TiKV cluster's row changes, run the simulated demo, or serve the simulator.
+//!
+//! Exit codes: 0 on success, 1 when the work failed (PD unreachable, a subscription failed, the
+//! demo's verifier found a violation), 2 for unusable arguments. Errors are one line on stderr.
+
+#![forbid(unsafe_code)]
+
+mod demo;
+mod layout;
+mod metrics_http;
+mod output;
+mod serve;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Stream row changes out of a TiKV cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kvfeed", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream a span's row changes and resolved timestamps to stdout.
+    Watch(watch::Args),
+    /// Run a simulated cluster, a workload and a subscriber of every table, then verify.
+    Demo(demo::Args),
+    /// The simulated cluster.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Run the simulated cluster and a workload until interrupted; prints PD's address first.
+    Serve(serve::Args),
+}
+
+/// A failure the user can act on, with the exit code it maps to.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Unusable arguments (exit 2).
+    Usage(String),
+    /// The work failed (exit 1).
+    Runtime(String),
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self::Usage(message.into())
+    }
+
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
+        Self::Runtime(message.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Watch(args) => watch::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Sim { command: SimCommand::Serve(args) } => serve::run(args).await,
+        }
+    });
+    // Background work (streams, timers) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr; `KVFEED_LOG` (or `RUST_LOG`) sets the filter, `warn` by default.
+fn init_logging() {
+    let filter = std::env::var("KVFEED_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

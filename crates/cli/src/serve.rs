@@ -1,0 +1,122 @@
+//! `kvfeed sim serve`: the simulated cluster and a workload until interrupted.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kvfeed_sim::{Cluster, CommittedRow, Op};
+
+use crate::Failure;
+use crate::layout;
+use crate::output::hex;
+
+/// Arguments of `kvfeed sim serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Stores (TiKV servers).
+    #[arg(long, default_value_t = 3)]
+    stores: usize,
+    /// Regions over the tables.
+    #[arg(long, default_value_t = 16)]
+    regions: usize,
+    /// Tables (ids 100, 101, ...).
+    #[arg(long, default_value_t = 1)]
+    tables: usize,
+    /// Transactions per second (0: no workload).
+    #[arg(long, default_value_t = 100, value_name = "TXN/S")]
+    rate: u32,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// On exit, write every committed row to FILE as JSON lines (for checking a watcher).
+    #[arg(long, value_name = "FILE")]
+    commits: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), Failure> {
+    let tables = layout::tables(args.tables);
+    let config = layout::cluster_config(args.stores, args.regions, &tables);
+    let cluster = Cluster::start(config).await.map_err(|error| {
+        Failure::runtime(format!("cannot start the simulated cluster: {error}"))
+    })?;
+    // The PD address first, alone on its line, for scripts.
+    println!("{}", cluster.pd_address());
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "simulated cluster {}: PD {}, {} stores, {} regions, tables {:?}, {} txn/s; Ctrl-C stops",
+        cluster.cluster_id(),
+        cluster.pd_address(),
+        args.stores.max(1),
+        cluster.region_count(),
+        tables,
+        args.rate
+    );
+    let mut workload = layout::workload(args.seed, &tables);
+    let mut timer = (args.rate > 0).then(|| {
+        let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = tick(&mut timer) => { workload.step(&cluster); }
+        }
+    }
+    if let Some(path) = &args.commits {
+        write_commits(path, &cluster.committed_rows()).map_err(|error| {
+            Failure::runtime(format!("cannot write {}: {error}", path.display()))
+        })?;
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// One JSON object per committed row, in the shape `watch` prints rows.
+fn write_commits(path: &std::path::Path, rows: &[CommittedRow]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for row in rows {
+        let op = match row.op {
+            Op::Put => "put",
+            Op::Delete => "delete",
+        };
+        let old =
+            row.old_value.as_ref().map_or_else(|| "null".to_owned(), |v| format!("\"{}\"", hex(v)));
+        writeln!(
+            out,
+            r#"{{"kind":"row","op":"{op}","key":"{}","value":"{}","old_value":{old},"start_ts":{},"commit_ts":{}}}"#,
+            hex(&row.key),
+            hex(&row.value),
+            row.start_ts,
+            row.commit_ts
+        )?;
+    }
+    out.flush()
+}

@@ -1,0 +1,261 @@
+//! End-to-end tests of the built `kvfeed` binary: `watch` against `sim serve` (its JSON lines
+//! checked by the verifier), `demo --chaos` with a fixed seed, and every user error with its
+//! message and exit code.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kvfeed_sim::{CommittedRow, FeedEvent, Op, RowEvent, compose, verify};
+use kvfeed_span::table::table_span;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kvfeed");
+
+fn kvfeed(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run kvfeed")
+}
+
+/// Asserts a failed run: the exit code and one stderr line containing `needle`.
+fn assert_fails(output: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+}
+
+#[test]
+fn bad_hex_is_a_usage_error() {
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:9", "--span", "zz.."]);
+    assert_fails(&output, 2, "bad hex");
+}
+
+#[test]
+fn start_not_below_end_is_a_usage_error() {
+    let key = "6100000000000000f9"; // memcomparable "a"
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:9", "--span", &format!("{key}..{key}")]);
+    assert_fails(&output, 2, "start must be below end");
+}
+
+#[test]
+fn an_unencoded_key_is_a_usage_error() {
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:9", "--span", "61..62"]);
+    assert_fails(&output, 2, "not a memcomparable-encoded key");
+}
+
+#[test]
+fn unknown_table_is_a_usage_error() {
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:9", "--table", "-4"]);
+    assert_fails(&output, 2, "unknown table -4");
+}
+
+#[test]
+fn unreadable_tls_file_is_a_usage_error() {
+    let output =
+        kvfeed(&["watch", "--pd", "127.0.0.1:9", "--table", "1", "--ca", "/nonexistent/ca.pem"]);
+    assert_fails(&output, 2, "cannot read TLS file /nonexistent/ca.pem");
+}
+
+#[test]
+fn unreachable_pd_fails_within_the_timeout() {
+    let started = Instant::now();
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:9", "--table", "1", "--timeout", "2"]);
+    assert_fails(&output, 1, "PD at 127.0.0.1:9");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+/// A `kvfeed sim serve` process, interrupted (and reaped) on drop.
+struct Served {
+    child: Child,
+    pd: String,
+}
+
+impl Served {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["sim", "serve", "--stores", "2", "--regions", "8", "--rate", "200"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sim serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("PD line");
+        Self { child, pd: first.trim().to_owned() }
+    }
+
+    /// Interrupts the process and waits for it to exit 0.
+    fn interrupt(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "sim serve exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "sim serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn cluster_id_mismatch_is_reported() {
+    let served = Served::start(&[]);
+    let output = kvfeed(&["watch", "--pd", &served.pd, "--table", "100", "--cluster-id", "1"]);
+    assert_fails(&output, 1, "cluster id mismatch");
+    served.interrupt();
+}
+
+/// The value of `"name":` in a JSON line of our fixed shape.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line.find(&format!("\"{name}\":")).unwrap_or_else(|| panic!("{name} in {line}"))
+        + name.len()
+        + 3;
+    let rest = &line[start..];
+    let end = rest.find([',', '}']).expect("field end");
+    rest[..end].trim_matches('"')
+}
+
+fn bytes_of(hex: &str) -> Bytes {
+    Bytes::from(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn row_of(line: &str) -> RowEvent {
+    RowEvent {
+        key: bytes_of(field(line, "key")),
+        op: if field(line, "op") == "put" { Op::Put } else { Op::Delete },
+        value: bytes_of(field(line, "value")),
+        old_value: match field(line, "old_value") {
+            "null" => None,
+            hex => Some(bytes_of(hex)),
+        },
+        start_ts: field(line, "start_ts").parse().expect("start_ts"),
+        commit_ts: field(line, "commit_ts").parse().expect("commit_ts"),
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+#[test]
+fn watch_against_sim_serve_delivers_what_the_verifier_expects() {
+    let commits_file =
+        std::env::temp_dir().join(format!("kvfeed-e2e-{}.jsonl", std::process::id()));
+    let served = Served::start(&["--commits", commits_file.to_str().unwrap()]);
+    // From now, until three seconds of workload are resolved.
+    let (start_ts, until) = (compose(now_ms(), 0), compose(now_ms() + 3000, 0));
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "100",
+        "--start-ts",
+        &start_ts.to_string(),
+        "--until-resolved",
+        &until.to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "watch: {}", String::from_utf8_lossy(&output.stderr));
+    served.interrupt();
+
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut log = Vec::new();
+    let mut last_resolved = 0;
+    for line in stdout.lines() {
+        match field(line, "kind") {
+            "row" => log.push(FeedEvent::Row(row_of(line))),
+            "resolved" => {
+                last_resolved = field(line, "ts").parse().expect("ts");
+                log.push(FeedEvent::Resolved(last_resolved));
+            }
+            other => panic!("unknown kind {other}"),
+        }
+    }
+    assert!(last_resolved >= until, "watch exits once the resolved ts reaches --until-resolved");
+    // Rows committed after the last resolved ts may legitimately not have been seen yet (and
+    // some may have been: rows are not held back until their resolved ts).
+    let seen: std::collections::HashSet<(Bytes, u64)> = log
+        .iter()
+        .filter_map(|event| match event {
+            FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
+            _ => None,
+        })
+        .collect();
+    let commits: Vec<CommittedRow> = std::fs::read_to_string(&commits_file)
+        .expect("commit log")
+        .lines()
+        .map(|line| {
+            let row = row_of(line);
+            CommittedRow {
+                key: row.key,
+                op: row.op,
+                value: row.value,
+                old_value: row.old_value,
+                start_ts: row.start_ts,
+                commit_ts: row.commit_ts,
+            }
+        })
+        .filter(|row| {
+            row.commit_ts <= last_resolved || seen.contains(&(row.key.clone(), row.commit_ts))
+        })
+        .collect();
+    let _ = std::fs::remove_file(&commits_file);
+    let report = verify(&commits, &table_span(100), start_ts, &log);
+    assert!(report.ok(), "{report:#?}");
+    assert!(report.expected > 100, "three seconds at 200 txn/s wrote rows: {report:?}");
+}
+
+#[test]
+fn demo_with_chaos_and_a_fixed_seed_passes() {
+    let output = kvfeed(&[
+        "demo",
+        "--chaos",
+        "--seed",
+        "7",
+        "--duration",
+        "6",
+        "--regions",
+        "16",
+        "--tables",
+        "2",
+        "--rate",
+        "200",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("verdict            OK"), "{stdout}");
+    assert!(stdout.contains("missing            0"), "{stdout}");
+    let faults: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("faults injected"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("faults line");
+    assert!(faults > 0, "chaos injected faults: {stdout}");
+}
