@@ -6,6 +6,7 @@
 //!   committed code is what the protos give.
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
 //! - `bench [AREA]`: run the criterion benchmarks, all of them or one area.
+//! - `demo [ARGS..]`: build the `kvfeed` command in release mode and run `kvfeed demo ARGS..`.
 
 mod ci;
 mod codegen;
@@ -25,6 +26,11 @@ fn main() -> anyhow::Result<()> {
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
         ["fuzz"] => fuzz_list(),
         ["bench", rest @ ..] => bench(rest.first().copied()),
+        ["demo", rest @ ..] => run_cmd(
+            cargo()
+                .args(["run", "--release", "--quiet", "-p", "kvfeed-cli", "--", "demo"])
+                .args(rest),
+        ),
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown or missing subcommand")
@@ -32,8 +38,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str =
-    "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA]>";
+const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {

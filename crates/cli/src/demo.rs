@@ -42,6 +42,8 @@ pub(crate) struct Args {
 
 /// How long the subscribers get to catch up after the workload stops.
 const CATCH_UP: Duration = Duration::from_secs(60);
+/// Time between resolved-ts lag samples.
+const LAG_SAMPLE: Duration = Duration::from_millis(100);
 /// Time between faults with `--chaos`.
 const FAULT_EVERY: Duration = Duration::from_millis(700);
 
@@ -52,7 +54,8 @@ struct Watcher {
     start_ts: u64,
     rows: AtomicU64,
     resolved: AtomicU64,
-    /// Resolved-ts lag at each publication, in ms.
+    /// Resolved-ts lag (wall clock minus the last published resolved ts), sampled every
+    /// `LAG_SAMPLE` while the workload runs, in ms.
     lags: Mutex<Vec<u64>>,
     log: Mutex<Vec<FeedEvent>>,
     failure: Mutex<Option<String>>,
@@ -112,10 +115,14 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let mut workload = layout::workload(args.seed, &tables);
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut redraw = Instant::now();
+    let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
     while Instant::now() < deadline {
         timer.tick().await;
         workload.step(&cluster);
+        if sampled.elapsed() >= LAG_SAMPLE {
+            sampled = Instant::now();
+            sample_lags(&watchers);
+        }
         if redraw.elapsed() >= Duration::from_millis(250) {
             redraw = Instant::now();
             progress.update(&client, &watchers, &faults, "running");
@@ -167,6 +174,18 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::runtime("the verifier found violations (see the summary)"))
+    }
+}
+
+/// Records each subscription's current resolved-ts lag behind the wall clock (the simulated
+/// TSO follows it).
+fn sample_lags(watchers: &[Arc<Watcher>]) {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let now_ms = u64::try_from(now_ms).unwrap_or(0);
+    for watcher in watchers {
+        let resolved = watcher.resolved.load(Ordering::Acquire);
+        let physical = u64::try_from(physical_of(resolved)).unwrap_or(0);
+        watcher.lags.lock().expect("lock").push(now_ms.saturating_sub(physical));
     }
 }
 
