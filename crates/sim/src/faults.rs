@@ -227,6 +227,14 @@ impl Cluster {
         }
     }
 
+    /// Makes PD advertise `address` for `store` (the store's own server keeps running where it
+    /// is): clients go to whatever serves there, e.g. a scripted misbehaving server.
+    pub fn set_store_address(&self, store: u64, address: String) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.address = address;
+        }
+    }
+
     /// Makes `store` check requests against `cluster_id` (a store of another cluster behind
     /// this PD), or against the cluster's own id again with `None`.
     pub fn set_store_cluster_id(&self, store: u64, cluster_id: Option<u64>) {
