@@ -7,6 +7,8 @@
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
 //! - `bench [AREA]`: run the criterion benchmarks, all of them or one area.
 //! - `demo [ARGS..]`: build the `kvfeed` command in release mode and run `kvfeed demo ARGS..`.
+//! - `chaos [--seeds N] [--first SEED] [--duration S]`: seeded chaos runs of the client against
+//!   the simulator (release build); CI runs a short subset as a test of `kvfeed-chaos`.
 
 mod ci;
 mod codegen;
@@ -26,6 +28,9 @@ fn main() -> anyhow::Result<()> {
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
         ["fuzz"] => fuzz_list(),
         ["bench", rest @ ..] => bench(rest.first().copied()),
+        ["chaos", rest @ ..] => run_cmd(
+            cargo().args(["run", "--release", "--quiet", "-p", "kvfeed-chaos", "--"]).args(rest),
+        ),
         ["demo", rest @ ..] => run_cmd(
             cargo()
                 .args(["run", "--release", "--quiet", "-p", "kvfeed-cli", "--", "demo"])
@@ -38,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {

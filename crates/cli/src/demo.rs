@@ -1,13 +1,14 @@
 //! `kvfeed demo`: a simulated cluster, a seeded workload, faults with `--chaos`, a subscriber of
 //! every table, live progress on stderr, and the verifier's verdict at the end.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use kvfeed::{Client, Config, Event, Subscription, SubscriptionId};
-use kvfeed_sim::{Cluster, FaultSchedule, FeedEvent, Report, physical_of, verify};
+use kvfeed::{Client, Config};
+use kvfeed_chaos::Watcher;
+use kvfeed_sim::{Cluster, FaultSchedule, Report};
 use kvfeed_span::table::table_span;
 
 use crate::Failure;
@@ -47,20 +48,6 @@ const LAG_SAMPLE: Duration = Duration::from_millis(100);
 /// Time between faults with `--chaos`.
 const FAULT_EVERY: Duration = Duration::from_millis(700);
 
-/// What one table's subscriber saw.
-struct Watcher {
-    table: i64,
-    id: SubscriptionId,
-    start_ts: u64,
-    rows: AtomicU64,
-    resolved: AtomicU64,
-    /// Resolved-ts lag (wall clock minus the last published resolved ts), sampled every
-    /// `LAG_SAMPLE` while the workload runs, in ms.
-    lags: Mutex<Vec<u64>>,
-    log: Mutex<Vec<FeedEvent>>,
-    failure: Mutex<Option<String>>,
-}
-
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.rate == 0 {
         return Err(Failure::usage("--rate must be at least 1"));
@@ -90,17 +77,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         let subscription = client
             .subscribe(table_span(table), start_ts)
             .map_err(|error| Failure::runtime(error.to_string()))?;
-        let watcher = Arc::new(Watcher {
-            table,
-            id: subscription.id(),
-            start_ts,
-            rows: AtomicU64::new(0),
-            resolved: AtomicU64::new(start_ts),
-            lags: Mutex::default(),
-            log: Mutex::default(),
-            failure: Mutex::default(),
-        });
-        readers.push(tokio::spawn(read(Arc::clone(&watcher), subscription)));
+        let name = format!("table {table}");
+        let (watcher, reader) = Watcher::spawn(name, subscription, table_span(table), start_ts);
+        readers.push(reader);
         watchers.push(watcher);
     }
 
@@ -121,7 +100,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         workload.step(&cluster);
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
-            sample_lags(&watchers);
+            for watcher in &watchers {
+                watcher.sample_lag();
+            }
         }
         if redraw.elapsed() >= Duration::from_millis(250) {
             redraw = Instant::now();
@@ -139,8 +120,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     // Every subscription must catch up with the end of the workload.
     let final_ts = cluster.now_ts();
     let caught_up = async {
-        while watchers.iter().any(|w| w.resolved.load(Ordering::Acquire) < final_ts)
-            && watchers.iter().all(|w| w.failure.lock().expect("lock").is_none())
+        while watchers.iter().any(|w| w.resolved() < final_ts)
+            && watchers.iter().all(|w| w.failure().is_none())
         {
             progress.update(&client, &watchers, &faults, "catching up");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,13 +140,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let _ = runner.await;
 
     let commits = cluster.committed_rows();
-    let reports: Vec<(i64, Report)> = watchers
-        .iter()
-        .map(|w| {
-            let log = w.log.lock().expect("lock");
-            (w.table, verify(&commits, &table_span(w.table), w.start_ts, &log))
-        })
-        .collect();
+    let reports: Vec<Report> = watchers.iter().map(|w| w.report(&commits, true)).collect();
     let ok = summarize(&args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck);
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
@@ -175,54 +150,6 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     } else {
         Err(Failure::runtime("the verifier found violations (see the summary)"))
     }
-}
-
-/// Records each subscription's current resolved-ts lag behind the wall clock (the simulated
-/// TSO follows it).
-fn sample_lags(watchers: &[Arc<Watcher>]) {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let now_ms = u64::try_from(now_ms).unwrap_or(0);
-    for watcher in watchers {
-        let resolved = watcher.resolved.load(Ordering::Acquire);
-        let physical = u64::try_from(physical_of(resolved)).unwrap_or(0);
-        watcher.lags.lock().expect("lock").push(now_ms.saturating_sub(physical));
-    }
-}
-
-/// Reads one subscription until it ends, logging events for the verifier.
-async fn read(watcher: Arc<Watcher>, mut subscription: Subscription) {
-    while let Some(event) = subscription.recv().await {
-        match event {
-            Ok(Event::Row(row)) => {
-                watcher.rows.fetch_add(1, Ordering::Relaxed);
-                watcher.log.lock().expect("lock").push(FeedEvent::Row(kvfeed_sim::RowEvent {
-                    key: row.key,
-                    op: match row.op {
-                        kvfeed::Op::Put => kvfeed_sim::Op::Put,
-                        kvfeed::Op::Delete => kvfeed_sim::Op::Delete,
-                    },
-                    value: row.value,
-                    old_value: row.old_value,
-                    start_ts: row.start_ts,
-                    commit_ts: row.commit_ts,
-                }));
-            }
-            Ok(Event::Resolved(ts)) => {
-                let now_ms =
-                    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                let lag = u64::try_from(now_ms)
-                    .unwrap_or(0)
-                    .saturating_sub(physical_of(ts).max(0) as u64);
-                watcher.lags.lock().expect("lock").push(lag);
-                watcher.resolved.store(ts, Ordering::Release);
-                watcher.log.lock().expect("lock").push(FeedEvent::Resolved(ts));
-            }
-            Err(error) => {
-                *watcher.failure.lock().expect("lock") = Some(error.to_string());
-            }
-        }
-    }
-    watcher.log.lock().expect("lock").push(FeedEvent::Unsubscribed);
 }
 
 /// Applies a fault of the schedule every `FAULT_EVERY` until the deadline; counts the applied.
@@ -271,16 +198,16 @@ impl Progress {
         let (mut regions, mut initialized, mut rows) = (0, 0, 0);
         for (bar, watcher) in self.tables.iter().zip(watchers) {
             let stats = client.stats(watcher.id);
-            let table_rows = watcher.rows.load(Ordering::Relaxed);
+            let table_rows = watcher.rows();
             rows += table_rows;
-            let lag = watcher.lags.lock().expect("lock").last().copied().unwrap_or(0);
+            let lag = watcher.lags().last().copied().unwrap_or(0);
             if let Some(stats) = stats {
                 regions += stats.regions;
                 initialized += stats.initialized;
             }
             bar.set_message(format!(
-                "table {}: {} rows, resolved-ts lag {} ms",
-                watcher.table, table_rows, lag
+                "{}: {table_rows} rows, resolved-ts lag {lag} ms",
+                watcher.name
             ));
             bar.tick();
         }
@@ -306,11 +233,11 @@ impl Progress {
 fn summarize(
     args: &Args,
     watchers: &[Arc<Watcher>],
-    reports: &[(i64, Report)],
+    reports: &[Report],
     faults: u64,
     stuck: bool,
 ) -> bool {
-    let sum = |f: fn(&Report) -> usize| reports.iter().map(|(_, r)| f(r)).sum::<usize>();
+    let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
     let violations = sum(|r| {
         r.out_of_span
             + r.resolved_violations
@@ -318,18 +245,13 @@ fn summarize(
             + r.unexpected
             + r.after_unsubscribe
     });
-    let mut lags: Vec<u64> =
-        watchers.iter().flat_map(|w| w.lags.lock().expect("lock").clone()).collect();
+    let mut lags: Vec<u64> = watchers.iter().flat_map(|w| w.lags()).collect();
     lags.sort_unstable();
     let percentile =
-        |p: usize| lags.get((lags.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
-    let failures: Vec<String> = watchers
-        .iter()
-        .filter_map(|w| {
-            w.failure.lock().expect("lock").clone().map(|f| format!("table {}: {f}", w.table))
-        })
-        .collect();
-    let ok = reports.iter().all(|(_, r)| r.ok()) && !stuck && failures.is_empty();
+        |p: usize| lags.get(lags.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+    let failures: Vec<String> =
+        watchers.iter().filter_map(|w| w.failure().map(|f| format!("{}: {f}", w.name))).collect();
+    let ok = reports.iter().all(Report::ok) && !stuck && failures.is_empty();
     println!(
         "kvfeed demo: {} stores, {} regions, {} tables, {} txn/s for {} s, chaos {} (seed {})",
         args.stores,
@@ -353,8 +275,10 @@ fn summarize(
     for failure in &failures {
         println!("  failed             {failure}");
     }
-    for (table, report) in reports.iter().filter(|(_, r)| !r.ok()) {
-        println!("  table {table}: {report:?}");
+    for (watcher, report) in watchers.iter().zip(reports) {
+        if let Some(violation) = kvfeed_chaos::first_violation(report) {
+            println!("  {}: {violation}", watcher.name);
+        }
     }
     println!("  verdict            {}", if ok { "OK" } else { "FAILED" });
     ok

@@ -251,6 +251,12 @@ impl Client {
         })
     }
 
+    /// Bytes of delivered rows the subscribers have not read yet: at most
+    /// [`Config::memory_quota`], beyond which region workers wait.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.config.memory_quota.saturating_sub(self.inner.quota.available_permits())
+    }
+
     /// The client's Prometheus registry.
     pub fn metrics(&self) -> &prometheus::Registry {
         &self.inner.metrics.registry

@@ -98,3 +98,46 @@ async fn a_40_mib_row_arrives() {
     assert_eq!(report.expected, 2);
     h.stop().await;
 }
+
+/// Backpressure: a subscriber that stops reading holds at most the memory quota in the client;
+/// once it reads again, everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_holds_the_quota_and_loses_nothing() {
+    const QUOTA: usize = 256 << 10;
+    let h = common::start_with(
+        kvfeed_sim::ClusterConfig {
+            stores: 2,
+            split_keys: vec![record_key(100, 500)],
+            resolved_ts_interval: Some(common::TICK),
+            ..kvfeed_sim::ClusterConfig::default()
+        },
+        |config| config.memory_quota = QUOTA,
+    )
+    .await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    // Nobody reads while 4 MiB of rows (1 KiB values) are written.
+    let mut peak = 0;
+    for batch in 0..64i64 {
+        let mutations: Vec<Mutation> = (0..64)
+            .map(|i| Mutation::put(record_key(100, (batch * 64 + i) % 1000), vec![b'x'; 1024]))
+            .collect();
+        h.cluster.commit_2pc(&mutations).unwrap();
+        peak = peak.max(h.client.buffered_bytes());
+        assert!(h.client.buffered_bytes() <= QUOTA);
+    }
+    common::eventually("the quota fills up", || h.client.buffered_bytes() > QUOTA / 2).await;
+    for _ in 0..20 {
+        peak = peak.max(h.client.buffered_bytes());
+        assert!(h.client.buffered_bytes() <= QUOTA, "buffered beyond the quota");
+        tokio::time::sleep(common::TICK).await;
+    }
+    assert!(peak <= QUOTA && peak > QUOTA / 2, "memory plateaus at the quota: peak {peak}");
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let report = h.verify(&span, start_ts, &log);
+    assert_eq!(report.expected, 64 * 64);
+    assert_eq!(h.client.buffered_bytes(), 0, "everything read, nothing held");
+    h.stop().await;
+}

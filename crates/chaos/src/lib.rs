@@ -1,0 +1,286 @@
+//! Seeded chaos runs of the kvfeed client against the simulated cluster (design §4: the
+//! invariants hold under any schedule of faults).
+//!
+//! [`run_seed`] builds a cluster and a client from the seed, subscribes several spans (two
+//! tables, a span overlapping one of them, and one subscription that is unsubscribed and
+//! subscribed again mid-run), and runs a seeded workload while a seeded schedule injects faults:
+//! splits, merges, leader transfers, store restarts, stream resets, busy and congested stores,
+//! slow stores, long-held and abandoned locks. Then the faults stop, every subscription must reach
+//! the final resolved ts, and the verifier checks each log. The schedule of faults is a function
+//! of the seed (their timing is not: the machine's speed decides what they hit), so a failing
+//! seed is rerun with the same faults in the same order.
+
+#![forbid(unsafe_code)]
+
+mod watcher;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvfeed::{Client, Config};
+use kvfeed_sim::{
+    Cluster, ClusterConfig, Fault, FaultSchedule, Mutation, SplitMix64, Workload, WorkloadConfig,
+};
+use kvfeed_span::table::{record_key, record_prefix, table_span};
+use kvfeed_span::{EncodedKey, Span};
+
+pub use watcher::{Watcher, first_violation};
+
+/// One chaos run's shape.
+#[derive(Clone, Debug)]
+pub struct ChaosConfig {
+    /// Decides the cluster, the workload and the fault schedule.
+    pub seed: u64,
+    /// How long the workload and the faults run.
+    pub duration: Duration,
+    /// Transactions per second.
+    pub rate: u32,
+    /// Mean time between faults.
+    pub fault_every: Duration,
+    /// How long the subscriptions get to reach the final resolved ts once faults stop.
+    pub catch_up: Duration,
+}
+
+impl ChaosConfig {
+    /// A run of `duration` for `seed`, 200 transactions and about 3 faults a second.
+    pub fn new(seed: u64, duration: Duration) -> Self {
+        Self {
+            seed,
+            duration,
+            rate: 200,
+            fault_every: Duration::from_millis(300),
+            catch_up: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Faults applied, in order.
+    pub faults: Vec<Fault>,
+    /// Rows the subscriptions should have received, over all of them.
+    pub expected: usize,
+    /// Rows delivered, duplicates included.
+    pub delivered: usize,
+    /// The first violation, if any: which subscription and what.
+    pub violation: Option<String>,
+}
+
+const TABLES: [i64; 2] = [100, 101];
+const KEYS_PER_TABLE: i64 = 400;
+
+/// Runs one seed. Needs a multi-threaded tokio runtime.
+pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
+    let mut rng = SplitMix64::new(config.seed);
+    let stores = 3 + rng.below(3) as usize;
+    let regions_per_table = 4 + rng.below(12) as i64;
+    let mut split_keys = Vec::new();
+    for table in TABLES {
+        split_keys.push(record_prefix(table));
+        split_keys.extend(
+            (1..regions_per_table)
+                .map(|k| record_key(table, k * KEYS_PER_TABLE / regions_per_table)),
+        );
+    }
+    let cluster = Arc::new(
+        Cluster::start(ClusterConfig {
+            stores,
+            replicas: 3,
+            split_keys,
+            resolved_ts_interval: Some(Duration::from_millis(100)),
+            v1_only_stores: if rng.chance(30) { vec![1] } else { Vec::new() },
+            ..ClusterConfig::default()
+        })
+        .await?,
+    );
+    let mut client_config = Config::new([cluster.pd_address()]);
+    client_config.advance_interval = Duration::from_millis(50);
+    client_config.worker_count = 4;
+    client_config.region_backoff = (Duration::from_millis(10), Duration::from_millis(500));
+    client_config.lock_resolve_fence = Some(Duration::from_secs(1));
+    client_config.lock_resolve_cooldown = Duration::from_millis(500);
+    let client = Client::connect(client_config)
+        .await
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let runner = {
+        let client = client.clone();
+        tokio::spawn(async move { client.run().await })
+    };
+
+    let start_ts = cluster.now_ts();
+    let overlap = Span::new(
+        EncodedKey::encode(&record_key(100, KEYS_PER_TABLE / 4)),
+        EncodedKey::encode(&record_key(100, KEYS_PER_TABLE * 3 / 4)),
+    )
+    .expect("a quarter is below three quarters");
+    let spans =
+        [("table 100", table_span(100)), ("table 101", table_span(101)), ("overlap", overlap)];
+    let mut watchers = Vec::new();
+    let mut readers = Vec::new();
+    for (name, span) in spans {
+        let subscription = client.subscribe(span.clone(), start_ts).map_err(io_error)?;
+        let (watcher, reader) = Watcher::spawn(name, subscription, span, start_ts);
+        watchers.push((watcher, true));
+        readers.push(reader);
+    }
+    // The subscription that comes and goes.
+    let subscription = client.subscribe(table_span(101), start_ts).map_err(io_error)?;
+    let (mut churned, mut churned_reader) =
+        Watcher::spawn("churned (1st)", subscription, table_span(101), start_ts);
+
+    let mut outcome = Outcome { seed: config.seed, ..Outcome::default() };
+    let mut workload = Workload::new(WorkloadConfig {
+        seed: config.seed,
+        tables: TABLES.to_vec(),
+        keys_per_table: KEYS_PER_TABLE,
+        ..WorkloadConfig::default()
+    });
+    let keys = workload.key_space();
+    let mut schedule = FaultSchedule::new(config.seed, keys.clone());
+    let started = Instant::now();
+    let mut next_fault = started + jittered(&mut rng, config.fault_every);
+    let churn_at = started + config.duration / 2;
+    let mut churn_done = false;
+    let mut held: Vec<(u64, Instant)> = Vec::new();
+    let mut slowed: Option<(u64, Instant)> = None;
+    let mut timer = tokio::time::interval(Duration::from_secs(1) / config.rate.max(1));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while started.elapsed() < config.duration {
+        timer.tick().await;
+        workload.step(&cluster);
+        let now = Instant::now();
+        held.retain(|&(start_ts, until)| {
+            let due = now >= until;
+            if due {
+                let _ = cluster.commit(start_ts);
+            }
+            !due
+        });
+        if slowed.is_some_and(|(_, until)| now >= until) {
+            let (store, _) = slowed.take().expect("checked");
+            cluster.set_store_slow(store, Duration::ZERO);
+        }
+        if !churn_done && now >= churn_at {
+            churn_done = true;
+            client.unsubscribe(churned.id);
+            let _ = tokio::time::timeout(config.catch_up, churned_reader).await;
+            watchers.push((churned, false));
+            let restart_ts = cluster.now_ts();
+            let subscription = client.subscribe(table_span(101), restart_ts).map_err(io_error)?;
+            (churned, churned_reader) =
+                Watcher::spawn("churned (2nd)", subscription, table_span(101), restart_ts);
+        }
+        if now >= next_fault {
+            next_fault = now + jittered(&mut rng, config.fault_every);
+            // One fault in four is one the schedule does not draw: a slow store for a while, or
+            // a lock held for a while and then committed.
+            let fault = match rng.below(8) {
+                0 if slowed.is_none() => {
+                    let store = 1 + rng.below(stores as u64);
+                    let delay = Duration::from_millis(5 + rng.below(40));
+                    cluster.set_store_slow(store, delay);
+                    slowed = Some((store, now + Duration::from_millis(300 + rng.below(1500))));
+                    None
+                }
+                1 => {
+                    let key = keys[rng.below(keys.len() as u64) as usize].clone();
+                    if let Ok(start_ts) = cluster.prewrite(&[Mutation::put(key, "held")], 30_000) {
+                        held.push((start_ts, now + Duration::from_millis(200 + rng.below(2000))));
+                    }
+                    None
+                }
+                _ => Some(schedule.next_fault(&cluster)),
+            };
+            if let Some(fault) = fault
+                && cluster.apply_fault(&fault).await.is_ok()
+            {
+                outcome.faults.push(fault);
+            }
+        }
+    }
+    watchers.push((churned, true));
+    readers.push(churned_reader);
+
+    // Faults stop; every subscription must catch up with the end of the workload.
+    for (start_ts, _) in held {
+        let _ = cluster.commit(start_ts);
+    }
+    for store in cluster.store_ids() {
+        cluster.set_server_busy(store, 0);
+        cluster.set_congested(store, 0);
+        cluster.set_store_slow(store, Duration::ZERO);
+    }
+    let final_ts = cluster.now_ts();
+    let live: Vec<&Arc<Watcher>> =
+        watchers.iter().filter(|(_, complete)| *complete).map(|(w, _)| w).collect();
+    let caught_up = async {
+        while live.iter().any(|w| w.resolved() < final_ts && w.failure().is_none()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let stuck = tokio::time::timeout(config.catch_up, caught_up).await.is_err();
+    for (watcher, _) in &watchers {
+        client.unsubscribe(watcher.id);
+    }
+    for reader in readers {
+        let _ = tokio::time::timeout(config.catch_up, reader).await;
+    }
+    client.shutdown();
+    let run_result = runner.await;
+
+    let commits = cluster.committed_rows();
+    for (watcher, complete) in &watchers {
+        let report = watcher.report(&commits, *complete);
+        outcome.expected += report.expected;
+        outcome.delivered += report.delivered;
+        if outcome.violation.is_some() {
+            continue;
+        }
+        if let Some(failure) = watcher.failure() {
+            outcome.violation = Some(format!("{}: failed: {failure}", watcher.name));
+        } else if let Some(violation) = first_violation(&report) {
+            outcome.violation = Some(format!("{}: {violation}", watcher.name));
+        } else if *complete && watcher.resolved() < final_ts {
+            outcome.violation = Some(format!(
+                "{}: resolved ts stuck at {} below the final {final_ts}",
+                watcher.name,
+                watcher.resolved()
+            ));
+        }
+    }
+    if outcome.violation.is_none() && stuck {
+        outcome.violation = Some("a subscription did not catch up".to_owned());
+    }
+    if outcome.violation.is_none() {
+        match run_result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => outcome.violation = Some(format!("client: {error}")),
+            Err(error) => outcome.violation = Some(format!("client task: {error}")),
+        }
+    }
+    if outcome.violation.is_none() {
+        let broken = client.metrics_text().lines().find_map(|l| {
+            l.strip_prefix("kvfeed_kvclient_internal_error_count ").map(str::to_owned)
+        });
+        if broken.as_deref().map(str::trim) != Some("0") {
+            outcome.violation = Some(format!("internal invariants broke: {broken:?}"));
+        }
+    }
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await;
+    }
+    Ok(outcome)
+}
+
+/// A delay in `[mean / 2, 3 * mean / 2)`.
+fn jittered(rng: &mut SplitMix64, mean: Duration) -> Duration {
+    let ms = u64::try_from(mean.as_millis()).unwrap_or(u64::MAX).max(2);
+    Duration::from_millis(ms / 2 + rng.below(ms))
+}
+
+fn io_error(error: kvfeed::Error) -> std::io::Error {
+    std::io::Error::other(error.to_string())
+}

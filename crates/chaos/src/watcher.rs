@@ -1,0 +1,164 @@
+//! [`Watcher`]: a subscriber that reads one subscription to its end, logging every event for
+//! the verifier and keeping the counters a progress display wants.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kvfeed::{Event, Subscription, SubscriptionId};
+use kvfeed_sim::{CommittedRow, FeedEvent, Report, physical_of, verify};
+use kvfeed_span::Span;
+use tokio::task::JoinHandle;
+
+/// One subscription's reader and log.
+#[derive(Debug)]
+pub struct Watcher {
+    /// A name for reports.
+    pub name: String,
+    /// The subscription.
+    pub id: SubscriptionId,
+    /// Its span.
+    pub span: Span,
+    /// Its start ts.
+    pub start_ts: u64,
+    rows: AtomicU64,
+    resolved: AtomicU64,
+    log: Mutex<Vec<FeedEvent>>,
+    lags: Mutex<Vec<u64>>,
+    failure: Mutex<Option<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Watcher {
+    /// Starts reading `subscription` (of `span` from `start_ts`) in a task that ends with the
+    /// stream.
+    pub fn spawn(
+        name: impl Into<String>,
+        subscription: Subscription,
+        span: Span,
+        start_ts: u64,
+    ) -> (Arc<Self>, JoinHandle<()>) {
+        let watcher = Arc::new(Self {
+            name: name.into(),
+            id: subscription.id(),
+            span,
+            start_ts,
+            rows: AtomicU64::new(0),
+            resolved: AtomicU64::new(start_ts),
+            log: Mutex::default(),
+            lags: Mutex::default(),
+            failure: Mutex::default(),
+        });
+        let task = tokio::spawn(Arc::clone(&watcher).read(subscription));
+        (watcher, task)
+    }
+
+    async fn read(self: Arc<Self>, mut subscription: Subscription) {
+        while let Some(event) = subscription.recv().await {
+            match event {
+                Ok(Event::Row(row)) => {
+                    self.rows.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.log).push(FeedEvent::Row(kvfeed_sim::RowEvent {
+                        key: row.key,
+                        op: match row.op {
+                            kvfeed::Op::Put => kvfeed_sim::Op::Put,
+                            kvfeed::Op::Delete => kvfeed_sim::Op::Delete,
+                        },
+                        value: row.value,
+                        old_value: row.old_value,
+                        start_ts: row.start_ts,
+                        commit_ts: row.commit_ts,
+                    }));
+                }
+                Ok(Event::Resolved(ts)) => {
+                    self.resolved.store(ts, Ordering::Release);
+                    lock(&self.log).push(FeedEvent::Resolved(ts));
+                }
+                Err(error) => *lock(&self.failure) = Some(error.to_string()),
+            }
+        }
+        lock(&self.log).push(FeedEvent::Unsubscribed);
+    }
+
+    /// Rows received so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// The last published resolved ts (the start ts before the first).
+    pub fn resolved(&self) -> u64 {
+        self.resolved.load(Ordering::Acquire)
+    }
+
+    /// The error the subscription failed with, if it did.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// Records the current resolved-ts lag behind the wall clock (the simulated TSO follows
+    /// it); returns it in ms.
+    pub fn sample_lag(&self) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now = u64::try_from(now).unwrap_or(0);
+        let physical = u64::try_from(physical_of(self.resolved())).unwrap_or(0);
+        let lag = now.saturating_sub(physical);
+        lock(&self.lags).push(lag);
+        lag
+    }
+
+    /// The lag samples so far, in ms.
+    pub fn lags(&self) -> Vec<u64> {
+        lock(&self.lags).clone()
+    }
+
+    /// The verifier's report on this subscription's log. With `complete` false (the
+    /// subscription was stopped before the end), rows committed above its last resolved ts
+    /// are only checked if they were delivered.
+    pub fn report(&self, commits: &[CommittedRow], complete: bool) -> Report {
+        let log = lock(&self.log);
+        if complete {
+            return verify(commits, &self.span, self.start_ts, &log);
+        }
+        let resolved = self.resolved();
+        let seen: std::collections::HashSet<(Bytes, u64)> = log
+            .iter()
+            .filter_map(|event| match event {
+                FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
+                _ => None,
+            })
+            .collect();
+        let due: Vec<CommittedRow> = commits
+            .iter()
+            .filter(|c| c.commit_ts <= resolved || seen.contains(&(c.key.clone(), c.commit_ts)))
+            .cloned()
+            .collect();
+        verify(&due, &self.span, self.start_ts, &log)
+    }
+}
+
+/// The first thing a report found wrong, in words.
+pub fn first_violation(report: &Report) -> Option<String> {
+    if let Some(row) = &report.first_missing {
+        return Some(format!("missing {row:?} ({} missing)", report.missing));
+    }
+    if let Some(row) = &report.first_out_of_span {
+        return Some(format!("out of span {row:?}"));
+    }
+    if let Some((row, ts)) = &report.first_resolved_violation {
+        return Some(format!("{row:?} delivered after resolved ts {ts}"));
+    }
+    if let Some((before, after)) = report.first_resolved_regression {
+        return Some(format!("resolved ts went from {before} back to {after}"));
+    }
+    if let Some(row) = &report.first_unexpected {
+        return Some(format!("unexpected {row:?}"));
+    }
+    if let Some(event) = &report.first_after_unsubscribe {
+        return Some(format!("{event:?} after unsubscribe"));
+    }
+    None
+}
