@@ -6,6 +6,8 @@
 //!   committed code is what the protos give.
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
 //! - `bench [AREA]`: run the criterion benchmarks, all of them or one area.
+//! - `bench scale [--regions N] [--tables T] [--stores S] [--steady SECS]`: the client at scale
+//!   against `kvfeed sim serve` in another process (release builds).
 //! - `demo [ARGS..]`: build the `kvfeed` command in release mode and run `kvfeed demo ARGS..`.
 //! - `chaos [--seeds N] [--first SEED] [--duration S]`: seeded chaos runs of the client against
 //!   the simulator (release build); CI runs a short subset as a test of `kvfeed-chaos`.
@@ -27,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
         ["fuzz"] => fuzz_list(),
+        ["bench", "scale", rest @ ..] => bench_scale(rest),
         ["bench", rest @ ..] => bench(rest.first().copied()),
         ["chaos", rest @ ..] => run_cmd(
             cargo().args(["run", "--release", "--quiet", "-p", "kvfeed-chaos", "--"]).args(rest),
@@ -138,6 +141,60 @@ pub(crate) fn fuzz(target: &str, secs: u64) -> anyhow::Result<()> {
             .arg(format!("-max_total_time={secs}"))
             .arg("-print_final_stats=1"),
     )
+}
+
+/// `bench scale`: starts `kvfeed sim serve` with the requested layout (no workload, resolved ts
+/// every second) and runs the `scale` binary of `kvfeed-benches` against it.
+fn bench_scale(rest: &[&str]) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let mut layout = vec![("--regions", "100000"), ("--tables", "1"), ("--stores", "3")];
+    let mut steady = "60";
+    for pair in rest.chunks(2) {
+        match pair {
+            ["--steady", value] => steady = value,
+            [name, value] => match layout.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => bail!("unknown option {name}"),
+            },
+            _ => bail!(
+                "usage: cargo xtask bench scale [--regions N] [--tables T] [--stores S] [--steady SECS]"
+            ),
+        }
+    }
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "kvfeed-cli",
+        "-p",
+        "kvfeed-benches",
+        "--bin",
+        "kvfeed",
+        "--bin",
+        "scale",
+    ]))?;
+    let bin = root().join("target/release");
+    let mut serve = Command::new(bin.join("kvfeed"));
+    serve.args(["sim", "serve", "--rate", "0", "--resolved-interval-ms", "1000"]);
+    for (name, value) in &layout {
+        serve.args([name, value]);
+    }
+    let mut serve =
+        serve.stdout(std::process::Stdio::piped()).spawn().context("start kvfeed sim serve")?;
+    let mut pd = String::new();
+    std::io::BufReader::new(serve.stdout.take().context("serve stdout")?).read_line(&mut pd)?;
+    let tables = layout[1].1;
+    let result = run_cmd(Command::new(bin.join("scale")).args([
+        "--pd",
+        pd.trim(),
+        "--tables",
+        tables,
+        "--steady",
+        steady,
+    ]));
+    let _ = Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
+    let _ = serve.wait();
+    result
 }
 
 fn bench(area: Option<&str>) -> anyhow::Result<()> {

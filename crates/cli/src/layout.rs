@@ -14,15 +14,17 @@ pub(crate) fn tables(count: usize) -> Vec<i64> {
 }
 
 /// Split keys giving about `regions` regions over the tables (at least one per table): each
-/// table starts a region, and its handles are cut evenly into its share.
+/// table starts a region, and its handles are cut evenly into its share (beyond
+/// `KEYS_PER_TABLE` regions per table, one handle per region).
 pub(crate) fn split_keys(regions: usize, tables: &[i64]) -> Vec<Vec<u8>> {
     let count = tables.len();
     let mut keys = Vec::new();
     for (i, &table) in tables.iter().enumerate() {
         let share = (regions / count + usize::from(i < regions % count)).max(1) as i64;
         keys.push(record_prefix(table));
+        let handles = KEYS_PER_TABLE.max(share);
         for k in 1..share {
-            let handle = k * KEYS_PER_TABLE / share;
+            let handle = k * handles / share;
             keys.push(record_key(table, handle));
         }
     }
@@ -31,7 +33,7 @@ pub(crate) fn split_keys(regions: usize, tables: &[i64]) -> Vec<Vec<u8>> {
     keys
 }
 
-/// The simulated cluster of a layout.
+/// The simulated cluster of a layout (resolved ts every 500 ms).
 pub(crate) fn cluster_config(stores: usize, regions: usize, tables: &[i64]) -> ClusterConfig {
     let stores = stores.max(1);
     ClusterConfig {
@@ -65,5 +67,6 @@ mod tests {
         assert_eq!(keys.len(), 16, "4 table starts + 3 cuts in each table");
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(split_keys(2, &tables).len(), 4, "at least one region per table");
+        assert_eq!(split_keys(5000, &tables[..1]).len(), 5000, "one handle per region");
     }
 }

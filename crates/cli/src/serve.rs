@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// Workload seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Milliseconds between the stores' resolved-ts rounds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    resolved_interval_ms: u64,
     /// On exit, write every committed row to FILE as JSON lines (for checking a watcher).
     #[arg(long, value_name = "FILE")]
     commits: Option<PathBuf>,
@@ -35,7 +38,11 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let tables = layout::tables(args.tables);
-    let config = layout::cluster_config(args.stores, args.regions, &tables);
+    let mut config = layout::cluster_config(args.stores, args.regions, &tables);
+    config.resolved_ts_interval = Some(Duration::from_millis(args.resolved_interval_ms.max(1)));
+    config.record_commits = args.commits.is_some();
+    // Admission is the client's job here; the store takes any number of scans.
+    config.max_pending_scans = usize::MAX;
     let cluster = Cluster::start(config).await.map_err(|error| {
         Failure::runtime(format!("cannot start the simulated cluster: {error}"))
     })?;

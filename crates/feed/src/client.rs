@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) quota: Arc<Semaphore>,
     /// Range tasks running at once.
     pub(crate) range_slots: Arc<Semaphore>,
+    /// Regions waiting for a request task.
+    pub(crate) backlog: Mutex<crate::schedule::Backlog>,
     /// Per-store initial-scan windows.
     admission: Mutex<HashMap<u64, Arc<Semaphore>>>,
     pub(crate) resolver: LockResolver,
@@ -128,6 +130,7 @@ impl Client {
             parts: Mutex::new(Some(RunParts { workers: receivers, events })),
             quota: Arc::new(Semaphore::new(config.memory_quota)),
             range_slots: Arc::new(Semaphore::new(config.range_concurrency)),
+            backlog: Mutex::default(),
             admission: Mutex::default(),
             resolver,
             metrics: Metrics::new(),

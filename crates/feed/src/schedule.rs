@@ -18,7 +18,7 @@ use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
 
 use crate::backoff;
-use crate::client::Inner;
+use crate::client::{Inner, lock};
 use crate::error::Error;
 use crate::subscription::{LockRequest, SubRef, SubState};
 use crate::worker::WorkerMsg;
@@ -26,6 +26,18 @@ use crate::worker::WorkerMsg;
 /// Backoff bounds for reloading a range whose regions PD does not know yet (holes, stale
 /// answers, PD errors).
 const RELOAD_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(2));
+
+/// Region request tasks running at most (each locates one region, waits for its store's
+/// initial-scan window and registers it, then takes the next from the backlog).
+pub(crate) const MAX_REQUESTERS: usize = 512;
+
+/// Regions waiting for a request task.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    pub(crate) waiting: std::collections::VecDeque<Owned>,
+    /// Request tasks running.
+    pub(crate) requesters: usize,
+}
 
 /// A region whose range this client holds in the subscription's range lock: the only handle
 /// to that lock entry.
@@ -110,8 +122,43 @@ impl Inner {
         }
     }
 
+    /// Requests a region after `delay`. At most [`MAX_REQUESTERS`] request tasks run; beyond
+    /// that, regions wait in the backlog as plain [`Owned`] values (a few hundred bytes, where a
+    /// waiting task would hold kilobytes: a subscription of a million regions locks them all at
+    /// once).
     pub(crate) fn spawn_request(self: &Arc<Self>, owned: Owned, delay: Duration) {
-        self.spawn(Arc::clone(self).request_region(owned, delay));
+        if !delay.is_zero() {
+            let inner = Arc::clone(self);
+            self.spawn(async move {
+                let sub = Arc::clone(&owned.sub);
+                if inner.pause(&sub, delay).await {
+                    inner.spawn_request(owned, Duration::ZERO);
+                } else {
+                    inner.unlock(owned, AfterUnlock::Release);
+                }
+            });
+            return;
+        }
+        {
+            let mut backlog = lock(&self.backlog);
+            if backlog.requesters >= MAX_REQUESTERS {
+                backlog.waiting.push_back(owned);
+                return;
+            }
+            backlog.requesters += 1;
+        }
+        let inner = Arc::clone(self);
+        self.spawn(async move {
+            let mut next = Some(owned);
+            while let Some(owned) = next {
+                Arc::clone(&inner).request_region(owned).await;
+                let mut backlog = lock(&inner.backlog);
+                next = backlog.waiting.pop_front();
+                if next.is_none() {
+                    backlog.requesters -= 1;
+                }
+            }
+        });
     }
 
     pub(crate) fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
@@ -240,9 +287,9 @@ impl Inner {
 
     /// A region request: finds the leader, waits for a place in the store's initial-scan
     /// window, hands the region to its worker and registers it on a stream of the store.
-    async fn request_region(self: Arc<Self>, mut owned: Owned, delay: Duration) {
+    async fn request_region(self: Arc<Self>, mut owned: Owned) {
         let sub = Arc::clone(&owned.sub);
-        if !self.pause(&sub, delay).await {
+        if sub.is_stopped() {
             self.unlock(owned, AfterUnlock::Release);
             return;
         }
