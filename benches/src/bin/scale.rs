@@ -55,7 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steady = Duration::from_secs(arg(&args, "--steady", 60));
 
     let (rss_start, _) = rss();
-    let client = Client::connect(Config::new([pd])).await?;
+    let mut config = Config::new([pd]);
+    config.advance_interval = Duration::from_millis(100);
+    let client = Client::connect(config).await?;
     let runner = {
         let client = client.clone();
         tokio::spawn(async move { client.run().await })

@@ -92,7 +92,9 @@ pub struct RegionRows {
     resolved_ts: u64,
     /// Whether the incremental scan ended (INITIALIZED was received).
     initialized: bool,
-    matcher: Matcher,
+    /// Allocated on the first row that needs it: most regions of a large subscription are idle,
+    /// and an empty matcher is most of an idle region's size.
+    matcher: Option<Box<Matcher>>,
     /// Rows dropped because their key is outside `span`.
     out_of_span: u64,
 }
@@ -106,9 +108,23 @@ impl RegionRows {
             start_ts,
             resolved_ts: checkpoint_ts,
             initialized: false,
-            matcher: Matcher::default(),
+            matcher: None,
             out_of_span: 0,
         }
+    }
+
+    /// The region's part of the subscription's span.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Gives the span back (when the region leaves its worker).
+    pub fn into_span(self) -> Span {
+        self.span
+    }
+
+    fn matcher(&mut self) -> &mut Matcher {
+        self.matcher.get_or_insert_with(Box::default)
     }
 
     /// Whether the region's incremental scan has ended.
@@ -123,7 +139,7 @@ impl RegionRows {
 
     /// Prewrites waiting for their commit or rollback.
     pub fn pending_prewrites(&self) -> usize {
-        self.matcher.pending()
+        self.matcher.as_ref().map_or(0, |matcher| matcher.pending())
     }
 
     /// Rows dropped so far because their key was outside the region's span.
@@ -156,27 +172,30 @@ impl RegionRows {
                 self.deliver(&row, value, old_value, out)
             }
             RowKind::Prewrite => {
-                self.matcher.put_prewrite(row);
+                self.matcher().put_prewrite(row);
                 Ok(())
             }
-            RowKind::Commit => match self.matcher.take_prewrite(&row, self.initialized) {
-                Some(prewrite) => self.deliver(&row, prewrite.value, prewrite.old_value, out),
-                None if !self.initialized => {
-                    self.matcher.cache_commit(row);
-                    Ok(())
+            RowKind::Commit => {
+                let initialized = self.initialized;
+                match self.matcher().take_prewrite(&row, initialized) {
+                    Some(prewrite) => self.deliver(&row, prewrite.value, prewrite.old_value, out),
+                    None if !initialized => {
+                        self.matcher().cache_commit(row);
+                        Ok(())
+                    }
+                    None => Err(RowError::CommitWithoutPrewrite {
+                        key: row.key,
+                        start_ts: row.start_ts,
+                        commit_ts: row.commit_ts,
+                    }),
                 }
-                None => Err(RowError::CommitWithoutPrewrite {
-                    key: row.key,
-                    start_ts: row.start_ts,
-                    commit_ts: row.commit_ts,
-                }),
-            },
+            }
             RowKind::Rollback if self.initialized => {
-                self.matcher.rollback(&row);
+                self.matcher().rollback(&row);
                 Ok(())
             }
             RowKind::Rollback => {
-                self.matcher.cache_rollback(row);
+                self.matcher().cache_rollback(row);
                 Ok(())
             }
             RowKind::Unspecified => Err(RowError::UnknownKind(0)),
@@ -189,14 +208,15 @@ impl RegionRows {
     /// COMMITTED row), then cached rollbacks drop theirs.
     fn finish_scan(&mut self, out: &mut Vec<RowEvent>) -> Result<(), RowError> {
         self.initialized = true;
-        let (commits, rollbacks) = self.matcher.take_cached();
+        let Some(matcher) = self.matcher.as_deref_mut() else { return Ok(()) };
+        let (commits, rollbacks) = matcher.take_cached();
         for commit in commits {
-            if let Some(prewrite) = self.matcher.take_prewrite(&commit, true) {
+            if let Some(prewrite) = self.matcher().take_prewrite(&commit, true) {
                 self.deliver(&commit, prewrite.value, prewrite.old_value, out)?;
             }
         }
         for rollback in &rollbacks {
-            self.matcher.rollback(rollback);
+            self.matcher().rollback(rollback);
         }
         Ok(())
     }
@@ -252,7 +272,9 @@ impl RegionRows {
             return false;
         }
         self.resolved_ts = ts;
-        self.matcher.collect_orphans(ts);
+        if let Some(matcher) = self.matcher.as_deref_mut() {
+            matcher.collect_orphans(ts);
+        }
         true
     }
 }

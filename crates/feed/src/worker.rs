@@ -61,16 +61,21 @@ enum End {
     /// Unlock: the subscription stopped.
     Release,
     /// Fail the subscription, and unlock.
-    Fail(Error),
+    Fail(Box<Error>),
 }
 
 /// One region registration in its worker.
 #[derive(Debug)]
+///
+/// Kept small (a subscription may have a million regions): the region version is the one in
+/// `ctx`, its part of the span lives in `rows`, its checkpoint is `rows`' resolved ts, and the
+/// subscription is its [`SubRegions`]'; [`Worker::finish`] puts the [`Owned`] back together.
 struct Entry {
-    owned: Owned,
     rows: RegionRows,
     ctx: RpcContext,
     seq: u64,
+    /// Consecutive failed registrations of the region.
+    failures: u32,
     /// The register call returned.
     registered: bool,
     /// The registration ended before the register call returned: carried out on return.
@@ -85,7 +90,8 @@ struct Entry {
 #[derive(Debug)]
 struct SubRegions {
     sub: SubRef,
-    regions: HashMap<u64, Entry>,
+    /// Boxed: a map of inline entries would waste a third of its slots' size on average.
+    regions: HashMap<u64, Box<Entry>>,
 }
 
 /// The demultiplexer: transport events to region workers.
@@ -193,21 +199,22 @@ impl Worker {
         ctx: RpcContext,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let sub = Arc::clone(&owned.sub);
-        let region = owned.region.id;
-        let rows = RegionRows::new(owned.span.clone(), sub.start_ts, owned.checkpoint_ts);
+        let Owned { sub, region, span, checkpoint_ts, failures } = owned;
+        debug_assert_eq!(region, ctx.region, "the context names the locked region version");
+        let rows = RegionRows::new(span, sub.start_ts, checkpoint_ts);
         // A stop processed before this region arrived does not come again.
         let end = sub.is_stopped().then_some(End::Release);
-        let entry = Entry {
-            owned,
+        let region = region.id;
+        let entry = Box::new(Entry {
             rows,
             ctx,
             seq,
+            failures,
             registered: false,
             end,
             permit,
             marked_initialized: false,
-        };
+        });
         let entries = self
             .subs
             .entry(sub.id)
@@ -259,16 +266,19 @@ impl Worker {
             return;
         }
         let entry = entries.regions.remove(&region).expect("present");
+        let subscription = Arc::clone(&entries.sub);
         if entries.regions.is_empty() {
             self.subs.remove(&sub);
         }
-        self.finish(entry, end);
+        self.finish(subscription, *entry, end);
     }
 
     /// Hands a region that left its worker to what comes next.
-    fn finish(&self, entry: Entry, end: End) {
-        let Entry { mut owned, rows, ctx, .. } = entry;
-        owned.checkpoint_ts = owned.checkpoint_ts.max(rows.resolved_ts());
+    fn finish(&self, sub: SubRef, entry: Entry, end: End) {
+        let Entry { rows, ctx, failures, .. } = entry;
+        let checkpoint_ts = rows.resolved_ts();
+        let mut owned =
+            Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts, failures };
         let inner = &self.inner;
         match end {
             End::Retry { deregister, send_failed } => {
@@ -302,7 +312,7 @@ impl Worker {
             End::Fail(error) => {
                 let sub = Arc::clone(&owned.sub);
                 inner.unlock(owned, AfterUnlock::Release);
-                inner.stop_sub(&sub, Some(error));
+                inner.stop_sub(&sub, Some(*error));
             }
         }
     }
@@ -364,14 +374,14 @@ impl Worker {
             }
             RegionError::DuplicateRequest => End::Retry { deregister: true, send_failed: false },
             RegionError::Compatibility { required_version } => {
-                End::Fail(Error::Incompatible { store_id, required_version })
+                End::Fail(Box::new(Error::Incompatible { store_id, required_version }))
             }
             RegionError::ClusterIdMismatch { current, request } => {
-                End::Fail(Error::ClusterIdMismatch {
+                End::Fail(Box::new(Error::ClusterIdMismatch {
                     store_id,
                     store_cluster: current,
                     client_cluster: request,
-                })
+                }))
             }
             RegionError::ServerIsBusy { .. } | RegionError::Congested | RegionError::Unknown => {
                 End::Retry { deregister: false, send_failed: false }
@@ -392,7 +402,7 @@ impl Worker {
         if entry.rows.is_initialized() && !entry.marked_initialized {
             entry.marked_initialized = true;
             entry.permit = None;
-            entry.owned.failures = 0;
+            entry.failures = 0;
             subscription.state().lock.mark_initialized(region);
         }
         self.deliver(&subscription).await;
