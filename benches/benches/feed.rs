@@ -8,17 +8,33 @@
 //! - `feed/committed`: scan output (COMMITTED rows) through [`RegionRows`] (span filter,
 //!   start-ts skip, resolved-ts check, conversion) beside a loop that only copies the rows.
 //!
-//! Throughput is in rows (pairs count once).
+//! - `feed/pipeline`: the receive hot path on one core: encoded frames of 64 committed rows
+//!   (100-byte values and old values) through decode and demultiplexing
+//!   (`kvfeed_transport::demux`), the region's [`RegionRows`] (looked up per event as the
+//!   worker does) and delivery over a tokio channel to a reader; beside bare prost decode of the
+//!   same frames.
+//! - `feed/resolved_batch_10k`: one TiKV resolved-ts batch of 10k regions applied as the worker
+//!   does (each region's [`RegionRows`], then one range-lock batch advance and the
+//!   subscription's resolved ts); beside the original's algorithm (per-region update, full scan
+//!   for the minimum).
+//!
+//! Throughput is in rows (pairs count once) or regions.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed::RegionRows;
+use kvfeed::{RegionRows, RowEvent};
 use kvfeed_benches::criterion_config as config;
+use kvfeed_benches::frames::{ROWS_PER_ITER, frames, prost_rows};
+use kvfeed_benches::original_rangelock::OriginalRangeLock;
+use kvfeed_benches::row_key;
+use kvfeed_rangelock::RangeLock;
+use kvfeed_span::Span;
 use kvfeed_span::table::{record_key, table_span};
-use kvfeed_transport::{Row, RowKind, RowOp};
+use kvfeed_transport::demux::{Route, decode_frame};
+use kvfeed_transport::{RegionEvent, Row, RowKind, RowOp, StreamEvent};
 
 const PAIRS: u64 = 4096;
 
@@ -96,9 +112,111 @@ fn committed(c: &mut Criterion) {
     group.finish();
 }
 
+/// Frames through decode, demultiplexing, the region's row pipeline and a channel to a reader;
+/// returns the rows the reader got.
+fn pipeline_rows(
+    frames: &[Bytes],
+    regions: &mut hashbrown_free::Regions,
+    sender: &tokio::sync::mpsc::UnboundedSender<Vec<RowEvent>>,
+    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<RowEvent>>,
+) -> usize {
+    let route = Route { store_id: 1, owner: None };
+    let mut delivered = 0;
+    for frame in frames {
+        for event in decode_frame(frame.clone(), route).expect("valid frame") {
+            if let StreamEvent::Region { request_id, region_id, event: RegionEvent::Rows(rows), .. } =
+                event
+            {
+                let region = regions.entry((request_id, region_id)).or_insert_with(initialized_region);
+                let mut out = Vec::with_capacity(rows.len());
+                region.apply(rows, &mut out).expect("valid rows");
+                sender.send(out).expect("reader alive");
+            }
+        }
+        while let Ok(batch) = receiver.try_recv() {
+            delivered += batch.len();
+            black_box(batch);
+        }
+    }
+    delivered
+}
+
+mod hashbrown_free {
+    //! The worker's per-region map, with std's map (the bench crate does not depend on
+    //! hashbrown).
+    pub type Regions = std::collections::HashMap<(u64, u64), kvfeed::RegionRows>;
+}
+
+fn initialized_region() -> RegionRows {
+    let mut region = RegionRows::new(Span::full(), 0, 0);
+    region.apply([initialized()], &mut Vec::new()).expect("initialized");
+    region
+}
+
+fn pipeline(c: &mut Criterion) {
+    let frames = frames(64);
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut regions = hashbrown_free::Regions::new();
+    assert_eq!(pipeline_rows(&frames, &mut regions, &sender, &mut receiver), ROWS_PER_ITER);
+    let mut group = c.benchmark_group("feed/pipeline");
+    group.throughput(Throughput::Elements(ROWS_PER_ITER as u64));
+    group.bench_function("decode+demux+match+deliver", |b| {
+        b.iter(|| pipeline_rows(black_box(&frames), &mut regions, &sender, &mut receiver));
+    });
+    group.bench_function("bare prost decode", |b| b.iter(|| prost_rows(black_box(&frames))));
+    group.finish();
+}
+
+fn resolved_batch(c: &mut Criterion) {
+    const REGIONS: u64 = 10_000;
+    let mut lock = RangeLock::new(Span::full(), 1);
+    let mut rows: hashbrown_free::Regions = hashbrown_free::Regions::new();
+    let mut original = OriginalRangeLock::new(1);
+    for id in 0..REGIONS {
+        let start = if id == 0 { kvfeed_span::EncodedKey::default() } else { row_key(id) };
+        let end = if id + 1 == REGIONS { kvfeed_span::EncodedKey::default() } else { row_key(id + 1) };
+        let span = Span::new(start.clone(), end.clone()).expect("ordered keys");
+        let _ = lock.lock(&span, id + 1, 1).expect("inside the span");
+        lock.mark_initialized(id + 1);
+        let mut region = RegionRows::new(span, 0, 1);
+        region.apply([initialized()], &mut Vec::new()).expect("initialized");
+        rows.insert((1, id + 1), region);
+        original.lock(start.as_bytes(), end.as_bytes(), id + 1, 1);
+    }
+    let batch: Vec<u64> = (1..=REGIONS).collect();
+    let mut group = c.benchmark_group("feed/resolved_batch_10k");
+    group.throughput(Throughput::Elements(REGIONS));
+    let mut ts = 10;
+    group.bench_function("RegionRows + RangeLock::advance_batch", |b| {
+        let mut advanced = Vec::with_capacity(REGIONS as usize);
+        b.iter(|| {
+            ts += 1;
+            advanced.clear();
+            for &region in &batch {
+                if rows.get_mut(&(1, region)).is_some_and(|r| r.advance(ts)) {
+                    advanced.push(region);
+                }
+            }
+            lock.advance_batch(advanced.iter().copied(), ts);
+            black_box(lock.resolved_ts())
+        });
+    });
+    let mut ts = 10;
+    group.bench_function("baseline original (update + full scan)", |b| {
+        b.iter(|| {
+            ts += 1;
+            for &region in &batch {
+                original.advance(region, ts);
+            }
+            black_box(original.resolved_ts())
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = matcher, committed
+    targets = matcher, committed, pipeline, resolved_batch
 }
 criterion_main!(benches);

@@ -16,57 +16,9 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kvfeed_benches::criterion_config as config;
-use kvfeed_proto::cdcpb::{self, ChangeDataEvent, event};
+use kvfeed_benches::frames::{ROWS_PER_ITER, frames, prost_rows};
 use kvfeed_transport::demux::{Route, decode_frame};
 use kvfeed_transport::{RegionEvent, StreamEvent};
-use prost::Message as _;
-
-/// Rows per iteration, whatever the frame shape, so the two groups time similar amounts of work.
-const ROWS_PER_ITER: usize = 4096;
-
-/// One encoded frame of `rows` rows for region `region_id` of subscription `request_id`.
-fn frame(request_id: u64, region_id: u64, first_row: u64, rows: usize) -> Bytes {
-    let entries = (0..rows as u64)
-        .map(|i| {
-            let n = first_row + i;
-            event::Row {
-                start_ts: 440_000_000_000_000 + n,
-                commit_ts: 440_000_000_000_100 + n,
-                r#type: event::LogType::Committed as i32,
-                op_type: event::row::OpType::Put as i32,
-                // A TiDB record key: t{table}_r{handle}, 19 bytes.
-                key: Bytes::from(kvfeed_span::table::record_key(42, n as i64)),
-                value: Bytes::from(vec![b'v'; 100]),
-                old_value: Bytes::from(vec![b'o'; 100]),
-                ..event::Row::default()
-            }
-        })
-        .collect();
-    let message = ChangeDataEvent {
-        events: vec![cdcpb::Event {
-            region_id,
-            request_id,
-            index: 7,
-            event: Some(event::Event::Entries(event::Entries { entries })),
-        }],
-        resolved_ts: None,
-    };
-    Bytes::from(message.encode_to_vec())
-}
-
-/// `ROWS_PER_ITER / rows_per_frame` frames, spread over 8 regions of 2 subscriptions.
-fn frames(rows_per_frame: usize) -> Vec<Bytes> {
-    (0..ROWS_PER_ITER / rows_per_frame)
-        .map(|i| {
-            frame(
-                1 + (i % 2) as u64,
-                100 + (i % 8) as u64,
-                (i * rows_per_frame) as u64,
-                rows_per_frame,
-            )
-        })
-        .collect()
-}
 
 fn demux_rows(frames: &[Bytes]) -> usize {
     let route = Route { store_id: 1, owner: None };
@@ -78,20 +30,6 @@ fn demux_rows(frames: &[Bytes]) -> usize {
             }
             black_box(event);
         }
-    }
-    rows
-}
-
-fn prost_rows(frames: &[Bytes]) -> usize {
-    let mut rows = 0;
-    for frame in frames {
-        let message = ChangeDataEvent::decode(frame.clone()).expect("valid frame");
-        for event in &message.events {
-            if let Some(event::Event::Entries(entries)) = &event.event {
-                rows += entries.entries.len();
-            }
-        }
-        black_box(message);
     }
     rows
 }

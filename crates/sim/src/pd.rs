@@ -186,7 +186,10 @@ impl Pd for PdService {
         let mut out: Vec<pdpb::Region> = Vec::new();
         let mut last_id = None;
         for range in &req.ranges {
-            for r in st.regions.scan(&range.start_key, &range.end_key, 0) {
+            // Ask the table for no more than could still be used (one more: the first may repeat
+            // the previous range's last region): a scan is O(limit), not O(regions).
+            let wanted = if limit == 0 { 0 } else { (limit - out.len().min(limit)) + 1 };
+            for r in st.regions.scan(&range.start_key, &range.end_key, wanted) {
                 if limit != 0 && out.len() >= limit {
                     break;
                 }
