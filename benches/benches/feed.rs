@@ -124,10 +124,15 @@ fn pipeline_rows(
     let mut delivered = 0;
     for frame in frames {
         for event in decode_frame(frame.clone(), route).expect("valid frame") {
-            if let StreamEvent::Region { request_id, region_id, event: RegionEvent::Rows(rows), .. } =
-                event
+            if let StreamEvent::Region {
+                request_id,
+                region_id,
+                event: RegionEvent::Rows(rows),
+                ..
+            } = event
             {
-                let region = regions.entry((request_id, region_id)).or_insert_with(initialized_region);
+                let region =
+                    regions.entry((request_id, region_id)).or_insert_with(initialized_region);
                 let mut out = Vec::with_capacity(rows.len());
                 region.apply(rows, &mut out).expect("valid rows");
                 sender.send(out).expect("reader alive");
@@ -174,7 +179,8 @@ fn resolved_batch(c: &mut Criterion) {
     let mut original = OriginalRangeLock::new(1);
     for id in 0..REGIONS {
         let start = if id == 0 { kvfeed_span::EncodedKey::default() } else { row_key(id) };
-        let end = if id + 1 == REGIONS { kvfeed_span::EncodedKey::default() } else { row_key(id + 1) };
+        let end =
+            if id + 1 == REGIONS { kvfeed_span::EncodedKey::default() } else { row_key(id + 1) };
         let span = Span::new(start.clone(), end.clone()).expect("ordered keys");
         let _ = lock.lock(&span, id + 1, 1).expect("inside the span");
         lock.mark_initialized(id + 1);
