@@ -34,7 +34,8 @@ pub struct RegionCache {
     /// else.
     by_start: BTreeMap<EncodedKey, RegionId>,
     /// The regions, by id, with their routing state.
-    by_id: HashMap<RegionId, Entry>,
+    /// Boxed: entries are large, and a map of inline entries wastes a third of its slots.
+    by_id: HashMap<RegionId, Box<Entry>>,
     /// Stores by store id, never by address. Invariant: no tombstone is kept.
     stores: HashMap<StoreId, StoreEntry>,
 }
@@ -160,7 +161,7 @@ impl RegionCache {
         let id = region.id();
         self.by_start.insert(region.start().clone(), id);
         let cursor = first_leader_candidate(&region, 0).unwrap_or(0);
-        self.by_id.insert(id, Entry { region, cursor, failures: 0 });
+        self.by_id.insert(id, Box::new(Entry { region, cursor, failures: 0 }));
         Insert::Inserted { evicted }
     }
 

@@ -8,6 +8,7 @@ use core::fmt;
 use std::sync::Arc;
 
 use kvfeed_span::{EncodedKey, Span};
+use smallvec::SmallVec;
 
 /// The id of a region (a raft group), unique in a cluster and never reused.
 pub type RegionId = u64;
@@ -113,7 +114,9 @@ pub struct Region {
     id: RegionId,
     span: Span,
     epoch: RegionEpoch,
-    peers: Vec<Peer>,
+    /// Inline up to three peers (the usual replica count): a cache of a million regions saves
+    /// an allocation each.
+    peers: SmallVec<[Peer; 3]>,
     /// Index of the leader in `peers`; always in bounds.
     leader: Option<usize>,
 }
@@ -205,7 +208,7 @@ impl Region {
                     .ok_or(InvalidRegion::LeaderNotInPeers { peer_id })?,
             ),
         };
-        Ok(Self { id, span, epoch, peers, leader })
+        Ok(Self { id, span, epoch, peers: SmallVec::from_vec(peers), leader })
     }
 
     /// The region id.
