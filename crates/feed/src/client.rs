@@ -161,6 +161,9 @@ impl Client {
     pub async fn run(&self) -> Result<(), Error> {
         let parts = lock(&self.inner.parts).take().ok_or(Error::AlreadyRunning)?;
         self.inner.running.store(true, Ordering::Release);
+        // Whatever way `run` ends (shutdown, a failed task, its future dropped), the client
+        // stops and every stream ends.
+        let _guard = RunGuard(&self.inner);
         let mut tasks = JoinSet::new();
         for (index, queue) in parts.workers.into_iter().enumerate() {
             tasks.spawn(worker::run_worker(Arc::clone(&self.inner), index, queue));
@@ -176,6 +179,7 @@ impl Client {
                 _ => "a service task ended".to_owned(),
             }),
         };
+        self.inner.shutdown.send_replace(true);
         tasks.shutdown().await;
         self.inner.close_all().await;
         match failure {
@@ -430,21 +434,42 @@ impl Inner {
         });
     }
 
-    /// Ends every subscription at shutdown.
+    /// Ends every subscription at shutdown and deregisters them from the stores.
     async fn close_all(&self) {
-        let subs: Vec<SubRef> = self.lock_subs().drain().map(|(_, sub)| sub).collect();
-        for sub in subs {
-            if sub.mark_stopped() {
-                let mut state = sub.state();
-                state.deliver(Delivery::Failed(Error::Shutdown));
-                let _ = state.lock.stop();
-                state.sender = None;
-            }
+        for sub in self.end_all_streams() {
             self.transport.deregister_everywhere(sub.id).await;
-            self.metrics.forget_subscription(sub.id);
         }
     }
 
+    /// Ends every subscription's stream (with [`Error::Shutdown`] unless it was stopping
+    /// already) and forgets them; returns them.
+    fn end_all_streams(&self) -> Vec<SubRef> {
+        let subs: Vec<SubRef> = self.lock_subs().drain().map(|(_, sub)| sub).collect();
+        for sub in &subs {
+            let first = sub.mark_stopped();
+            let mut state = sub.state();
+            if first {
+                state.deliver(Delivery::Failed(Error::Shutdown));
+                let _ = state.lock.stop();
+            }
+            state.sender = None;
+            self.metrics.forget_subscription(sub.id);
+        }
+        subs
+    }
+}
+
+/// Stops the client when [`Client::run`] ends, however it ends.
+struct RunGuard<'a>(&'a Inner);
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+        self.0.end_all_streams();
+    }
+}
+
+impl Inner {
     /// Raises the subscription's lock-resolution target and queues its lagging regions.
     pub(crate) fn resolve_lock(&self, sub: &SubRef, target_ts: u64) -> usize {
         let regions: Vec<u64> = {

@@ -154,7 +154,10 @@ impl LockResolver {
     ) -> Result<usize, ResolveError> {
         let mut start_key = Bytes::new();
         let mut settled = 0;
-        for _ in 0..ATTEMPTS {
+        // Attempts count region errors only: a region with many locks takes many pages.
+        let mut attempts = 0;
+        while attempts < ATTEMPTS {
+            attempts += 1;
             let Some(region) = inner.source.region_by_id(task.region_id).await? else {
                 return Ok(settled); // The region is gone (merged): nothing to do here.
             };
@@ -222,7 +225,10 @@ impl LockResolver {
                 continue;
             }
             match next_key {
-                Some(key) if full => start_key = key,
+                Some(key) if full => {
+                    start_key = key;
+                    attempts = 0;
+                }
                 _ => return Ok(settled),
             }
         }

@@ -73,11 +73,14 @@ pub(crate) enum AfterUnlock {
 
 impl Inner {
     /// Locks one region's part of the span, recording what to do next in `out`.
+    /// `attempt` is the backoff step for reloading what the lock reports stale (it grows with
+    /// consecutive reloads of a range).
     pub(crate) fn lock_region(
         &self,
         sub: &SubRef,
         state: &mut SubState,
         request: LockRequest,
+        attempt: u32,
         out: &mut Vec<FollowUp>,
     ) {
         let region_id = request.region.id;
@@ -100,7 +103,7 @@ impl Inner {
             Ok(LockOutcome::Stale { retry }) => {
                 tracing::debug!(subscription = sub.id, region = region_id, ?retry, "stale lock");
                 out.extend(
-                    retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, 1)),
+                    retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, attempt)),
                 );
             }
             Ok(LockOutcome::Cancelled) => {}
@@ -183,7 +186,7 @@ impl Inner {
                     state.unlocks += 1;
                     for ticket in unlocked.woken {
                         if let Some(request) = state.parked.remove(&ticket) {
-                            self.lock_region(&sub, &mut state, request, &mut out);
+                            self.lock_region(&sub, &mut state, request, 1, &mut out);
                         }
                     }
                     unlocked.drained
@@ -266,7 +269,7 @@ impl Inner {
                 for region in &batch.regions {
                     if let Ok(part) = region.span().intersect(&whole) {
                         let request = LockRequest { region: region.ver_id(), span: part };
-                        self.lock_region(&sub, &mut state, request, &mut out);
+                        self.lock_region(&sub, &mut state, request, attempt + 1, &mut out);
                     }
                 }
             }

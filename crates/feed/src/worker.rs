@@ -430,7 +430,10 @@ impl Worker {
             Err(_) => return, // closed: shutting down
         };
         let count = rows.len() as u64;
-        if sub.state().deliver(Delivery::Rows(rows, Some(permit))) {
+        let state = sub.state();
+        // Checked again under the state lock: a subscription that failed while this worker
+        // waited for the quota has delivered its error, and nothing may follow it.
+        if !sub.is_stopped() && state.deliver(Delivery::Rows(rows, Some(permit))) {
             self.inner.metrics.send_events.with_label_values(&["row"]).inc_by(count);
         }
     }
