@@ -12,6 +12,7 @@
 //! ([`WorkerMsg::Registered`]): a registration can never land after its region was released.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hashbrown::HashMap;
 use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RegionSource, RpcContext};
@@ -42,6 +43,9 @@ pub(crate) enum WorkerMsg {
     Resolved { sub: u64, regions: Vec<u64>, ts: u64 },
     /// The stream carrying the region failed.
     Failed { sub: u64, region: u64, cause: StreamError },
+    /// The transport's marker after deregistering the region: no event of its old
+    /// registration follows.
+    Deregistered { sub: u64, region: u64 },
     /// The subscription stopped: release its regions.
     Stop { sub: u64 },
 }
@@ -136,6 +140,12 @@ pub(crate) async fn run_dispatcher(inner: Arc<Inner>, mut events: Events) {
                     return;
                 }
             }
+            StreamEvent::Deregistered { request_id, region_id, .. } => {
+                let message = WorkerMsg::Deregistered { sub: request_id, region: region_id };
+                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -146,7 +156,8 @@ pub(crate) async fn run_worker(
     index: usize,
     mut queue: mpsc::Receiver<WorkerMsg>,
 ) {
-    let mut worker = Worker { inner, subs: HashMap::new(), rows: Vec::new() };
+    let mut worker =
+        Worker { inner, subs: HashMap::new(), retired: HashMap::new(), rows: Vec::new() };
     let work = async move {
         while let Some(message) = queue.recv().await {
             worker.handle(message).await;
@@ -158,6 +169,11 @@ pub(crate) async fn run_worker(
 struct Worker {
     inner: Arc<Inner>,
     subs: HashMap<u64, SubRegions>,
+    /// Regions this worker deregistered to request again: held until the transport's
+    /// [`WorkerMsg::Deregistered`] marker shows that no event of the old registration is still
+    /// on its way (otherwise such an event could be taken for the new registration's), then
+    /// requested after their backoff.
+    retired: HashMap<(u64, u64), (Owned, Duration)>,
     /// Reused buffer of rows to deliver.
     rows: Vec<RowEvent>,
 }
@@ -179,6 +195,11 @@ impl Worker {
                 tracing::debug!(subscription = sub, region, %cause, "stream failed");
                 self.inner.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
                 self.end(sub, region, End::Retry { deregister: false, send_failed: true });
+            }
+            WorkerMsg::Deregistered { sub, region } => {
+                if let Some((owned, delay)) = self.retired.remove(&(sub, region)) {
+                    self.inner.spawn_request(owned, delay);
+                }
             }
             WorkerMsg::Stop { sub } => {
                 let regions: Vec<u64> = match self.subs.get(&sub) {
@@ -274,7 +295,7 @@ impl Worker {
     }
 
     /// Hands a region that left its worker to what comes next.
-    fn finish(&self, sub: SubRef, entry: Entry, end: End) {
+    fn finish(&mut self, sub: SubRef, entry: Entry, end: End) {
         let Entry { rows, ctx, failures, .. } = entry;
         let checkpoint_ts = rows.resolved_ts();
         let mut owned =
@@ -296,12 +317,11 @@ impl Worker {
                     owned.region.id ^ inner.now().as_nanos() as u64,
                 );
                 if deregister {
+                    let (sub, region) = (owned.sub.id, owned.region.id);
+                    self.retired.insert((sub, region), (owned, delay));
                     let task = Arc::clone(inner);
                     inner.spawn(async move {
-                        let inner = task;
-                        let (sub, region) = (owned.sub.id, owned.region.id);
-                        inner.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
-                        inner.spawn_request(owned, delay);
+                        task.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
                     });
                 } else {
                     inner.spawn_request(owned, delay);

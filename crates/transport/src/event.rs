@@ -46,6 +46,17 @@ pub enum StreamEvent {
         /// already seen for a region; the feed keeps the maximum.
         ts: u64,
     },
+    /// The marker [`Transport::deregister`](crate::Transport::deregister) of one region puts on
+    /// the channel: every event of the registrations it removed came before it, and none
+    /// follows. A registration of the same pair made after it is seen is a new one.
+    Deregistered {
+        /// The store the region was deregistered from.
+        store_id: u64,
+        /// The subscription.
+        request_id: u64,
+        /// The region.
+        region_id: u64,
+    },
     /// The stream carrying this region failed: TiKV no longer serves the registration, and the
     /// region must be registered again (normally after re-resolving its leader). Reported exactly
     /// once per registration, and never for a registration that ended otherwise (a region error

@@ -49,6 +49,7 @@ pub fn transport_decode(data: &[u8]) {
                     batches += 1;
                 }
                 StreamEvent::RegionFailed { .. } => panic!("decoding never fails a region"),
+                StreamEvent::Deregistered { .. } => panic!("decoding never deregisters"),
             }
         }
         let expected_rows: usize = oracle

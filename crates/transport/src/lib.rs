@@ -6,7 +6,9 @@
 //!
 //! - rows, region errors and resolved-ts batches, demultiplexed by (request id, region id)
 //!   ([`StreamEvent::Region`], [`StreamEvent::Resolved`]);
-//! - [`StreamEvent::RegionFailed`], exactly once per region, when the stream carrying it fails.
+//! - [`StreamEvent::RegionFailed`], exactly once per region, when the stream carrying it fails;
+//! - [`StreamEvent::Deregistered`], after deregistering one region: every event of its old
+//!   registrations came before it, so a registration made afterwards cannot be confused with them.
 //!
 //! Underneath: stores are keyed by id (their address is checked on every registration); each has
 //! a pool of HTTP/2 connections (64 KiB stream windows, 8 MiB connection windows, 256 MiB decode
@@ -42,6 +44,7 @@
 //!         StreamEvent::Region { region_id, event, .. } => println!("{region_id}: {event:?}"),
 //!         StreamEvent::Resolved { regions, ts, .. } => println!("{} regions at {ts}", regions.len()),
 //!         StreamEvent::RegionFailed { region_id, cause, .. } => println!("{region_id}: {cause}"),
+//!         StreamEvent::Deregistered { .. } => {}
 //!     }
 //! }
 //! # Ok(())

@@ -273,8 +273,23 @@ impl Session {
     /// session does not track are dropped, those of old (draining or zombie) registrations too,
     /// resolved batches keep only the tracked, live regions, and an error ending a tracked
     /// registration forgets it.
+    #[cfg(test)]
     pub(crate) fn admit(&self, event: StreamEvent) -> Option<StreamEvent> {
+        Self::admit_locked(&mut self.lock(), event)
+    }
+
+    /// [`admit`](Self::admit)s an event and, if it passes, sends it with `permit` before the
+    /// session's state is unlocked: an event is either on the channel before a deregistration
+    /// changes the state, or dropped, so the marker `Transport::deregister` sends afterwards
+    /// follows every event of the old registration.
+    pub(crate) fn admit_into(&self, event: StreamEvent, permit: mpsc::Permit<'_, StreamEvent>) {
         let mut state = self.lock();
+        if let Some(event) = Self::admit_locked(&mut state, event) {
+            permit.send(event);
+        }
+    }
+
+    fn admit_locked(state: &mut SessionState, event: StreamEvent) -> Option<StreamEvent> {
         match event {
             StreamEvent::Region { request_id, region_id, ref event, .. } => {
                 let pair = (request_id, region_id);
@@ -316,7 +331,7 @@ impl Session {
                 }
                 return Some(StreamEvent::Resolved { store_id, request_id, regions, ts });
             }
-            StreamEvent::RegionFailed { .. } => {}
+            StreamEvent::RegionFailed { .. } | StreamEvent::Deregistered { .. } => {}
         }
         Some(event)
     }
@@ -446,12 +461,14 @@ impl SessionTask {
                 Err(error) => return ender.fail(StreamError::Decode(error), healthy).await,
             };
             for event in demux {
-                let Some(event) = session.admit(event) else { continue };
-                if events.send(event).await.is_err() {
+                // Room first, then admission and the send under the session's lock (see
+                // `Session::admit_into`).
+                let Ok(permit) = events.reserve().await else {
                     // Nobody listens any more: stop quietly.
                     ender.finish(End::Closed);
                     return;
-                }
+                };
+                session.admit_into(event, permit);
             }
         }
     }

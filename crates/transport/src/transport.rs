@@ -283,6 +283,8 @@ impl Transport {
     }
 
     /// Deregisters one region (`Some`) or every region of a subscription (`None`) on a store.
+    /// For one region, a [`StreamEvent::Deregistered`] marker then follows every event of its
+    /// old registrations on the channel (sent even if the region was not registered).
     ///
     /// The regions are forgotten at once: no [`StreamEvent::RegionFailed`] is reported for them
     /// afterwards, and no event of their old registrations reaches [`Events`]. On multiplexed
@@ -299,6 +301,16 @@ impl Transport {
     /// a new call: on the old call TiKV would answer `DuplicateRequest` and keep the old
     /// registration.
     pub async fn deregister(&self, store_id: u64, request_id: u64, region_id: Option<u64>) {
+        self.deregister_quietly(store_id, request_id, region_id).await;
+        if let Some(region_id) = region_id {
+            // Ordered after every admitted event of the old registrations (see
+            // `StreamEvent::Deregistered`); fails only when nobody listens.
+            let marker = StreamEvent::Deregistered { store_id, request_id, region_id };
+            let _ = self.inner.events.send(marker).await;
+        }
+    }
+
+    async fn deregister_quietly(&self, store_id: u64, request_id: u64, region_id: Option<u64>) {
         let Some(store) = self.inner.lock_stores().get(&store_id).cloned() else { return };
         for slot in &store.slots {
             let mut state = slot.state.lock().await;

@@ -13,7 +13,8 @@ use kvfeed_transport::{
     StoreTarget, StreamError, StreamEvent, Transport, TransportConfig, TransportError,
 };
 use support::{
-    Method, PATIENCE, Reply, TestStore, frame, next_event, region_not_found, resolved, rows,
+    Method, PATIENCE, Reply, TestStore, frame, next_event, next_event_or_marker, region_not_found,
+    resolved, rows,
 };
 
 const CLUSTER_ID: u64 = 6_800_000_000_001;
@@ -393,7 +394,40 @@ async fn v1_only_store_gets_one_event_feed_call_per_subscription() {
     assert_eq!(call_2.next_request().await, None);
     let stats = transport.store_stats(1).await.unwrap();
     assert_eq!((stats.per_subscription_streams, stats.regions), (1, 2));
+    let marker = StreamEvent::Deregistered { store_id: 1, request_id: 1, region_id: 11 };
+    assert_eq!(events.try_recv(), Some(marker), "the single-region deregistration's marker");
     assert!(events.try_recv().is_none());
+}
+
+#[tokio::test]
+async fn the_deregistration_marker_follows_every_event_of_the_old_registration() {
+    let tikv = TestStore::start(true);
+    let (transport, mut events) = Transport::new(config(), CLUSTER_ID).unwrap();
+    transport.register(&target(1, &tikv), region(1, 10)).await.unwrap();
+    let call = tikv.accept().await;
+    // Rows of the registration, still in flight when it is deregistered.
+    call.send(frame(vec![rows(1, 10, 4, 8)])).await;
+    call.send(frame(vec![rows(1, 10, 4, 8)])).await;
+    let first = next_event_or_marker(&mut events).await;
+    assert!(matches!(first, StreamEvent::Region { event: RegionEvent::Rows(_), .. }), "{first:?}");
+    transport.deregister(1, 1, Some(10)).await;
+    // Whatever of the old registration was admitted comes before the marker; nothing after it.
+    loop {
+        match next_event_or_marker(&mut events).await {
+            StreamEvent::Deregistered { store_id: 1, request_id: 1, region_id: 10 } => break,
+            StreamEvent::Region { request_id: 1, region_id: 10, .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    call.send(frame(vec![rows(1, 10, 4, 8), region_not_found(1, 10)])).await;
+    transport.register(&target(1, &tikv), region(1, 10)).await.unwrap();
+    call.send(frame(vec![rows(1, 10, 2, 8)])).await;
+    let StreamEvent::Region { event: RegionEvent::Rows(got), .. } =
+        next_event_or_marker(&mut events).await
+    else {
+        panic!("the new registration's rows");
+    };
+    assert_eq!(got.len(), 2, "the old registration's late rows were dropped");
 }
 
 #[tokio::test]
@@ -596,7 +630,9 @@ async fn a_stream_without_regions_closes_after_the_idle_timeout() {
         (0, 0),
         "stream and connection closed"
     );
-    assert!(events.try_recv().is_none(), "an idle close fails nothing");
+    while let Some(event) = events.try_recv() {
+        assert!(matches!(event, StreamEvent::Deregistered { .. }), "an idle close fails nothing");
+    }
 }
 
 #[tokio::test]

@@ -374,7 +374,19 @@ pub fn resolved(request_id: u64, regions: Vec<u64>, ts: u64) -> Reply {
 }
 
 /// The next transport event, failing the test if none comes in time.
+/// The next event, skipping the `Deregistered` markers of single-region deregistrations (the
+/// tests that check them use [`next_event_or_marker`]).
 pub async fn next_event(events: &mut Events) -> StreamEvent {
+    loop {
+        let event = next_event_or_marker(events).await;
+        if !matches!(event, StreamEvent::Deregistered { .. }) {
+            return event;
+        }
+    }
+}
+
+/// The next event, markers included.
+pub async fn next_event_or_marker(events: &mut Events) -> StreamEvent {
     tokio::time::timeout(PATIENCE, events.recv())
         .await
         .expect("no event in time")
