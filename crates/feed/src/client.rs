@@ -399,6 +399,19 @@ impl Inner {
         if drained {
             self.finish_drain(sub);
         }
+        // Regions waiting for a request task are released at once.
+        let waiting: std::collections::VecDeque<crate::schedule::Owned> = {
+            let mut backlog = lock(&self.backlog);
+            let (mine, others) = backlog
+                .waiting
+                .drain(..)
+                .partition(|owned: &crate::schedule::Owned| owned.sub.id == sub.id);
+            backlog.waiting = others;
+            mine
+        };
+        for owned in waiting {
+            self.unlock(owned, crate::schedule::AfterUnlock::Release);
+        }
         if self.running.load(Ordering::Acquire) {
             let inner = Arc::clone(self);
             let id = sub.id;

@@ -445,9 +445,14 @@ impl Worker {
         let bytes: usize = rows.iter().map(RowEvent::footprint).sum();
         let quota = &self.inner.quota;
         let wanted = bytes.min(self.inner.config.memory_quota).min(u32::MAX as usize) as u32;
-        let permit = match Arc::clone(quota).acquire_many_owned(wanted).await {
-            Ok(permit) => permit,
-            Err(_) => return, // closed: shutting down
+        // Waiting for the quota ends if the subscription stops (its rows are not wanted any
+        // more): unsubscribing a stalled reader frees the worker.
+        let permit = tokio::select! {
+            permit = Arc::clone(quota).acquire_many_owned(wanted) => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // closed: shutting down
+            },
+            () = sub.stopped() => return,
         };
         let count = rows.len() as u64;
         let state = sub.state();
