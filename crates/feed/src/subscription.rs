@@ -52,8 +52,9 @@ pub(crate) enum Delivery {
 /// The event stream of one subscription, returned by
 /// [`Client::subscribe`](crate::Client::subscribe).
 ///
-/// Read it steadily: rows not yet read hold the client's memory quota, and a full quota makes
-/// every region worker wait. The stream ends (`None`) once the subscription is drained after
+/// Read it steadily: rows not yet read hold the client's memory quota (until they are read or
+/// the stream is dropped, also after an unsubscribe), and a full quota makes every region worker
+/// wait, for every subscription. The stream ends (`None`) once the subscription is drained after
 /// [`Client::unsubscribe`](crate::Client::unsubscribe), after its failure was reported, or when
 /// the client shuts down. Dropping it unsubscribes.
 pub struct Subscription {
