@@ -68,7 +68,12 @@ async fn refresh_gauges(inner: &Arc<Inner>) {
         if let Some(fence) = inner.config.lock_resolve_fence
             && u128::from(lag_ms) > fence.as_millis()
         {
-            let queued = inner.resolve_lock(&sub, tso);
+            // Only what is older than the fence: the regions lagging beyond it, and in them the
+            // locks of transactions started before it (younger ones are normal traffic).
+            let fence_ms = u64::try_from(fence.as_millis()).unwrap_or(u64::MAX);
+            let target =
+                tso.saturating_sub(fence_ms.saturating_mul(1 << kvfeed_regioncache::LOGICAL_BITS));
+            let queued = inner.resolve_lock(&sub, target);
             if queued > 0 {
                 tracing::info!(subscription = sub.id, lag_ms, queued, "resolving stale locks");
             }
