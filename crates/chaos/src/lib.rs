@@ -24,7 +24,7 @@ use kvfeed_sim::{
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
 
-pub use watcher::{Watcher, first_violation};
+pub use watcher::{Watcher, first_violation, verify_up_to};
 
 /// One chaos run's shape.
 #[derive(Clone, Debug)]

@@ -123,21 +123,33 @@ impl Watcher {
         if complete {
             return verify(commits, &self.span, self.start_ts, &log);
         }
-        let resolved = self.resolved();
-        let seen: std::collections::HashSet<(Bytes, u64)> = log
-            .iter()
-            .filter_map(|event| match event {
-                FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
-                _ => None,
-            })
-            .collect();
-        let due: Vec<CommittedRow> = commits
-            .iter()
-            .filter(|c| c.commit_ts <= resolved || seen.contains(&(c.key.clone(), c.commit_ts)))
-            .cloned()
-            .collect();
-        verify(&due, &self.span, self.start_ts, &log)
+        verify_up_to(commits, &self.span, self.start_ts, &log, self.resolved())
     }
+}
+
+/// The verifier's report on the log of a subscription that stopped (or was read) only up to
+/// the resolved ts `resolved`: rows committed above it are checked only if they were delivered
+/// (rows are not held back until their resolved ts, so some may have been).
+pub fn verify_up_to(
+    commits: &[CommittedRow],
+    span: &Span,
+    start_ts: u64,
+    log: &[FeedEvent],
+    resolved: u64,
+) -> Report {
+    let seen: std::collections::HashSet<(Bytes, u64)> = log
+        .iter()
+        .filter_map(|event| match event {
+            FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
+            _ => None,
+        })
+        .collect();
+    let due: Vec<CommittedRow> = commits
+        .iter()
+        .filter(|c| c.commit_ts <= resolved || seen.contains(&(c.key.clone(), c.commit_ts)))
+        .cloned()
+        .collect();
+    verify(&due, span, start_ts, log)
 }
 
 /// The first thing a report found wrong, in words.
