@@ -180,9 +180,7 @@ impl LockResolver {
                 inner.source.invalidate(region.ver_id());
                 continue;
             }
-            if let Some(error) = response.error {
-                return Err(ResolveError::Key(format!("{error:?}")));
-            }
+            refused(response.error)?;
             let full = response.locks.len() >= SCAN_LIMIT as usize;
             let next_key = response.locks.last().map(|lock| {
                 let mut key = lock.key.to_vec();
@@ -215,9 +213,7 @@ impl LockResolver {
                     region_failed = true;
                     break;
                 }
-                if let Some(error) = response.error {
-                    return Err(ResolveError::Key(format!("{error:?}")));
-                }
+                refused(response.error)?;
                 settled += 1;
             }
             if region_failed {
@@ -269,9 +265,7 @@ impl LockResolver {
                 inner.source.invalidate(region.ver_id());
                 continue;
             }
-            if let Some(error) = response.error {
-                return Err(ResolveError::Key(format!("{error:?}")));
-            }
+            refused(response.error)?;
             return Ok(if response.commit_version > 0 {
                 TxnStatus::Committed(response.commit_version)
             } else if response.lock_ttl > 0 {
@@ -303,6 +297,11 @@ impl LockResolver {
         clients.insert(address.to_owned(), client.clone());
         Ok(client)
     }
+}
+
+/// A key error TiKV answered with, as an error.
+fn refused(error: Option<kvfeed_proto::kvrpcpb::KeyError>) -> Result<(), ResolveError> {
+    error.map_or(Ok(()), |error| Err(ResolveError::Key(format!("{error:?}"))))
 }
 
 /// The request context naming a region version and the peer asked.

@@ -113,13 +113,6 @@ pub(crate) async fn run_dispatcher(inner: Arc<Inner>, mut events: Events) {
             }
             StreamEvent::Resolved { request_id, regions, ts, .. } => {
                 inner.metrics.batch_resolved_size.observe(regions.len() as f64);
-                if workers == 1 {
-                    let message = WorkerMsg::Resolved { sub: request_id, regions, ts };
-                    if inner.workers[0].send(message).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
                 for region in regions {
                     batches[inner.worker_of(region)].push(region);
                 }
@@ -156,8 +149,13 @@ pub(crate) async fn run_worker(
     index: usize,
     mut queue: mpsc::Receiver<WorkerMsg>,
 ) {
-    let mut worker =
-        Worker { inner, subs: HashMap::new(), retired: HashMap::new(), rows: Vec::new() };
+    let mut worker = Worker {
+        inner,
+        subs: HashMap::new(),
+        retired: HashMap::new(),
+        advanced: Vec::new(),
+        rows: Vec::new(),
+    };
     let work = async move {
         while let Some(message) = queue.recv().await {
             worker.handle(message).await;
@@ -174,6 +172,8 @@ struct Worker {
     /// on its way (otherwise such an event could be taken for the new registration's), then
     /// requested after their backoff.
     retired: HashMap<(u64, u64), (Owned, Duration)>,
+    /// Reused buffer of the regions a resolved-ts batch advanced.
+    advanced: Vec<u64>,
     /// Reused buffer of rows to deliver.
     rows: Vec<RowEvent>,
 }
@@ -270,8 +270,7 @@ impl Worker {
                 entry.end = Some(End::Retry { deregister: false, send_failed: true });
             }
         }
-        if entry.end.is_some() {
-            let end = entry.end.take().expect("checked");
+        if let Some(end) = entry.end.take() {
             self.end(sub, region, end);
         }
     }
@@ -465,7 +464,8 @@ impl Worker {
 
     fn on_resolved(&mut self, sub: u64, regions: &[u64], ts: u64) {
         let Some(entries) = self.subs.get_mut(&sub) else { return };
-        let mut advanced = Vec::new();
+        let advanced = &mut self.advanced;
+        advanced.clear();
         for region in regions {
             if let Some(entry) = entries.regions.get_mut(region)
                 && entry.end.is_none()
@@ -483,7 +483,7 @@ impl Worker {
         state.lock.advance_batch(advanced.iter().copied(), ts);
         if ts < state.lock_target {
             let (now, target) = (inner.now(), state.lock_target);
-            for region in &advanced {
+            for region in advanced.iter() {
                 inner.resolver.request(now, *region, target);
             }
         }
