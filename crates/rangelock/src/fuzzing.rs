@@ -13,6 +13,8 @@ use alloc::vec::Vec;
 use kvfeed_span::{EncodedKey, Span};
 
 use crate::lock::Ticket;
+
+pub mod pieces;
 use crate::{Advance, LockError, LockOutcome, RangeLock, RegionHandle, RegionTs, UnlockError};
 
 /// Inner cut points of the key space: keys `a` to `h`.

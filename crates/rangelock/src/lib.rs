@@ -59,6 +59,7 @@ extern crate std;
 
 mod lock;
 mod min_tree;
+mod pieces;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;

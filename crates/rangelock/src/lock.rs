@@ -3,12 +3,12 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::hash::BuildHasher as _;
 
 use hashbrown::HashMap;
-use kvfeed_span::{EncodedKey, Partition, Span, below_end};
+use kvfeed_span::{EncodedKey, Span, below_end};
 
-use crate::min_tree::MinTree;
+use crate::min_tree::{MinTree, Timestamped};
+use crate::pieces::Pieces;
 
 /// A waiting lock request, handed back by [`RangeLock::lock`] as [`LockOutcome::Wait`].
 ///
@@ -186,17 +186,29 @@ enum SlotKind {
     Locked { initialized: bool },
 }
 
-/// A slab slot: one piece of the partition. Its ts lives in the min tree at the same index.
+/// A slab slot: one piece of the partition, a leaf of the min tree (32 bytes: two per cache
+/// line).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
+    /// The piece's resolved ts; `u64::MAX` for a free slot.
+    ts: u64,
     kind: SlotKind,
     /// Bumped each time the slot is locked, so a [`RegionHandle`] of an earlier lock is refused.
     generation: u16,
-    /// A hash of a locked range's bounds: unlock checks its arguments against it without a
-    /// search of the pieces.
-    fingerprint: u32,
     region_id: u64,
     version: u64,
+}
+
+impl Slot {
+    const FREE: Self =
+        Self { ts: u64::MAX, kind: SlotKind::Free, generation: 0, region_id: 0, version: 0 };
+}
+
+impl Timestamped for Slot {
+    #[inline]
+    fn ts(&self) -> u64 {
+        self.ts
+    }
 }
 
 /// A cheap reference to a locked region, for advancing it without a region-id lookup.
@@ -214,12 +226,11 @@ pub struct RegionHandle {
 pub struct RangeLock {
     /// Every piece of the span, locked or not, keyed by start; the value is the piece's slot.
     /// Invariant: each slot in use is referenced by exactly one piece.
-    pieces: Partition<u32>,
-    /// Piece data by slot; free slots are listed in `free`.
-    slots: Vec<Slot>,
+    pieces: Pieces,
+    /// Piece data by slot, in a min tree of their ts (free slots hold `u64::MAX`, and are listed
+    /// in `free`). Its minimum is the resolved ts.
+    slots: MinTree<Slot>,
     free: Vec<u32>,
-    /// The ts of every slot; free slots hold `u64::MAX`. Its minimum is the resolved ts.
-    ts: MinTree,
     /// Region id -> slot of its locked range. Invariant: at most one locked range per region,
     /// and exactly the locked slots appear here.
     regions: HashMap<u64, u32>,
@@ -243,21 +254,12 @@ impl RangeLock {
     /// A lock with room for `regions` locked ranges before it reallocates (for a subscription
     /// whose region count is known, such as after a PD scan).
     pub fn with_capacity(span: Span, start_ts: u64, regions: usize) -> Self {
-        let mut ts = MinTree::with_capacity(regions + 1);
-        ts.set(0, start_ts);
-        let mut slots = Vec::with_capacity(regions + 1);
-        slots.push(Slot {
-            kind: SlotKind::Unlocked,
-            generation: 0,
-            fingerprint: 0,
-            region_id: 0,
-            version: 0,
-        });
+        let mut slots = MinTree::with_capacity(regions + 1);
+        slots.push(Slot { ts: start_ts, kind: SlotKind::Unlocked, ..Slot::FREE });
         Self {
-            pieces: Partition::new(span, 0),
+            pieces: Pieces::new(span, 0),
             slots,
             free: Vec::new(),
-            ts,
             regions: HashMap::with_capacity(regions),
             waiters: HashMap::new(),
             tickets: HashMap::new(),
@@ -296,7 +298,7 @@ impl RangeLock {
     /// The subscription's resolved ts: the minimum over every part of the span, locked or not.
     /// `O(1)`.
     pub fn resolved_ts(&self) -> u64 {
-        self.ts.min()
+        self.slots.min()
     }
 
     /// Tries to lock `range` for `region_id` at epoch `version`.
@@ -312,33 +314,26 @@ impl RangeLock {
         if self.stopped {
             return Ok(LockOutcome::Cancelled);
         }
-        // One pass over the pieces the range overlaps (in descending key order): the locked
-        // ones are in the way, the unlocked ones give the checkpoint.
-        let (end_is_boundary, overlapping) = self.pieces.overlapping_rev(range);
+        // One pass over the pieces the range overlaps: the locked ones are in the way, the
+        // unlocked ones give the checkpoint.
+        let cover = self.pieces.cover(range);
         let mut blocking: Vec<u32> = Vec::new();
         let mut stale = false;
         let mut checkpoint = u64::MAX;
-        let mut count = 0;
-        let (mut last_slot, mut first_slot, mut first_at_start) = (0, 0, false);
-        for (start, &slot) in overlapping {
-            let entry = &self.slots[slot as usize];
+        for slot in self.pieces.cover_slots(&cover) {
+            let entry = self.slots.leaf(slot);
             if let SlotKind::Locked { .. } = entry.kind {
                 stale |= entry.version >= version;
                 blocking.push(slot);
             } else {
-                checkpoint = checkpoint.min(self.ts.get(slot));
+                checkpoint = checkpoint.min(entry.ts);
             }
-            if count == 0 {
-                last_slot = slot;
-            }
-            count += 1;
-            (first_slot, first_at_start) = (slot, start == range.start());
         }
         // Then the range this region holds elsewhere, if any.
         if let Some(&own) = self.regions.get(&region_id)
             && !blocking.contains(&own)
         {
-            stale |= self.slots[own as usize].version >= version;
+            stale |= self.slots.leaf(own).version >= version;
             blocking.push(own);
         }
         if stale {
@@ -356,31 +351,33 @@ impl RangeLock {
 
         // The range is free: make it one piece. Pieces cut by its bounds keep their ts on the
         // outside; the first piece inside (or a new one at the start) becomes the locked one.
-        let outside = "range was checked to lie inside the span";
-        if !end_is_boundary {
-            let right = self.alloc_unlocked(self.ts.get(last_slot));
-            self.pieces.insert_boundary(range.end().as_bytes(), right).expect(outside);
+        let first_slot = self.pieces.slot(cover.first);
+        if let Some(end_at) = cover.end_at {
+            let right = self.alloc_unlocked(self.slots.leaf(self.pieces.slot(cover.last)).ts);
+            self.pieces.insert_located(end_at, range.end().clone(), right);
         }
-        let slot = if first_at_start {
+        let slot = if cover.start_is_boundary {
             first_slot
         } else {
             let slot = self.alloc_unlocked(checkpoint);
-            self.pieces.insert_boundary(range.start().as_bytes(), slot).expect(outside);
+            let inside = "range was checked to lie inside the span";
+            self.pieces.insert_boundary(range.start(), slot).expect(inside);
             slot
         };
-        if count > 1 {
-            let Self { pieces, slots, free, ts, .. } = self;
+        if cover.first != cover.last {
+            let Self { pieces, slots, free, .. } = self;
             pieces.remove_interior(range, |old| {
-                slots[old as usize].kind = SlotKind::Free;
-                ts.set(old, u64::MAX);
+                slots.update(old, |entry| {
+                    *entry = Slot { generation: entry.generation, ..Slot::FREE }
+                });
                 free.push(old);
             });
         }
-        let generation = self.slots[slot as usize].generation.wrapping_add(1);
-        let fingerprint = self.fingerprint(range);
         let kind = SlotKind::Locked { initialized: false };
-        self.slots[slot as usize] = Slot { kind, generation, fingerprint, region_id, version };
-        self.ts.set(slot, checkpoint);
+        self.slots.update(slot, |entry| {
+            let generation = entry.generation.wrapping_add(1);
+            *entry = Slot { ts: checkpoint, kind, generation, region_id, version };
+        });
         let previous = self.regions.insert(region_id, slot);
         debug_assert!(previous.is_none(), "a region locks one range at a time");
         Ok(LockOutcome::Locked { checkpoint_ts: checkpoint })
@@ -388,20 +385,14 @@ impl RangeLock {
 
     /// A new slot for an unlocked piece holding `ts`.
     fn alloc_unlocked(&mut self, ts: u64) -> u32 {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot {
-                kind: SlotKind::Free,
-                generation: 0,
-                fingerprint: 0,
-                region_id: 0,
-                version: 0,
-            });
-            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 pieces")
-        });
-        let entry = &mut self.slots[slot as usize];
-        (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
-        self.ts.set(slot, ts);
-        slot
+        let unlocked = |generation| Slot { ts, kind: SlotKind::Unlocked, generation, ..Slot::FREE };
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots.update(slot, |entry| *entry = unlocked(entry.generation));
+                slot
+            }
+            None => self.slots.push(unlocked(0)),
+        }
     }
 
     /// The parts of `range` that no region holds, merged into maximal runs, in key order.
@@ -409,7 +400,7 @@ impl RangeLock {
         let mut retry = Vec::new();
         let mut cursor = range.start().clone();
         for piece in self.pieces.overlapping(range) {
-            if !matches!(self.slots[*piece.value as usize].kind, SlotKind::Locked { .. }) {
+            if !matches!(self.slots.leaf(piece.slot).kind, SlotKind::Locked { .. }) {
                 continue;
             }
             if cursor.as_bytes() < piece.start.as_bytes() {
@@ -446,22 +437,32 @@ impl RangeLock {
         version: u64,
         resolved_ts: Option<u64>,
     ) -> Result<Unlocked, UnlockError> {
-        // The region index finds the slot; the version and the bounds' fingerprint check the
-        // arguments. Only a mismatch searches the pieces, to say exactly what is wrong.
-        let fingerprint = self.fingerprint(range);
-        let slot = match self.regions.get(&region_id) {
-            Some(&slot)
-                if self.slots[slot as usize].version == version
-                    && self.slots[slot as usize].fingerprint == fingerprint =>
-            {
-                slot
-            }
-            _ => self.unlock_mismatch(range, region_id, version)?,
-        };
-        let resolved_ts = resolved_ts.unwrap_or_else(|| self.ts.get(slot));
-        let entry = &mut self.slots[slot as usize];
-        (entry.kind, entry.region_id, entry.version) = (SlotKind::Unlocked, 0, 0);
-        self.ts.set(slot, resolved_ts);
+        // One descent finds the piece starting at the range's start; its slot and its end (the
+        // next start, compared by tag) check the arguments exactly.
+        let (pos, end_matches) = self
+            .pieces
+            .find_starting_at(range.start(), range.end())
+            .ok_or(UnlockError::NotLocked)?;
+        let slot = self.pieces.slot(pos);
+        let entry = *self.slots.leaf(slot);
+        if !matches!(entry.kind, SlotKind::Locked { .. }) {
+            return Err(UnlockError::NotLocked);
+        }
+        if entry.region_id != region_id {
+            return Err(UnlockError::WrongRegion { holder: entry.region_id });
+        }
+        if entry.version != version {
+            return Err(UnlockError::WrongVersion { locked: entry.version });
+        }
+        if !end_matches {
+            return Err(UnlockError::WrongEnd { locked: self.pieces.end_at(pos).clone() });
+        }
+        let resolved_ts = self.slots.update(slot, |entry| {
+            let ts = resolved_ts.unwrap_or(entry.ts);
+            *entry =
+                Slot { ts, kind: SlotKind::Unlocked, generation: entry.generation, ..Slot::FREE };
+            ts
+        });
         let indexed = self.regions.remove(&region_id);
         debug_assert_eq!(indexed, Some(slot), "the region index points at the unlocked range");
         let mut woken = Vec::new();
@@ -475,41 +476,6 @@ impl RangeLock {
             }
         }
         Ok(Unlocked { resolved_ts, woken, drained: self.report_drained() })
-    }
-
-    /// Finds what is wrong with unlock arguments that do not match the region's locked range.
-    /// Returns the slot if, against the odds, everything matches after all.
-    fn unlock_mismatch(
-        &self,
-        range: &Span,
-        region_id: u64,
-        version: u64,
-    ) -> Result<u32, UnlockError> {
-        let piece = self
-            .pieces
-            .piece_starting_at(range.start().as_bytes())
-            .ok_or(UnlockError::NotLocked)?;
-        let slot = *piece.value;
-        let entry = self.slots[slot as usize];
-        if !matches!(entry.kind, SlotKind::Locked { .. }) {
-            return Err(UnlockError::NotLocked);
-        }
-        if entry.region_id != region_id {
-            return Err(UnlockError::WrongRegion { holder: entry.region_id });
-        }
-        if entry.version != version {
-            return Err(UnlockError::WrongVersion { locked: entry.version });
-        }
-        if piece.end != range.end() {
-            return Err(UnlockError::WrongEnd { locked: piece.end.clone() });
-        }
-        Ok(slot)
-    }
-
-    /// A 32-bit hash of a range's bounds.
-    fn fingerprint(&self, range: &Span) -> u32 {
-        let hash = self.regions.hasher().hash_one((range.start(), range.end()));
-        (hash ^ (hash >> 32)) as u32
     }
 
     /// Stops the lock: later locks are cancelled and every waiting request is woken (to be
@@ -535,7 +501,7 @@ impl RangeLock {
     /// false if the region holds no range here.
     pub fn mark_initialized(&mut self, region_id: u64) -> bool {
         let Some(&slot) = self.regions.get(&region_id) else { return false };
-        self.slots[slot as usize].kind = SlotKind::Locked { initialized: true };
+        self.slots.update(slot, |entry| entry.kind = SlotKind::Locked { initialized: true });
         true
     }
 
@@ -557,12 +523,12 @@ impl RangeLock {
     /// A handle to the range `region_id` holds, for [`RangeLock::advance_handle`].
     pub fn handle(&self, region_id: u64) -> Option<RegionHandle> {
         let &slot = self.regions.get(&region_id)?;
-        Some(RegionHandle { slot, generation: self.slots[slot as usize].generation })
+        Some(RegionHandle { slot, generation: self.slots.leaf(slot).generation })
     }
 
     /// [`RangeLock::advance`] through a handle: no region-id lookup.
     pub fn advance_handle(&mut self, handle: RegionHandle, ts: u64) -> Advance {
-        match self.slots.get(handle.slot as usize) {
+        match self.slots.get(handle.slot) {
             Some(entry)
                 if entry.generation == handle.generation
                     && matches!(entry.kind, SlotKind::Locked { .. }) =>
@@ -583,37 +549,38 @@ impl RangeLock {
     }
 
     fn advance_slot(&mut self, slot: u32, ts: u64) -> Advance {
-        match self.slots[slot as usize].kind {
+        let entry = self.slots.leaf(slot);
+        match entry.kind {
             SlotKind::Locked { initialized: true } => {}
             SlotKind::Locked { initialized: false } => return Advance::NotInitialized,
             SlotKind::Free | SlotKind::Unlocked => return Advance::NotLocked,
         }
-        if ts <= self.ts.get(slot) {
+        if ts <= entry.ts {
             return Advance::NotHigher;
         }
-        self.ts.set(slot, ts);
+        self.slots.update(slot, |entry| entry.ts = ts);
         Advance::Advanced
     }
 
     /// The region's resolved ts and whether it is initialized, if it holds a range here.
     pub fn region(&self, region_id: u64) -> Option<RegionTs> {
         let &slot = self.regions.get(&region_id)?;
-        let SlotKind::Locked { initialized } = self.slots[slot as usize].kind else { return None };
-        Some(RegionTs { region_id, resolved_ts: self.ts.get(slot), initialized })
+        let entry = self.slots.leaf(slot);
+        let SlotKind::Locked { initialized } = entry.kind else { return None };
+        Some(RegionTs { region_id, resolved_ts: entry.ts, initialized })
     }
 
     /// Every locked range, in key order.
     pub fn locked(&self) -> impl Iterator<Item = LockedRange<'_>> + '_ {
         self.pieces.iter().filter_map(|piece| {
-            let slot = *piece.value;
-            let entry = &self.slots[slot as usize];
+            let entry = self.slots.leaf(piece.slot);
             let SlotKind::Locked { initialized } = entry.kind else { return None };
             Some(LockedRange {
                 start: piece.start,
                 end: piece.end,
                 region_id: entry.region_id,
                 version: entry.version,
-                resolved_ts: self.ts.get(slot),
+                resolved_ts: entry.ts,
                 initialized,
             })
         })
@@ -624,9 +591,8 @@ impl RangeLock {
         let mut stats = Stats { locked: 0, slowest: None, fastest: None, holes: Vec::new() };
         let mut hole: Option<(EncodedKey, EncodedKey, u64)> = None;
         for piece in self.pieces.iter() {
-            let slot = *piece.value;
-            let entry = &self.slots[slot as usize];
-            let ts = self.ts.get(slot);
+            let entry = self.slots.leaf(piece.slot);
+            let ts = entry.ts;
             if let SlotKind::Locked { initialized } = entry.kind {
                 stats.locked += 1;
                 let region = RegionTs { region_id: entry.region_id, resolved_ts: ts, initialized };
@@ -659,20 +625,21 @@ impl RangeLock {
     /// Used by tests and fuzzing; `O(n)`.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         self.pieces.check_invariants()?;
-        self.ts.check()?;
-        let mut seen = alloc::vec![false; self.slots.len()];
+        self.slots.check()?;
+        let slots = self.slots.leaves();
+        let mut seen = alloc::vec![false; slots.len()];
         let mut locked = 0;
         for piece in self.pieces.iter() {
-            let slot = *piece.value as usize;
-            if slot >= self.slots.len() || core::mem::replace(&mut seen[slot], true) {
+            let slot = piece.slot as usize;
+            if slot >= slots.len() || core::mem::replace(&mut seen[slot], true) {
                 return Err("a slot is referenced by two pieces");
             }
-            match self.slots[slot].kind {
+            match slots[slot].kind {
                 SlotKind::Free => return Err("a piece references a free slot"),
                 SlotKind::Unlocked => {}
                 SlotKind::Locked { .. } => {
                     locked += 1;
-                    if self.regions.get(&self.slots[slot].region_id) != Some(&(slot as u32)) {
+                    if self.regions.get(&slots[slot].region_id) != Some(&(slot as u32)) {
                         return Err("a locked range is not indexed by its region id");
                     }
                 }
@@ -682,11 +649,11 @@ impl RangeLock {
             return Err("the region index lists a range that is not locked");
         }
         for (slot, used) in seen.iter().enumerate() {
-            let free = self.slots[slot].kind == SlotKind::Free;
+            let free = slots[slot].kind == SlotKind::Free;
             if *used == free {
                 return Err("slot free list disagrees with the pieces");
             }
-            if free && self.ts.get(slot as u32) != u64::MAX {
+            if free && slots[slot].ts != u64::MAX {
                 return Err("a free slot holds a ts");
             }
         }
@@ -707,9 +674,8 @@ impl fmt::Debug for RangeLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for piece in self.pieces.iter() {
-            let slot = *piece.value;
-            let entry = &self.slots[slot as usize];
-            let ts = self.ts.get(slot);
+            let entry = self.slots.leaf(piece.slot);
+            let ts = entry.ts;
             match entry.kind {
                 SlotKind::Locked { initialized } => list.entry(&format_args!(
                     "{:?} r{} v{} @{ts}{}",

@@ -1,71 +1,115 @@
-//! A tournament tree: the minimum of a growable array of timestamps, read in `O(1)`.
+//! A tournament tree over a growable array of timestamped leaves: the minimum ts read in `O(1)`.
 //!
-//! Leaves are slots of the range lock's slab; a free slot holds `u64::MAX`. An update walks up
-//! from its leaf and stops at the first ancestor whose minimum does not change, so raising a ts
-//! that is not the minimum of its sibling pair costs one comparison: the common case when many
+//! The leaves are the range lock's slots themselves, so a slot's ts sits in the same cache line
+//! as the rest of the slot. An update walks up from its leaf and stops at the first ancestor whose
+//! minimum does not change, and a write that leaves the ts as it was walks nowhere: raising a ts
+//! that is not the minimum of its sibling pair costs one comparison, the common case when many
 //! regions advance to the same resolved ts.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Minimum of `len` slots. Invariant: `nodes[i] == min(nodes[2i], nodes[2i + 1])` for every inner
-/// node `i` in `1..cap`; leaves are `nodes[cap..2 * cap]`; `nodes[1]` is the overall minimum.
+/// A leaf with a timestamp; `u64::MAX` counts as no ts (a free slot).
+pub(crate) trait Timestamped {
+    fn ts(&self) -> u64;
+}
+
+/// Minimum over the ts of `leaves`. Invariant: `inner[i] == min(child(2i), child(2i + 1))` for
+/// every inner node `i` in `1..cap`, where a child `n >= cap` is leaf `n - cap` (`u64::MAX` past
+/// the last leaf); `inner[1]` is the overall minimum; `leaves.len() <= cap`.
 #[derive(Clone, Debug)]
-pub(crate) struct MinTree {
-    nodes: Vec<u64>,
+pub(crate) struct MinTree<T> {
+    inner: Vec<u64>,
+    leaves: Vec<T>,
     cap: usize,
 }
 
-impl MinTree {
-    /// A tree with room for `slots` slots before it grows.
-    pub(crate) fn with_capacity(slots: usize) -> Self {
-        let cap = slots.next_power_of_two().max(16);
-        Self { nodes: vec![u64::MAX; 2 * cap], cap }
+impl<T: Timestamped> MinTree<T> {
+    /// A tree with room for `leaves` leaves before it grows.
+    pub(crate) fn with_capacity(leaves: usize) -> Self {
+        let cap = leaves.next_power_of_two().max(16);
+        Self { inner: vec![u64::MAX; cap], leaves: Vec::with_capacity(leaves), cap }
     }
 
-    /// The minimum over all slots (`u64::MAX` when every slot is free).
+    /// The minimum over all leaves (`u64::MAX` when there is none).
     pub(crate) fn min(&self) -> u64 {
-        self.nodes[1]
+        self.inner[1]
     }
 
-    /// The ts of `slot`.
-    pub(crate) fn get(&self, slot: u32) -> u64 {
-        self.nodes.get(self.cap + slot as usize).copied().unwrap_or(u64::MAX)
+    /// All leaves, by index.
+    pub(crate) fn leaves(&self) -> &[T] {
+        &self.leaves
     }
 
-    /// Sets the ts of `slot`, growing the tree when needed.
-    pub(crate) fn set(&mut self, slot: u32, ts: u64) {
-        let slot = slot as usize;
-        if slot >= self.cap {
-            self.grow(slot + 1);
+    /// Leaf `i`.
+    #[inline]
+    pub(crate) fn leaf(&self, i: u32) -> &T {
+        &self.leaves[i as usize]
+    }
+
+    /// Leaf `i`, if it exists.
+    pub(crate) fn get(&self, i: u32) -> Option<&T> {
+        self.leaves.get(i as usize)
+    }
+
+    /// Appends a leaf and returns its index.
+    pub(crate) fn push(&mut self, leaf: T) -> u32 {
+        if self.leaves.len() == self.cap {
+            self.grow();
         }
-        let mut i = self.cap + slot;
-        self.nodes[i] = ts;
-        while i > 1 {
-            i /= 2;
-            let min = self.nodes[2 * i].min(self.nodes[2 * i + 1]);
-            if self.nodes[i] == min {
+        self.leaves.push(leaf);
+        let i = self.leaves.len() - 1;
+        self.propagate(i);
+        u32::try_from(i).expect("fewer than 2^32 leaves")
+    }
+
+    /// Changes leaf `i` and keeps the minimum up to date.
+    #[inline]
+    pub(crate) fn update<R>(&mut self, i: u32, change: impl FnOnce(&mut T) -> R) -> R {
+        let leaf = &mut self.leaves[i as usize];
+        let before = leaf.ts();
+        let result = change(leaf);
+        if leaf.ts() != before {
+            self.propagate(i as usize);
+        }
+        result
+    }
+
+    fn child(&self, n: usize) -> u64 {
+        if n >= self.cap {
+            self.leaves.get(n - self.cap).map_or(u64::MAX, T::ts)
+        } else {
+            self.inner[n]
+        }
+    }
+
+    fn propagate(&mut self, leaf: usize) {
+        let mut n = (self.cap + leaf) / 2;
+        while n >= 1 {
+            let min = self.child(2 * n).min(self.child(2 * n + 1));
+            if self.inner[n] == min {
                 break;
             }
-            self.nodes[i] = min;
+            self.inner[n] = min;
+            n /= 2;
         }
     }
 
-    fn grow(&mut self, need: usize) {
-        let cap = need.next_power_of_two().max(2 * self.cap);
-        let mut nodes = vec![u64::MAX; 2 * cap];
-        nodes[cap..cap + self.cap].copy_from_slice(&self.nodes[self.cap..]);
-        for i in (1..cap).rev() {
-            nodes[i] = nodes[2 * i].min(nodes[2 * i + 1]);
+    fn grow(&mut self) {
+        self.cap *= 2;
+        self.inner = vec![u64::MAX; self.cap];
+        for n in (1..self.cap).rev() {
+            self.inner[n] = self.child(2 * n).min(self.child(2 * n + 1));
         }
-        self.nodes = nodes;
-        self.cap = cap;
     }
 
     /// Checks the tree invariant.
     pub(crate) fn check(&self) -> Result<(), &'static str> {
-        for i in 1..self.cap {
-            if self.nodes[i] != self.nodes[2 * i].min(self.nodes[2 * i + 1]) {
+        if self.leaves.len() > self.cap {
+            return Err("min tree has more leaves than room");
+        }
+        for n in 1..self.cap {
+            if self.inner[n] != self.child(2 * n).min(self.child(2 * n + 1)) {
                 return Err("min tree node is not the minimum of its children");
             }
         }

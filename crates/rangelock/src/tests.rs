@@ -29,6 +29,7 @@ use kvfeed_span::{EncodedKey, Span};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
+use crate::fuzzing::pieces as pieces_model;
 use crate::fuzzing::{Case, Op, check as check_against_model};
 use crate::{Advance, LockOutcome, RangeLock, Stats, UnlockError};
 
@@ -513,4 +514,76 @@ proptest! {
     ) {
         check_against_model(&Case { bounded, start_ts, ops });
     }
+}
+
+/// Keys of the piece index's model: four shapes, a few thousand of each.
+fn piece_key() -> impl Strategy<Value = u16> {
+    (0u16..4, 0u16..3000).prop_map(|(shape, n)| (shape << 14) | n)
+}
+
+fn piece_op() -> impl Strategy<Value = pieces_model::Op> {
+    use pieces_model::Op;
+    prop_oneof![
+        4 => (piece_key(), any::<u32>()).prop_map(|(key, value)| Op::Insert { key, value }),
+        2 => (piece_key(), any::<u8>()).prop_map(|(key, count)| Op::InsertRun { key, count }),
+        2 => (piece_key(), proptest::option::of(piece_key()))
+            .prop_map(|(start, end)| Op::RemoveInterior { start, end }),
+        3 => (piece_key(), proptest::option::of(piece_key()))
+            .prop_map(|(start, end)| Op::Query { start, end }),
+        2 => (piece_key(), piece_key(), any::<u32>())
+            .prop_map(|(start, end, value)| Op::InsertEnd { start, end, value }),
+        2 => piece_key().prop_map(|key| Op::StartingAt { key }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 300,
+        rng_seed: RngSeed::Fixed(0x7069_6563_6573),
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// The piece index and a plain `BTreeMap` partition agree after every step, with enough
+    /// keys to split, merge and empty leaves.
+    #[test]
+    fn piece_index_agrees_with_a_btree_partition(
+        bounds in proptest::option::of((piece_key(), piece_key())),
+        ops in proptest::collection::vec(piece_op(), 0..120),
+    ) {
+        pieces_model::check(&pieces_model::Case { bounds, ops });
+    }
+}
+
+/// A tree three levels deep: thousands of keys in random and ascending order, then wide
+/// removals that empty whole nodes and collapse the root, checked against the model at every step.
+#[test]
+fn a_deep_piece_index_agrees_with_a_btree_partition() {
+    use pieces_model::Op;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u16| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(bound)) as u16
+    };
+    let mut ops = Vec::new();
+    for round in 0..14u16 {
+        ops.push(Op::InsertRun { key: round * 300, count: 255 });
+        for _ in 0..60 {
+            let key = next(4) << 14 | next(16_000);
+            ops.push(Op::Insert { key, value: u32::from(key) });
+        }
+        ops.push(Op::Query { start: next(12_000), end: Some(12_000 + next(4_000)) });
+        ops.push(Op::InsertEnd { start: next(8_000), end: 8_000 + next(8_000), value: 7 });
+        ops.push(Op::StartingAt { key: next(16_000) });
+    }
+    for _ in 0..12 {
+        let start = next(4) << 14 | next(16_000);
+        ops.push(Op::RemoveInterior { start, end: Some(start.saturating_add(next(3_000))) });
+        ops.push(Op::Query { start: next(16_000), end: None });
+    }
+    ops.push(Op::RemoveInterior { start: 0, end: None });
+    ops.push(Op::InsertRun { key: 100, count: 200 });
+    pieces_model::check(&pieces_model::Case { bounds: None, ops });
 }
