@@ -186,9 +186,10 @@ enum SlotKind {
     Locked { initialized: bool },
 }
 
-/// A slab slot: one piece of the partition, a leaf of the min tree (32 bytes: two per cache
-/// line).
+/// A slab slot: one piece of the partition, a leaf of the min tree (32 bytes, aligned: a slot
+/// never straddles two cache lines).
 #[derive(Clone, Copy, Debug)]
+#[repr(align(32))]
 struct Slot {
     /// The piece's resolved ts; `u64::MAX` for a free slot.
     ts: u64,

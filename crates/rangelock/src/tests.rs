@@ -399,6 +399,8 @@ fn unlock_arguments_are_checked() {
         unlock c h r1 v10 -> error wrong-end g
         unlock d g r1 v10 -> error not-locked
         unlock a c r1 v10 -> error not-locked
+        unlock zz zzz r1 v10 -> error not-locked
+        unlock 0 c r1 v10 -> error not-locked
         len -> 1
         unlock c g r1 v10 -> unlocked 1
         unlock c g r1 v10 -> error not-locked
@@ -553,6 +555,15 @@ proptest! {
     ) {
         pieces_model::check(&pieces_model::Case { bounds, ops });
     }
+}
+
+/// A key beyond the span's end, whose bytes past the nodes' prefixes look like a present key's
+/// (found by the `rangelock_pieces` fuzz target): not a piece start.
+#[test]
+fn a_key_beyond_the_span_starts_no_piece() {
+    use pieces_model::Op;
+    let ops = std::vec![Op::InsertRun { key: 56283, count: 219 }, Op::StartingAt { key: 65529 }];
+    pieces_model::check(&pieces_model::Case { bounds: Some((56283, 56319)), ops });
 }
 
 /// A tree three levels deep: thousands of keys in random and ascending order, then wide
