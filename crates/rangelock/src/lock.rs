@@ -240,6 +240,9 @@ pub struct RangeLock {
     /// Ticket -> number of locked ranges it still waits for.
     tickets: HashMap<u64, u32>,
     next_ticket: u64,
+    /// The leaf of the last lookup in `pieces`, where the next one starts: a region unlocked and
+    /// locked again (an error, a retry) finds its leaf without a descent. Only a hint.
+    finger: u32,
     start_ts: u64,
     stopped: bool,
     /// Whether `drained` has been reported (it is reported once).
@@ -265,6 +268,7 @@ impl RangeLock {
             waiters: HashMap::new(),
             tickets: HashMap::new(),
             next_ticket: 1,
+            finger: 0,
             start_ts,
             stopped: false,
             drained: false,
@@ -317,7 +321,8 @@ impl RangeLock {
         }
         // One pass over the pieces the range overlaps: the locked ones are in the way, the
         // unlocked ones give the checkpoint.
-        let cover = self.pieces.cover(range);
+        let cover = self.pieces.cover(range, self.finger);
+        self.finger = cover.last.0;
         let mut blocking: Vec<u32> = Vec::new();
         let mut stale = false;
         let mut checkpoint = u64::MAX;
@@ -442,8 +447,9 @@ impl RangeLock {
         // next start, compared by tag) check the arguments exactly.
         let (pos, end_matches) = self
             .pieces
-            .find_starting_at(range.start(), range.end())
+            .find_starting_at(range.start(), range.end(), self.finger)
             .ok_or(UnlockError::NotLocked)?;
+        self.finger = pos.0;
         let slot = self.pieces.slot(pos);
         let entry = *self.slots.leaf(slot);
         if !matches!(entry.kind, SlotKind::Locked { .. }) {

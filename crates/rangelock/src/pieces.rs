@@ -442,6 +442,28 @@ impl Pieces {
         self.locate_in(self.descend(key, 0), key)
     }
 
+    /// [`Pieces::locate`] starting from a leaf that may hold the key (a *finger*: the leaf of a
+    /// recent lookup). The finger is taken when the key provably lies between its fence and its
+    /// last key, which its header and tags tell without reading a key; otherwise, or when the
+    /// finger is no leaf at all, a descent from the root. Any `u32` is a safe finger.
+    fn locate_near(&self, key: &EncodedKey, finger: u32) -> Located {
+        if let Some(node) = self.levels[0].nodes.get(finger as usize)
+            && node.len() > 0
+            && !node.skip_first
+            && !node.open_end
+            && *key >= node.fence
+            && node.shares_prefix(key)
+        {
+            let t = tag(key.as_bytes(), node.prefix);
+            let last = tag_of(node.entries[node.len() - 1]);
+            // Below the last key, or equal to it: inside the leaf.
+            if t < last || (t == last && is_exact(t)) {
+                return self.locate_in(finger, key);
+            }
+        }
+        self.locate(key)
+    }
+
     /// The position of the greatest start at or below a located key.
     fn floor_of(&self, at: Located) -> Option<Pos> {
         if at.rank > 0 { Some((at.leaf, at.rank - 1)) } else { self.prev_pos((at.leaf, 0)) }
@@ -456,17 +478,19 @@ impl Pieces {
     }
 
     /// The piece starting exactly at `start`, if any, and whether it ends exactly at `end`. One
-    /// descent; the end is compared by tag when it lies in the same leaf.
+    /// descent (none from a good `finger`, see [`Pieces::locate_near`]); the end is compared by
+    /// tag when it lies in the same leaf.
     pub(crate) fn find_starting_at(
         &self,
         start: &EncodedKey,
         end: &EncodedKey,
+        finger: u32,
     ) -> Option<(Pos, bool)> {
         // A search needs a key inside the span (an unlock may pass anything).
         if start < self.span.start() || !below_end(start.as_bytes(), self.span.end().as_bytes()) {
             return None;
         }
-        let at = self.locate(start);
+        let at = self.locate_near(start, finger);
         if !at.exact {
             return None;
         }
@@ -493,8 +517,9 @@ impl Pieces {
     }
 
     /// The pieces a sub-span of the span overlaps, found from tags alone in the usual case: one
-    /// descent for the end, and none more for the start when it lies in the same leaf.
-    pub(crate) fn cover(&self, range: &Span) -> Cover {
+    /// descent for the end (none from a good `finger`), and none more for the start when it lies
+    /// in the same leaf.
+    pub(crate) fn cover(&self, range: &Span, finger: u32) -> Cover {
         debug_assert!(range.is_sub_span(&self.span));
         let inside = "a sub-span lies above the span's start";
         let (last, end_at, end_leaf) = if range.is_end_unbounded() || range.end() == self.span.end()
@@ -502,7 +527,7 @@ impl Pieces {
             let last = self.last_pos();
             (last, None, last.0)
         } else {
-            let at = self.locate(range.end());
+            let at = self.locate_near(range.end(), finger);
             let floor = self.floor_of(at).expect(inside);
             match at.exact {
                 true => (self.prev_pos(floor).expect(inside), None, at.leaf),

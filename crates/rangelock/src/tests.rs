@@ -530,11 +530,12 @@ fn piece_op() -> impl Strategy<Value = pieces_model::Op> {
         2 => (piece_key(), any::<u8>()).prop_map(|(key, count)| Op::InsertRun { key, count }),
         2 => (piece_key(), proptest::option::of(piece_key()))
             .prop_map(|(start, end)| Op::RemoveInterior { start, end }),
-        3 => (piece_key(), proptest::option::of(piece_key()))
-            .prop_map(|(start, end)| Op::Query { start, end }),
+        3 => (piece_key(), proptest::option::of(piece_key()), proptest::option::of(any::<u8>()))
+            .prop_map(|(start, end, finger)| Op::Query { start, end, finger }),
         2 => (piece_key(), piece_key(), any::<u32>())
             .prop_map(|(start, end, value)| Op::InsertEnd { start, end, value }),
-        2 => piece_key().prop_map(|key| Op::StartingAt { key }),
+        2 => (piece_key(), proptest::option::of(any::<u8>()))
+            .prop_map(|(key, finger)| Op::StartingAt { key, finger }),
     ]
 }
 
@@ -562,7 +563,10 @@ proptest! {
 #[test]
 fn a_key_beyond_the_span_starts_no_piece() {
     use pieces_model::Op;
-    let ops = std::vec![Op::InsertRun { key: 56283, count: 219 }, Op::StartingAt { key: 65529 }];
+    let ops = std::vec![
+        Op::InsertRun { key: 56283, count: 219 },
+        Op::StartingAt { key: 65529, finger: None }
+    ];
     pieces_model::check(&pieces_model::Case { bounds: Some((56283, 56319)), ops });
 }
 
@@ -585,14 +589,15 @@ fn a_deep_piece_index_agrees_with_a_btree_partition() {
             let key = next(4) << 14 | next(16_000);
             ops.push(Op::Insert { key, value: u32::from(key) });
         }
-        ops.push(Op::Query { start: next(12_000), end: Some(12_000 + next(4_000)) });
+        ops.push(Op::Query { start: next(12_000), end: Some(12_000 + next(4_000)), finger: None });
         ops.push(Op::InsertEnd { start: next(8_000), end: 8_000 + next(8_000), value: 7 });
-        ops.push(Op::StartingAt { key: next(16_000) });
+        ops.push(Op::StartingAt { key: next(16_000), finger: None });
+        ops.push(Op::StartingAt { key: next(16_000), finger: Some(next(200) as u8) });
     }
     for _ in 0..12 {
         let start = next(4) << 14 | next(16_000);
         ops.push(Op::RemoveInterior { start, end: Some(start.saturating_add(next(3_000))) });
-        ops.push(Op::Query { start: next(16_000), end: None });
+        ops.push(Op::Query { start: next(16_000), end: None, finger: None });
     }
     ops.push(Op::RemoveInterior { start: 0, end: None });
     ops.push(Op::InsertRun { key: 100, count: 200 });

@@ -46,6 +46,8 @@ pub enum Op {
         start: u16,
         /// Range end (`None`: plus infinity).
         end: Option<u16>,
+        /// The finger to start the cover from: the last lookup's leaf, or this leaf id.
+        finger: Option<u8>,
     },
     /// Insert a range's end where the range's cover located it, as a lock does.
     InsertEnd {
@@ -60,6 +62,8 @@ pub enum Op {
     StartingAt {
         /// The key.
         key: u16,
+        /// The finger to start from: the last lookup's leaf, or this leaf id.
+        finger: Option<u8>,
     },
 }
 
@@ -105,6 +109,8 @@ pub fn check(case: &Case) {
         None => Span::full(),
     };
     let mut pieces = Pieces::new(span.clone(), 0);
+    // The leaf of the last lookup, as the range lock keeps it.
+    let mut last_leaf = 0u32;
     let mut model = Partition::new(span, 0u32);
     for (step, op) in case.ops.iter().enumerate() {
         match *op {
@@ -125,12 +131,13 @@ pub fn check(case: &Case) {
                 model.remove_interior(&range, |v| theirs.push(v));
                 assert_eq!(ours, theirs, "step {step}: removed values of {op:?}");
             }
-            Op::Query { start, end } => {
+            Op::Query { start, end, finger } => {
                 let Some(range) = range(start, end) else { continue };
                 if range.is_sub_span(model.span()) {
                     // The cover a lock works from: the slots, whether the range starts at a
                     // piece and whether its end is a boundary, as the model's reverse walk says.
-                    let cover = pieces.cover(&range);
+                    let cover = pieces.cover(&range, finger.map_or(last_leaf, u32::from));
+                    last_leaf = cover.last.0;
                     let ours: Vec<u32> = pieces.cover_slots(&cover).collect();
                     let (theirs_end, theirs) = model.overlapping_rev(&range);
                     let mut theirs: Vec<(EncodedKey, u32)> =
@@ -154,20 +161,25 @@ pub fn check(case: &Case) {
                 if !range.is_sub_span(model.span()) {
                     continue;
                 }
-                if let Some(at) = pieces.cover(&range).end_at {
+                if let Some(at) = pieces.cover(&range, last_leaf).end_at {
                     pieces.insert_located(at, range.end().clone(), value);
                     let theirs = model.insert_boundary(range.end().as_bytes(), value);
                     assert_eq!(theirs, Ok(None), "step {step}: {op:?} was not a boundary");
                 }
             }
-            Op::StartingAt { key: n } => {
+            Op::StartingAt { key: n, finger } => {
                 // The lookup unlock makes: the piece starting at a key, and whether it ends at
                 // a given end (its true end, and a neighbouring key).
                 let k = key(n);
                 let theirs = model.piece_starting_at(k.as_bytes()).map(|p| p.end.clone());
                 let candidates = [theirs.clone().unwrap_or_default(), key(n.wrapping_add(1))];
                 for end in candidates {
-                    let ours = pieces.find_starting_at(&k, &end).map(|(_, ends)| ends);
+                    let finger = finger.map_or(last_leaf, u32::from);
+                    let found = pieces.find_starting_at(&k, &end, finger);
+                    if let Some(((leaf, _), _)) = found {
+                        last_leaf = leaf;
+                    }
+                    let ours = found.map(|(_, ends)| ends);
                     let expected = theirs.as_ref().map(|e| *e == end);
                     assert_eq!(ours, expected, "step {step}: piece at {k:?} ending at {end:?}");
                 }
