@@ -202,8 +202,15 @@ impl Node {
         }
         let t = tag(key.as_bytes(), self.prefix);
         // Tags are sorted: count the smaller ones without branching, then settle ties.
-        let smaller = self.entries[from..len].iter().map(|&x| usize::from(x < t)).sum::<usize>();
-        let mut i = from + smaller;
+        // On the high halves first (one 64-bit comparison each); entries whose high half
+        // equals the tag's are contiguous and few, and settled on the whole entry.
+        let high = (t >> 64) as u64;
+        let entries = &self.entries[from..len];
+        let mut i =
+            from + entries.iter().map(|&x| usize::from(((x >> 64) as u64) < high)).sum::<usize>();
+        while i < len && (self.entries[i] >> 64) as u64 == high && self.entries[i] < t {
+            i += 1;
+        }
         if is_exact(t) {
             let exact = i < len && tag_of(self.entries[i]) == t;
             return (i + usize::from(exact), exact);
