@@ -388,6 +388,16 @@ impl Pieces {
         }
     }
 
+    /// [`Pieces::refresh_prefix`] after keys were added to or removed from a node whose links are
+    /// unchanged: only the search bounds of a level's first node and of an open-ended last node
+    /// depend on their keys; any other node's are its fence and the next one's.
+    fn refresh_after_key_change(&mut self, level: usize, id: u32) {
+        let node = self.node(level, id);
+        if node.skip_first || node.open_end {
+            self.refresh_prefix(level, id);
+        }
+    }
+
     /// The node of `level` a key in the span (or the span's end) belongs to: a descent from the
     /// root.
     #[inline]
@@ -625,7 +635,7 @@ impl Pieces {
         let node = self.node_mut(level, id);
         if node.len() < NODE_CAP {
             node.insert_at(i, key, val);
-            self.refresh_prefix(level, id);
+            self.refresh_after_key_change(level, id);
             return;
         }
         let right = if i == NODE_CAP {
@@ -644,8 +654,9 @@ impl Pieces {
             }
             right
         };
-        self.refresh_prefix(level, id);
-        self.refresh_prefix(level, right);
+        // `split_off` settled both halves' links and bounds; the new key may move a bound.
+        self.refresh_after_key_change(level, id);
+        self.refresh_after_key_change(level, right);
         self.route(level, right);
     }
 
@@ -714,7 +725,7 @@ impl Pieces {
             }
             let next = self.node(0, leaf).next;
             if removed_here {
-                self.refresh_prefix(0, leaf);
+                self.refresh_after_key_change(0, leaf);
                 self.after_removals(0, leaf);
             }
             if reached_end || next == NO_NODE {
@@ -754,7 +765,7 @@ impl Pieces {
         let (rank, exact) = self.node(up, parent).rank(&gone.fence);
         debug_assert!(exact, "a node's fence is routed");
         self.node_mut(up, parent).remove_at(rank - 1);
-        self.refresh_prefix(up, parent);
+        self.refresh_after_key_change(up, parent);
         self.after_removals(up, parent);
         // A root with one child is not needed.
         while self.levels.len() > 1 && self.node(self.levels.len() - 1, 0).len() == 1 {
