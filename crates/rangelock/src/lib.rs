@@ -48,7 +48,8 @@
 //! [`advance_batch`]: RangeLock::advance_batch
 
 #![no_std]
-#![forbid(unsafe_code)]
+// Denied everywhere but in `prefetch`, the one module that needs it (a CPU hint, see there).
+#![deny(unsafe_code)]
 // no_std honesty: what core or alloc provides is imported from there.
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
@@ -60,6 +61,8 @@ extern crate std;
 mod lock;
 mod min_tree;
 mod pieces;
+mod prefetch;
+mod region_index;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;

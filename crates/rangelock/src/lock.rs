@@ -9,6 +9,8 @@ use kvfeed_span::{EncodedKey, Span, below_end};
 
 use crate::min_tree::{MinTree, Timestamped};
 use crate::pieces::Pieces;
+use crate::prefetch::prefetch;
+use crate::region_index::RegionIndex;
 
 /// A waiting lock request, handed back by [`RangeLock::lock`] as [`LockOutcome::Wait`].
 ///
@@ -234,7 +236,7 @@ pub struct RangeLock {
     free: Vec<u32>,
     /// Region id -> slot of its locked range. Invariant: at most one locked range per region,
     /// and exactly the locked slots appear here.
-    regions: HashMap<u64, u32>,
+    regions: RegionIndex,
     /// Slot -> tickets waiting for that locked range to go. Only locked slots appear.
     waiters: HashMap<u32, Vec<u64>>,
     /// Ticket -> number of locked ranges it still waits for.
@@ -264,7 +266,7 @@ impl RangeLock {
             pieces: Pieces::new(span, 0),
             slots,
             free: Vec::new(),
-            regions: HashMap::with_capacity(regions),
+            regions: RegionIndex::with_capacity(regions),
             waiters: HashMap::new(),
             tickets: HashMap::new(),
             next_ticket: 1,
@@ -319,6 +321,8 @@ impl RangeLock {
         if self.stopped {
             return Ok(LockOutcome::Cancelled);
         }
+        // The region index is read after the descent: request its line first.
+        self.regions.prefetch(region_id);
         // One pass over the pieces the range overlaps: the locked ones are in the way, the
         // unlocked ones give the checkpoint.
         let cover = self.pieces.cover(range, self.finger);
@@ -336,7 +340,7 @@ impl RangeLock {
             }
         }
         // Then the range this region holds elsewhere, if any.
-        if let Some(&own) = self.regions.get(&region_id)
+        if let Some(own) = self.regions.get(region_id)
             && !blocking.contains(&own)
         {
             stale |= self.slots.leaf(own).version >= version;
@@ -443,6 +447,12 @@ impl RangeLock {
         version: u64,
         resolved_ts: Option<u64>,
     ) -> Result<Unlocked, UnlockError> {
+        // The region's slot is known from its id before the descent finds it: request it now, so
+        // that at scale its miss (and the region index's) overlaps the descent's misses instead
+        // of following them. The descent stays the authority on what is locked where.
+        if let Some(slot) = self.regions.get(region_id) {
+            prefetch(self.slots.leaf_ptr(slot));
+        }
         // One descent finds the piece starting at the range's start; its slot and its end (the
         // next start, compared by tag) check the arguments exactly.
         let (pos, end_matches) = self
@@ -470,7 +480,7 @@ impl RangeLock {
                 Slot { ts, kind: SlotKind::Unlocked, generation: entry.generation, ..Slot::FREE };
             ts
         });
-        let indexed = self.regions.remove(&region_id);
+        let indexed = self.regions.remove(region_id);
         debug_assert_eq!(indexed, Some(slot), "the region index points at the unlocked range");
         let mut woken = Vec::new();
         for ticket in self.waiters.remove(&slot).unwrap_or_default() {
@@ -507,7 +517,7 @@ impl RangeLock {
     /// Marks the region's incremental scan as done, so its resolved ts may advance. Returns
     /// false if the region holds no range here.
     pub fn mark_initialized(&mut self, region_id: u64) -> bool {
-        let Some(&slot) = self.regions.get(&region_id) else { return false };
+        let Some(slot) = self.regions.get(region_id) else { return false };
         self.slots.update(slot, |entry| entry.kind = SlotKind::Locked { initialized: true });
         true
     }
@@ -515,8 +525,8 @@ impl RangeLock {
     /// Raises the region's resolved ts to `ts`. Resolved ts never decreases, and stays at the
     /// checkpoint until the region is initialized.
     pub fn advance(&mut self, region_id: u64, ts: u64) -> Advance {
-        match self.regions.get(&region_id) {
-            Some(&slot) => self.advance_slot(slot, ts),
+        match self.regions.get(region_id) {
+            Some(slot) => self.advance_slot(slot, ts),
             None => Advance::NotLocked,
         }
     }
@@ -529,7 +539,7 @@ impl RangeLock {
 
     /// A handle to the range `region_id` holds, for [`RangeLock::advance_handle`].
     pub fn handle(&self, region_id: u64) -> Option<RegionHandle> {
-        let &slot = self.regions.get(&region_id)?;
+        let slot = self.regions.get(region_id)?;
         Some(RegionHandle { slot, generation: self.slots.leaf(slot).generation })
     }
 
@@ -571,7 +581,7 @@ impl RangeLock {
 
     /// The region's resolved ts and whether it is initialized, if it holds a range here.
     pub fn region(&self, region_id: u64) -> Option<RegionTs> {
-        let &slot = self.regions.get(&region_id)?;
+        let slot = self.regions.get(region_id)?;
         let entry = self.slots.leaf(slot);
         let SlotKind::Locked { initialized } = entry.kind else { return None };
         Some(RegionTs { region_id, resolved_ts: entry.ts, initialized })
@@ -633,6 +643,7 @@ impl RangeLock {
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         self.pieces.check_invariants()?;
         self.slots.check()?;
+        self.regions.check()?;
         let slots = self.slots.leaves();
         let mut seen = alloc::vec![false; slots.len()];
         let mut locked = 0;
@@ -646,7 +657,7 @@ impl RangeLock {
                 SlotKind::Unlocked => {}
                 SlotKind::Locked { .. } => {
                     locked += 1;
-                    if self.regions.get(&slots[slot].region_id) != Some(&(slot as u32)) {
+                    if self.regions.get(slots[slot].region_id) != Some(slot as u32) {
                         return Err("a locked range is not indexed by its region id");
                     }
                 }

@@ -47,6 +47,12 @@ impl<T: Timestamped> MinTree<T> {
         &self.leaves[i as usize]
     }
 
+    /// Where leaf `i` is (for a prefetch; dangling past the end, never read).
+    #[inline]
+    pub(crate) fn leaf_ptr(&self, i: u32) -> *const T {
+        self.leaves.as_ptr().wrapping_add(i as usize)
+    }
+
     /// Leaf `i`, if it exists.
     pub(crate) fn get(&self, i: u32) -> Option<&T> {
         self.leaves.get(i as usize)

@@ -33,6 +33,8 @@ use core::cmp::Ordering;
 
 use kvfeed_span::{EncodedKey, Span, below_end};
 
+use crate::prefetch::prefetch;
+
 /// Keys per node.
 pub(crate) const NODE_CAP: usize = 32;
 /// No node (the end of a level's list).
@@ -189,6 +191,11 @@ impl Node {
     /// cache, where a binary search waits for each probe in turn).
     #[inline]
     fn rank(&self, key: &EncodedKey) -> (usize, bool) {
+        // Out of cache, the header's miss and the entries' follow each other unless requested
+        // together.
+        for line in self.entries.chunks(4) {
+            prefetch(line.as_ptr());
+        }
         let len = self.len();
         let mut from = 0;
         if self.skip_first {
