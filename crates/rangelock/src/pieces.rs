@@ -122,6 +122,8 @@ struct Node {
 const TAG_BYTES: usize = 11;
 /// The bits of an entry below its tag: the value.
 const VALUE_BITS: u32 = 32;
+/// The bits of a tag holding key bytes (the top [`TAG_BYTES`] bytes).
+const TAG_WINDOW: u128 = !0 << (128 - 8 * TAG_BYTES);
 
 /// The tag of `key` in a node whose search bounds share `prefix` bytes, in the high 96 bits of a
 /// `u128` (the low 32 bits, an entry's value, are zero): the 11 bytes after the prefix,
@@ -134,16 +136,24 @@ const VALUE_BITS: u32 = 32;
 /// the value bits of a tag are zero, `entry < tag` compares the entry's tag alone.
 #[inline]
 fn tag(key: &[u8], prefix: usize) -> u128 {
-    let rest = key.get(prefix..).unwrap_or_default();
-    let mut buf = [0u8; 16];
-    match rest.get(..TAG_BYTES) {
-        // A copy of constant size (the usual case): no call to `memcpy`.
-        Some(window) => buf[..TAG_BYTES].copy_from_slice(window),
-        None => buf[..rest.len()].copy_from_slice(rest),
-    }
-    // At most 12: fits a byte.
-    buf[TAG_BYTES] = rest.len().min(TAG_BYTES + 1) as u8;
-    u128::from_be_bytes(buf)
+    let rest = key.len().saturating_sub(prefix);
+    // The bytes after the prefix at the top of a `u128`, loaded as one 16-byte word where the
+    // key allows (a byte-wise copy into a buffer then read whole stalls store forwarding).
+    let window = if rest == 0 {
+        0
+    } else if let Some(bytes) = key.get(prefix..prefix + 16) {
+        u128::from_be_bytes(bytes.try_into().expect("16 bytes"))
+    } else if let Some(last) = key.len().checked_sub(16) {
+        // The key's last 16 bytes end with the `rest` ones: shift those to the top.
+        u128::from_be_bytes(key[last..].try_into().expect("16 bytes")) << ((16 - rest) * 8)
+    } else {
+        let mut buf = [0u8; 16];
+        buf[..rest].copy_from_slice(&key[prefix..]);
+        u128::from_be_bytes(buf)
+    };
+    // At most 12: fits the byte below the window.
+    let count = rest.min(TAG_BYTES + 1) as u128;
+    window & TAG_WINDOW | count << VALUE_BITS
 }
 
 /// Whether keys with this tag are told apart by the tag alone (at most 11 bytes follow the
@@ -187,12 +197,12 @@ impl Node {
     /// between the node's fence and the next node's, both included.
     ///
     /// The smaller tags are counted in one pass without branching rather than by binary search:
-    /// every line of the entries is requested at once (one miss's wait for a node out of
-    /// cache, where a binary search waits for each probe in turn).
+    /// every line of the node is requested at once (one miss's wait for a node out of cache,
+    /// where a binary search waits for each probe in turn).
     #[inline]
     fn rank(&self, key: &EncodedKey) -> (usize, bool) {
-        // Out of cache, the header's miss and the entries' follow each other unless requested
-        // together.
+        // Out of cache, the header's miss and the entries' would follow each other unless
+        // requested together.
         for line in self.entries.chunks(4) {
             prefetch(line.as_ptr());
         }
@@ -851,5 +861,54 @@ impl Pieces {
             return Err("the root routes to one node only");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::{TAG_BYTES, VALUE_BITS, is_exact, tag};
+
+    /// The tag as its definition reads: the window bytes copied into a zeroed buffer.
+    fn tag_by_definition(key: &[u8], prefix: usize) -> u128 {
+        let rest = key.get(prefix..).unwrap_or_default();
+        let mut buf = [0u8; 16];
+        let window = rest.len().min(TAG_BYTES);
+        buf[..window].copy_from_slice(&rest[..window]);
+        buf[TAG_BYTES] = rest.len().min(TAG_BYTES + 1) as u8;
+        u128::from_be_bytes(buf)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The word-loading tag equals the definition's for every key length (below, around and
+        /// above 16 bytes) and prefix (inside, at and past the key's end), and orders keys that
+        /// share the prefix.
+        #[test]
+        fn tags_follow_their_definition_and_order_keys(
+            shared in prop::collection::vec(any::<u8>(), 0..24),
+            a in prop::collection::vec(0u8..3, 0..20),
+            b in prop::collection::vec(0u8..3, 0..20),
+            extra in 0usize..3,
+        ) {
+            let prefix = shared.len();
+            let (a, b): (Vec<u8>, Vec<u8>) =
+                ([&shared[..], &a].concat(), [&shared[..], &b].concat());
+            for (key, p) in [(&a, prefix), (&a, extra), (&a, prefix + extra + a.len()), (&b, prefix)] {
+                prop_assert_eq!(tag(key, p), tag_by_definition(key, p));
+                prop_assert_eq!(tag(key, p) & ((1 << VALUE_BITS) - 1), 0);
+            }
+            let (ta, tb) = (tag(&a, prefix), tag(&b, prefix));
+            if a < b {
+                prop_assert!(ta <= tb);
+            }
+            if ta == tb && is_exact(ta) {
+                prop_assert_eq!(a, b);
+            }
+        }
     }
 }
