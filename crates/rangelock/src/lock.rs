@@ -388,7 +388,9 @@ impl RangeLock {
             let generation = entry.generation.wrapping_add(1);
             *entry = Slot { ts: checkpoint, kind, generation, region_id, version };
         });
-        let previous = self.regions.insert(region_id, slot);
+        // Where the range starts, as far as this lock knows: its unlock starts looking there.
+        let leaf_hint = cover.first.0;
+        let previous = self.regions.insert(region_id, slot, leaf_hint);
         debug_assert!(previous.is_none(), "a region locks one range at a time");
         Ok(LockOutcome::Locked { checkpoint_ts: checkpoint })
     }
@@ -447,17 +449,22 @@ impl RangeLock {
         version: u64,
         resolved_ts: Option<u64>,
     ) -> Result<Unlocked, UnlockError> {
-        // The region's slot is known from its id before the descent finds it: request it now, so
-        // that at scale its miss (and the region index's) overlaps the descent's misses instead
-        // of following them. The descent stays the authority on what is locked where.
-        if let Some(slot) = self.regions.get(region_id) {
-            prefetch(self.slots.leaf_ptr(slot));
-        }
-        // One descent finds the piece starting at the range's start; its slot and its end (the
+        // The region's entry tells its slot and the leaf its range was locked in, before any
+        // search: request the slot now, and start the search at that leaf, so that at scale
+        // their misses overlap instead of following a descent's. The search stays the authority
+        // on what is locked where (a wrong or outdated leaf only costs a descent).
+        let finger = match self.regions.get_with_hint(region_id) {
+            Some((slot, leaf_hint)) => {
+                prefetch(self.slots.leaf_ptr(slot));
+                leaf_hint
+            }
+            None => self.finger,
+        };
+        // One search finds the piece starting at the range's start; its slot and its end (the
         // next start, compared by tag) check the arguments exactly.
         let (pos, end_matches) = self
             .pieces
-            .find_starting_at(range.start(), range.end(), self.finger)
+            .find_starting_at(range.start(), range.end(), finger)
             .ok_or(UnlockError::NotLocked)?;
         self.finger = pos.0;
         let slot = self.pieces.slot(pos);

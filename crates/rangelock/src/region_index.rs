@@ -1,12 +1,17 @@
-//! Region id -> slot of its locked range: an open-addressing table whose lookups can be started
-//! early.
+//! Region id -> slot of its locked range, and where in the piece index that range was last
+//! found: an open-addressing table whose lookups can be started early.
 //!
-//! An unlock knows its region id before it descends the piece index, and at a million regions
-//! both the descent and the region's table entry are cache misses. [`RegionIndex::prefetch`]
-//! requests the entry's line first, so the two misses overlap instead of following each other.
+//! An unlock knows its region id before anything else, and at a million regions every step of
+//! finding its range is a cache miss. The region's entry gives the range's slot and a *leaf
+//! hint* (the piece-index leaf where the range was locked), so the unlock can start from that
+//! leaf, and request the slot, instead of descending the index from the root: the entry's miss
+//! overlaps the caller's own (reading the range it passes), and the leaf's overlaps the slot's.
+//! The hint is only a hint: a leaf split or merged since is detected, and the unlock descends.
+//!
 //! A general-purpose hash map hides where an entry lives; this table is linear probing over one
 //! array of 16-byte entries (four to a cache line), so a region's entry is usually in the one
-//! line its hash points at, and that line's address is known from the id alone.
+//! line its hash points at, and that line's address is known from the id alone
+//! ([`RegionIndex::prefetch`]).
 //!
 //! Removal shifts the following entries of the probe run back (no tombstones), so a long-lived
 //! lock with churning regions never degrades. The table grows at 3/4 full.
@@ -29,10 +34,11 @@ const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
 struct Entry {
     region: u64,
     slot: u32,
+    leaf_hint: u32,
 }
 
 impl Entry {
-    const VACANT: Self = Self { region: 0, slot: EMPTY };
+    const VACANT: Self = Self { region: 0, slot: EMPTY, leaf_hint: 0 };
 
     fn is_empty(&self) -> bool {
         self.slot == EMPTY
@@ -114,23 +120,32 @@ impl RegionIndex {
     /// The slot of `region`'s locked range.
     #[inline]
     pub(crate) fn get(&self, region: u64) -> Option<u32> {
+        self.get_with_hint(region).map(|(slot, _)| slot)
+    }
+
+    /// The slot of `region`'s locked range and its leaf hint.
+    #[inline]
+    pub(crate) fn get_with_hint(&self, region: u64) -> Option<(u32, u32)> {
         match self.find(region) {
-            (i, true) => Some(self.entries[i].slot),
+            (i, true) => Some((self.entries[i].slot, self.entries[i].leaf_hint)),
             (_, false) => None,
         }
     }
 
-    /// Indexes `region` at `slot` (below `u32::MAX`), returning the slot it had.
-    pub(crate) fn insert(&mut self, region: u64, slot: u32) -> Option<u32> {
+    /// Indexes `region` at `slot` (below `u32::MAX`) with a leaf hint, returning the slot it had.
+    pub(crate) fn insert(&mut self, region: u64, slot: u32, leaf_hint: u32) -> Option<u32> {
         debug_assert_ne!(slot, EMPTY, "slots are below u32::MAX");
         match self.find(region) {
-            (i, true) => Some(core::mem::replace(&mut self.entries[i].slot, slot)),
+            (i, true) => {
+                self.entries[i].leaf_hint = leaf_hint;
+                Some(core::mem::replace(&mut self.entries[i].slot, slot))
+            }
             (i, false) => {
                 if (self.len + 1) * 4 > self.entries.len() * 3 {
                     self.grow();
-                    return self.insert(region, slot);
+                    return self.insert(region, slot, leaf_hint);
                 }
-                self.entries[i] = Entry { region, slot };
+                self.entries[i] = Entry { region, slot, leaf_hint };
                 self.len += 1;
                 None
             }
@@ -229,14 +244,14 @@ mod tests {
                 // Ids near each other, and ids that differ only in their high bits.
                 let region = if far { id << 40 } else { id };
                 if insert {
-                    prop_assert_eq!(index.insert(region, slot), model.insert(region, slot));
+                    prop_assert_eq!(index.insert(region, slot, slot / 3), model.insert(region, slot));
                 } else {
                     prop_assert_eq!(index.remove(region), model.remove(&region));
                 }
                 prop_assert_eq!(index.check(), Ok(()));
                 prop_assert_eq!(index.len(), model.len());
                 for (&region, &slot) in &model {
-                    prop_assert_eq!(index.get(region), Some(slot));
+                    prop_assert_eq!(index.get_with_hint(region), Some((slot, slot / 3)));
                 }
             }
         }
@@ -249,7 +264,7 @@ mod tests {
         let last = index.entries.len() - 1;
         let wrapping: Vec<u64> = (0..).filter(|&r| index.home(r) == last).take(4).collect();
         for (slot, &region) in wrapping.iter().enumerate() {
-            assert_eq!(index.insert(region, slot as u32), None);
+            assert_eq!(index.insert(region, slot as u32, 0), None);
         }
         assert_eq!(index.check(), Ok(()));
         assert_eq!(index.remove(wrapping[0]), Some(0));

@@ -603,3 +603,58 @@ fn a_deep_piece_index_agrees_with_a_btree_partition() {
     ops.push(Op::InsertRun { key: 100, count: 200 });
     pieces_model::check(&pieces_model::Case { bounds: None, ops });
 }
+
+/// Unlocks find their ranges after the leaves those ranges were locked in have split, merged,
+/// emptied and been reused (the region index's leaf hints are outdated): thousands of ranges
+/// locked in random order, half unlocked, others locked over the gaps, all unlocked, each
+/// result checked.
+#[test]
+fn unlocks_find_ranges_whose_leaves_moved() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let key = |i: usize| EncodedKey::from_encoded(format!("k{i:06}"));
+    let range = |i: usize| Span::new(key(2 * i), key(2 * i + 1)).unwrap();
+    let wide = |i: usize| Span::new(key(2 * i + 1), key(2 * i + 2)).unwrap();
+    let mut shuffled = |n: usize| {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, next(i + 1));
+        }
+        order
+    };
+    let n = 3_000;
+    let mut lock = RangeLock::new(Span::full(), 10);
+    for i in shuffled(n) {
+        assert!(matches!(lock.lock(&range(i), i as u64, 1), Ok(LockOutcome::Locked { .. })));
+    }
+    lock.check_invariants().unwrap();
+    let order = shuffled(n);
+    let (gone, kept) = order.split_at(n / 2);
+    for &i in gone {
+        let unlocked = lock.unlock(&range(i), i as u64, 1, Some(20 + i as u64)).unwrap();
+        assert_eq!(unlocked.resolved_ts, 20 + i as u64);
+    }
+    // The gaps between ranges, locked by new regions: more splits around the kept ranges.
+    for i in shuffled(n - 1) {
+        let region = (n + i) as u64;
+        assert!(matches!(lock.lock(&wide(i), region, 1), Ok(LockOutcome::Locked { .. })));
+    }
+    lock.check_invariants().unwrap();
+    for &i in kept {
+        assert_eq!(
+            lock.unlock(&range(i), i as u64, 2, None),
+            Err(UnlockError::WrongVersion { locked: 1 })
+        );
+        assert!(lock.unlock(&range(i), i as u64, 1, None).is_ok());
+    }
+    for i in shuffled(n - 1) {
+        assert!(lock.unlock(&wide(i), (n + i) as u64, 1, None).is_ok());
+    }
+    assert!(lock.is_empty());
+    lock.check_invariants().unwrap();
+}
