@@ -177,6 +177,10 @@ pub struct Stats {
     pub holes: Vec<(Span, u64)>,
 }
 
+/// How many regions a batch advance looks up together (see [`RangeLock::advance_batch`]): enough
+/// to keep the CPU's outstanding misses busy.
+const PIPELINE: usize = 16;
+
 /// What a slab slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotKind {
@@ -539,9 +543,34 @@ impl RangeLock {
     }
 
     /// Raises the resolved ts of every listed region to `ts` (one TiKV resolved-ts batch).
-    /// Returns how many regions advanced.
+    /// Returns how many regions advanced. The same as [`RangeLock::advance`] for each in turn.
+    ///
+    /// At scale each region's update is a few cache misses (its index entry, then its slot and
+    /// the min tree above it); the regions are taken [`PIPELINE`] at a time, and each step's
+    /// lines requested for the whole group before any is read, so the misses overlap.
     pub fn advance_batch(&mut self, regions: impl IntoIterator<Item = u64>, ts: u64) -> usize {
-        regions.into_iter().filter(|&region| self.advance(region, ts) == Advance::Advanced).count()
+        let mut regions = regions.into_iter();
+        let mut advanced = 0;
+        loop {
+            let mut group = [0u64; PIPELINE];
+            let len = group.iter_mut().zip(regions.by_ref()).map(|(at, id)| *at = id).count();
+            for &region in &group[..len] {
+                self.regions.prefetch(region);
+            }
+            let mut slots = [None; PIPELINE];
+            for (slot, &region) in slots.iter_mut().zip(&group[..len]) {
+                *slot = self.regions.get(region);
+                if let Some(slot) = *slot {
+                    self.slots.prefetch_update(slot);
+                }
+            }
+            for slot in slots[..len].iter().flatten() {
+                advanced += usize::from(self.advance_slot(*slot, ts) == Advance::Advanced);
+            }
+            if len < PIPELINE {
+                return advanced;
+            }
+        }
     }
 
     /// A handle to the range `region_id` holds, for [`RangeLock::advance_handle`].

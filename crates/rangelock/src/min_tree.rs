@@ -9,6 +9,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::prefetch::prefetch;
+
 /// A leaf with a timestamp; `u64::MAX` counts as no ts (a free slot).
 pub(crate) trait Timestamped {
     fn ts(&self) -> u64;
@@ -51,6 +53,13 @@ impl<T: Timestamped> MinTree<T> {
     #[inline]
     pub(crate) fn leaf_ptr(&self, i: u32) -> *const T {
         self.leaves.as_ptr().wrapping_add(i as usize)
+    }
+
+    /// Requests the lines an update of leaf `i` reads first: the leaf and its parent.
+    #[inline]
+    pub(crate) fn prefetch_update(&self, i: u32) {
+        prefetch(self.leaf_ptr(i));
+        prefetch(self.inner.as_ptr().wrapping_add((self.cap + i as usize) / 2));
     }
 
     /// Leaf `i`, if it exists.

@@ -658,3 +658,34 @@ fn unlocks_find_ranges_whose_leaves_moved() {
     assert!(lock.is_empty());
     lock.check_invariants().unwrap();
 }
+
+/// A batch advance longer than its lookup pipeline, with unknown, repeated and uninitialized
+/// regions, does what advancing each region in turn does (by id and by handle).
+#[test]
+fn batch_advances_agree_with_single_advances() {
+    let key = |i: u64| EncodedKey::from_encoded(format!("k{i:04}"));
+    let mut lock = RangeLock::new(Span::full(), 5);
+    for i in 0..60 {
+        let range = Span::new(key(i), key(i + 1)).unwrap();
+        assert!(matches!(lock.lock(&range, i, 1), Ok(LockOutcome::Locked { .. })));
+        if i % 7 != 3 {
+            lock.mark_initialized(i);
+        }
+    }
+    let ids: Vec<u64> = (0..90).map(|i| (i * 37) % 70).chain([4, 4, 9, 65, 66]).collect();
+    let handles: Vec<_> = ids.iter().filter_map(|&id| lock.handle(id)).collect();
+    for ts in [3, 5, 8, 8, 12] {
+        let mut one_by_one = lock.clone();
+        let expected = ids.iter().filter(|&&id| one_by_one.advance(id, ts) == Advance::Advanced);
+        let expected = expected.count();
+        let mut by_handle = lock.clone();
+        assert_eq!(lock.advance_batch(ids.iter().copied(), ts), expected);
+        assert_eq!(by_handle.advance_handles(handles.iter().copied(), ts), expected);
+        for id in 0..70 {
+            assert_eq!(lock.region(id), one_by_one.region(id));
+            assert_eq!(by_handle.region(id), one_by_one.region(id));
+        }
+        assert_eq!(lock.resolved_ts(), one_by_one.resolved_ts());
+        lock.check_invariants().unwrap();
+    }
+}
