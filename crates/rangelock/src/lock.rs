@@ -238,8 +238,9 @@ pub struct RangeLock {
     /// in `free`). Its minimum is the resolved ts.
     slots: MinTree<Slot>,
     free: Vec<u32>,
-    /// Region id -> slot of its locked range. Invariant: at most one locked range per region,
-    /// and exactly the locked slots appear here.
+    /// Region id -> slot of its locked range, with a hint of the leaf of `pieces` it starts in.
+    /// Invariant: at most one locked range per region, and exactly the locked slots appear here
+    /// (the hints may be outdated: they are only where a search starts).
     regions: RegionIndex,
     /// Slot -> tickets waiting for that locked range to go. Only locked slots appear.
     waiters: HashMap<u32, Vec<u64>>,
