@@ -547,8 +547,8 @@ impl RangeLock {
     /// Returns how many regions advanced. The same as [`RangeLock::advance`] for each in turn.
     ///
     /// At scale each region's update is a few cache misses (its index entry, then its slot and
-    /// the min tree above it); the regions are taken [`PIPELINE`] at a time, and each step's
-    /// lines requested for the whole group before any is read, so the misses overlap.
+    /// the min tree above it); the regions are taken 16 at a time, and each step's lines
+    /// requested for the whole group before any is read, so the misses overlap.
     pub fn advance_batch(&mut self, regions: impl IntoIterator<Item = u64>, ts: u64) -> usize {
         let mut regions = regions.into_iter();
         let mut advanced = 0;

@@ -570,18 +570,24 @@ fn a_key_beyond_the_span_starts_no_piece() {
     pieces_model::check(&pieces_model::Case { bounds: Some((56283, 56319)), ops });
 }
 
+/// A seeded xorshift generator: each call gives a number below its argument.
+fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |bound| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    }
+}
+
 /// A tree three levels deep: thousands of keys in random and ascending order, then wide
 /// removals that empty whole nodes and collapse the root, checked against the model at every step.
 #[test]
 fn a_deep_piece_index_agrees_with_a_btree_partition() {
     use pieces_model::Op;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |bound: u16| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % u64::from(bound)) as u16
-    };
+    let mut random = xorshift(0x2545_f491_4f6c_dd1d);
+    let mut next = move |bound: u16| random(u64::from(bound)) as u16;
     let mut ops = Vec::new();
     for round in 0..14u16 {
         ops.push(Op::InsertRun { key: round * 300, count: 255 });
@@ -610,13 +616,8 @@ fn a_deep_piece_index_agrees_with_a_btree_partition() {
 /// result checked.
 #[test]
 fn unlocks_find_ranges_whose_leaves_moved() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |bound: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % bound as u64) as usize
-    };
+    let mut random = xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |bound: usize| random(bound as u64) as usize;
     let key = |i: usize| EncodedKey::from_encoded(format!("k{i:06}"));
     let range = |i: usize| Span::new(key(2 * i), key(2 * i + 1)).unwrap();
     let wide = |i: usize| Span::new(key(2 * i + 1), key(2 * i + 2)).unwrap();
