@@ -245,14 +245,13 @@ impl Client {
         self.inner.sub(id.0).map(|sub| sub.state().lock.resolved_ts())
     }
 
-    /// A snapshot of the subscription's progress (`O(regions)`: for progress displays, not hot
-    /// loops); `None` for an unknown id.
+    /// A snapshot of the subscription's progress (`O(1)`); `None` for an unknown id.
     pub fn stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
         let sub = self.inner.sub(id.0)?;
         let state = sub.state();
         Some(SubscriptionStats {
             regions: state.lock.len(),
-            initialized: state.lock.locked().filter(|range| range.initialized).count(),
+            initialized: state.lock.initialized_len(),
             resolved_ts: state.lock.resolved_ts(),
             published_ts: state.publisher.published(),
         })

@@ -481,6 +481,8 @@ fn compare(lock: &RangeLock, model: &Model, step: usize) {
     }
     assert_eq!(lock.resolved_ts(), model.resolved_ts(), "step {step}: resolved ts\n{lock:?}");
     assert_eq!(lock.len(), model.entries.len(), "step {step}: locked count");
+    let initialized = model.entries.values().filter(|e| e.initialized).count();
+    assert_eq!(lock.initialized_len(), initialized, "step {step}: initialized count");
     for region in 1..=4 {
         let expected = model.region_entry(region).map(|id| {
             let e = &model.entries[&id];

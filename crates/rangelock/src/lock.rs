@@ -247,6 +247,8 @@ pub struct RangeLock {
     /// Ticket -> number of locked ranges it still waits for.
     tickets: HashMap<u64, u32>,
     next_ticket: u64,
+    /// How many locked slots are initialized.
+    initialized: usize,
     /// The leaf of the last lookup in `pieces`, where the next one starts: a region unlocked and
     /// locked again (an error, a retry) finds its leaf without a descent. Only a hint.
     finger: u32,
@@ -275,6 +277,7 @@ impl RangeLock {
             waiters: HashMap::new(),
             tickets: HashMap::new(),
             next_ticket: 1,
+            initialized: 0,
             finger: 0,
             start_ts,
             stopped: false,
@@ -295,6 +298,12 @@ impl RangeLock {
     /// Number of locked ranges.
     pub fn len(&self) -> usize {
         self.regions.len()
+    }
+
+    /// Number of locked ranges whose region is initialized (finished its incremental scan).
+    /// `O(1)`.
+    pub fn initialized_len(&self) -> usize {
+        self.initialized
     }
 
     /// Whether no range is locked.
@@ -486,6 +495,7 @@ impl RangeLock {
         if !end_matches {
             return Err(UnlockError::WrongEnd { locked: self.pieces.end_at(pos).clone() });
         }
+        self.initialized -= usize::from(entry.kind == SlotKind::Locked { initialized: true });
         let resolved_ts = self.slots.update(slot, |entry| {
             let ts = resolved_ts.unwrap_or(entry.ts);
             *entry =
@@ -530,7 +540,10 @@ impl RangeLock {
     /// false if the region holds no range here.
     pub fn mark_initialized(&mut self, region_id: u64) -> bool {
         let Some(slot) = self.regions.get(region_id) else { return false };
-        self.slots.update(slot, |entry| entry.kind = SlotKind::Locked { initialized: true });
+        if self.slots.leaf(slot).kind == (SlotKind::Locked { initialized: false }) {
+            self.initialized += 1;
+            self.slots.update(slot, |entry| entry.kind = SlotKind::Locked { initialized: true });
+        }
         true
     }
 
@@ -683,7 +696,7 @@ impl RangeLock {
         self.regions.check()?;
         let slots = self.slots.leaves();
         let mut seen = alloc::vec![false; slots.len()];
-        let mut locked = 0;
+        let (mut locked, mut initialized) = (0, 0);
         for piece in self.pieces.iter() {
             let slot = piece.slot as usize;
             if slot >= slots.len() || core::mem::replace(&mut seen[slot], true) {
@@ -692,8 +705,9 @@ impl RangeLock {
             match slots[slot].kind {
                 SlotKind::Free => return Err("a piece references a free slot"),
                 SlotKind::Unlocked => {}
-                SlotKind::Locked { .. } => {
+                SlotKind::Locked { initialized: done } => {
                     locked += 1;
+                    initialized += usize::from(done);
                     if self.regions.get(slots[slot].region_id) != Some(slot as u32) {
                         return Err("a locked range is not indexed by its region id");
                     }
@@ -702,6 +716,9 @@ impl RangeLock {
         }
         if locked != self.regions.len() {
             return Err("the region index lists a range that is not locked");
+        }
+        if initialized != self.initialized {
+            return Err("the initialized count disagrees with the locked ranges");
         }
         for (slot, used) in seen.iter().enumerate() {
             let free = slots[slot].kind == SlotKind::Free;
