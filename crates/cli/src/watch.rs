@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// Client private key (PEM) for mutual TLS.
     #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"])]
     key: Option<PathBuf>,
+    /// Talk to TiKV stores of any version. By default only versions from 7.1.0-alpha up to
+    /// 10.0.0 (excluded) are, as TiCDC; regions on other stores wait for an upgrade.
+    #[arg(long)]
+    any_store_version: bool,
 }
 
 /// The span of `--table` or `--span`.
@@ -106,6 +110,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let mut config = Config::new(args.pd.iter().cloned());
     config.cluster_id = args.cluster_id;
     config.tls = tls;
+    if args.any_store_version {
+        config.store_versions = None;
+    }
     let timeout = Duration::from_secs(args.timeout.max(1));
     config.timeout = timeout.min(Duration::from_secs(3));
     let pd = args.pd.join(",");

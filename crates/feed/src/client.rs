@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) backlog: Mutex<crate::schedule::Backlog>,
     /// Per-store initial-scan windows.
     admission: Mutex<HashMap<u64, Arc<Semaphore>>>,
+    /// Stores refused for their version: what was logged, and when PD is asked again.
+    pub(crate) refused_stores: Mutex<HashMap<u64, crate::schedule::RefusedStore>>,
     pub(crate) resolver: LockResolver,
     pub(crate) metrics: Metrics,
     /// Registration sequence numbers (tell a registration from a later one of the same region).
@@ -132,6 +134,7 @@ impl Client {
             range_slots: Arc::new(Semaphore::new(config.range_concurrency)),
             backlog: Mutex::default(),
             admission: Mutex::default(),
+            refused_stores: Mutex::default(),
             resolver,
             metrics: Metrics::new(),
             seq: AtomicU64::new(1),
@@ -298,6 +301,14 @@ fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.advance_interval.is_zero() {
         return Err(Error::Config("advance_interval must be positive".to_owned()));
+    }
+    if let Some(versions) = &config.store_versions
+        && versions.is_empty()
+    {
+        return Err(Error::Config(format!(
+            "store_versions {}..{} admits no version",
+            versions.start, versions.end
+        )));
     }
     Ok(())
 }

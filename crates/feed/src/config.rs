@@ -1,8 +1,11 @@
 //! How a [`Client`](crate::Client) connects and behaves: [`Config`], with the production
 //! defaults of reference §8 where the original had them, and [`TlsConfig`].
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::version::TikvVersion;
 
 /// The client's settings. [`Config::new`] gives the defaults; change fields before
 /// [`Client::connect`](crate::Client::connect).
@@ -54,12 +57,18 @@ pub struct Config {
     pub slow_region_lag: Duration,
     /// The deadline of one PD call and of dialling a store.
     pub timeout: Duration,
+    /// The TiKV versions the client talks to (as PD reports them per store; the end excluded).
+    /// A region whose leader is on a store outside the range (too old, or mid-way through a
+    /// rolling upgrade) stays locked and is requested again, with backoff, until the store's
+    /// version is in range; `None` talks to any store.
+    pub store_versions: Option<Range<TikvVersion>>,
 }
 
 impl Config {
     /// The defaults for a cluster reached through `pd_endpoints`: 8 workers, 2 streams per store,
     /// 300 ms advance interval, 32 initial scans per store, 256 MiB memory quota, no TLS,
-    /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown.
+    /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown, stores of versions
+    /// from 7.1.0-alpha up to 10.0.0 (excluded), as TiCDC.
     pub fn new<S: Into<String>>(pd_endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             pd_endpoints: pd_endpoints.into_iter().map(Into::into).collect(),
@@ -80,6 +89,9 @@ impl Config {
             slow_region_interval: Duration::from_secs(30),
             slow_region_lag: Duration::from_secs(20),
             timeout: Duration::from_secs(3),
+            store_versions: Some(
+                TikvVersion::new(7, 1, 0).with_pre_release("alpha")..TikvVersion::new(10, 0, 0),
+            ),
         }
     }
 }

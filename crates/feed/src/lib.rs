@@ -38,7 +38,9 @@
 //!   waited for.
 //! - **Region requests** find the region's leader, wait for a place in the store's
 //!   initial-scan window ([`Config::initial_scan_window`]), and register the region on one of a
-//!   few multiplexed streams to the store ([`kvfeed_transport`]).
+//!   few multiplexed streams to the store ([`kvfeed_transport`]). A store whose version PD
+//!   reports outside [`Config::store_versions`] is waited for (asked about again, with backoff)
+//!   until it is upgraded.
 //! - **Region workers** (a region is pinned to one by a hash of its id) pair prewrites with
 //!   commits ([`RegionRows`]), deliver rows, and advance the range lock with TiKV's resolved-ts
 //!   batches; the subscription's resolved ts (the lock's minimum, read in `O(1)`) is published
@@ -73,6 +75,7 @@ mod resolve_lock;
 mod resolver;
 mod schedule;
 mod subscription;
+mod version;
 mod worker;
 
 #[cfg(any(test, fuzzing))]
@@ -86,6 +89,7 @@ pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 pub use subscription::{Subscription, SubscriptionId};
+pub use version::{TikvVersion, VersionError};
 
 /// Compiles the README's example as a doctest.
 #[cfg(doctest)]

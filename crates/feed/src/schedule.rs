@@ -16,11 +16,13 @@ use kvfeed_rangelock::LockOutcome;
 use kvfeed_regioncache::{RegionSource, RegionVerId};
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
+use tokio::time::Instant;
 
 use crate::backoff;
 use crate::client::{Inner, lock};
 use crate::error::Error;
 use crate::subscription::{LockRequest, SubRef, SubState};
+use crate::version::TikvVersion;
 use crate::worker::WorkerMsg;
 
 /// Backoff bounds for reloading a range whose regions PD does not know yet (holes, stale
@@ -30,6 +32,18 @@ const RELOAD_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duratio
 /// Region request tasks running at most (each locates one region, waits for its store's
 /// initial-scan window and registers it, then takes the next from the backlog).
 pub(crate) const MAX_REQUESTERS: usize = 512;
+
+/// How often a store refused for its version is looked up in PD again.
+const STORE_RECHECK: Duration = Duration::from_secs(1);
+
+/// A store refused for its version (see `Inner::refuses_store`).
+#[derive(Debug)]
+pub(crate) struct RefusedStore {
+    /// The version last logged.
+    version: String,
+    /// When its metadata is next reloaded from PD.
+    recheck_at: Instant,
+}
 
 /// Regions waiting for a request task.
 #[derive(Debug, Default)]
@@ -288,6 +302,46 @@ impl Inner {
         }
     }
 
+    /// Whether the store's version (as PD reported it) is outside [`Config::store_versions`].
+    /// A refused store is logged once per version, and its metadata is reloaded from PD at
+    /// most once per [`STORE_RECHECK`], however many regions wait for it, so an upgrade is seen.
+    ///
+    /// [`Config::store_versions`]: crate::Config::store_versions
+    fn refuses_store(&self, store_id: u64, version: &str) -> bool {
+        let Some(supported) = &self.config.store_versions else { return false };
+        let parsed = version.parse::<TikvVersion>();
+        if parsed.as_ref().is_ok_and(|v| supported.contains(v)) {
+            return false;
+        }
+        let now = Instant::now();
+        let mut refused = lock(&self.refused_stores);
+        let store = refused.entry(store_id).or_insert_with(|| RefusedStore {
+            version: String::new(),
+            recheck_at: now + STORE_RECHECK,
+        });
+        if store.version != version {
+            store.version = version.to_owned();
+            match parsed {
+                Ok(_) => tracing::warn!(
+                    store = store_id,
+                    version,
+                    supported = %format_args!("{}..{}", supported.start, supported.end),
+                    "store version outside the supported range: its regions wait for an upgrade"
+                ),
+                Err(error) => tracing::warn!(
+                    store = store_id,
+                    %error,
+                    "store reports no valid version: its regions wait for an upgrade"
+                ),
+            }
+        }
+        if now >= store.recheck_at {
+            store.recheck_at = now + STORE_RECHECK;
+            self.source.mark_store_stale(store_id);
+        }
+        true
+    }
+
     /// A region request: finds the leader, waits for a place in the store's initial-scan
     /// window, hands the region to its worker and registers it on a stream of the store.
     async fn request_region(self: Arc<Self>, mut owned: Owned) {
@@ -298,6 +352,17 @@ impl Inner {
         }
         let ctx = loop {
             match self.source.rpc_context(owned.region).await {
+                Ok(Some(ctx)) if self.refuses_store(ctx.peer.store_id, &ctx.store_version) => {
+                    // Not a store to talk to yet: keep the range locked and ask again.
+                    owned.failures = owned.failures.saturating_add(1);
+                    self.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
+                    let delay =
+                        backoff::delay(self.config.region_backoff, owned.failures, owned.region.id);
+                    if !self.pause(&sub, delay).await {
+                        self.unlock(owned, AfterUnlock::Release);
+                        return;
+                    }
+                }
                 Ok(Some(ctx)) => break ctx,
                 Ok(None) => {
                     // The region version is gone from the cache (or has no usable peer):

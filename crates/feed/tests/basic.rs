@@ -141,3 +141,14 @@ async fn a_stalled_subscriber_holds_the_quota_and_loses_nothing() {
     assert_eq!(h.client.buffered_bytes(), 0, "everything read, nothing held");
     h.stop().await;
 }
+
+/// A configuration whose store version range admits no version is refused before anything
+/// connects.
+#[tokio::test]
+async fn a_config_admitting_no_store_version_is_refused() {
+    let mut config = kvfeed::Config::new(["127.0.0.1:1"]);
+    let (low, high) = (kvfeed::TikvVersion::new(8, 0, 0), kvfeed::TikvVersion::new(9, 0, 0));
+    config.store_versions = Some(high..low);
+    let error = kvfeed::Client::connect(config).await.unwrap_err();
+    assert!(matches!(&error, kvfeed::Error::Config(m) if m.contains("store_versions")), "{error}");
+}

@@ -400,3 +400,32 @@ async fn unknown_subscription_ids_are_harmless() {
     assert_eq!(h.client.region_count(id), 0);
     h.stop().await;
 }
+
+/// §10 L46: a store whose version PD reports outside the supported range (an old store, or one
+/// mid-way through a rolling upgrade) is asked about again until it is upgraded: its regions
+/// stay locked and unregistered meanwhile, and after the upgrade the subscription resolves
+/// with every row, those written while it waited included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_an_unsupported_version_is_waited_for() {
+    let h = start(2, &[100]).await;
+    let old = h.cluster.region_of_raw(&record_key(100, 5)).unwrap().leader_store;
+    h.cluster.set_store_version(old, "6.5.0");
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    eventually("the old store's regions are refused again and again", || {
+        error_count(&h.client, "StoreVersion") >= 5
+    })
+    .await;
+    assert_eq!(h.cluster.cdc_stats(old).registers, 0, "nothing is sent to the old store");
+    let stats = h.client.stats(sub.id()).unwrap();
+    assert!(stats.initialized < stats.regions, "its regions stay locked, not initialized");
+    assert_eq!(stats.resolved_ts, start_ts, "and hold the subscription's resolved ts");
+    workload(22, 200).run(&h.cluster, 50, 0).await;
+    h.cluster.set_store_version(old, "8.5.0");
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert!(h.cluster.cdc_stats(old).registers > 0);
+    h.stop().await;
+}

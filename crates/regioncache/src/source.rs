@@ -220,6 +220,14 @@ impl PdRegionSource {
     }
 }
 
+impl PdRegionSource {
+    /// Marks a cached store stale, so that its next lookup asks PD again (to see a store whose
+    /// version was refused after its upgrade).
+    pub fn mark_store_stale(&self, id: StoreId) {
+        write(&self.cache).mark_store_stale(id);
+    }
+}
+
 impl RegionSource for PdRegionSource {
     async fn load_regions(&self, span: &Span, limit: usize) -> Result<RegionBatch, Error> {
         let limit = if limit == 0 { DEFAULT_SCAN_LIMIT } else { limit }.min(i32::MAX as usize);

@@ -133,6 +133,7 @@ impl Cluster {
                             slow_ms: Arc::new(AtomicU64::new(0)),
                             cluster_id: None,
                             requires_version: None,
+                            version: crate::pd::STORE_VERSION.to_owned(),
                         },
                     )
                 })

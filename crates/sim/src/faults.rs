@@ -251,6 +251,13 @@ impl Cluster {
         }
     }
 
+    /// Sets the TiKV version PD reports for `store` (a store being upgraded, or an old one).
+    pub fn set_store_version(&self, store: u64, version: &str) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.version = version.to_owned();
+        }
+    }
+
     /// Answers every live registration of `region` with `DuplicateRequest`, keeping the
     /// registrations alive (what TiKV does when a client registers a pair twice on a stream);
     /// returns how many registrations were told.

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::region::RegionMeta;
-use crate::state::{Shared, lock};
+use crate::state::{Shared, StoreState, lock};
 
 /// The PD member id.
 pub const MEMBER_ID: u64 = 1;
@@ -49,7 +49,7 @@ impl PdService {
             member_id: MEMBER_ID,
             peer_urls: vec![self.shared.pd_url.clone()],
             client_urls: vec![self.shared.pd_url.clone()],
-            binary_version: "8.5.0".to_owned(),
+            binary_version: STORE_VERSION.to_owned(),
             ..pdpb::Member::default()
         }
     }
@@ -59,12 +59,15 @@ fn pd_region(r: &RegionMeta) -> pdpb::Region {
     pdpb::Region { region: Some(r.to_proto()), leader: r.leader_proto(), ..pdpb::Region::default() }
 }
 
-pub(crate) fn store_proto(id: u64, address: &str) -> metapb::Store {
+/// The TiKV version PD reports for a store unless a test sets another.
+pub(crate) const STORE_VERSION: &str = "8.5.0";
+
+pub(crate) fn store_proto(id: u64, store: &StoreState) -> metapb::Store {
     metapb::Store {
         id,
-        address: address.to_owned(),
+        address: store.address.clone(),
         state: metapb::StoreState::Up as i32,
-        version: "8.5.0".to_owned(),
+        version: store.version.clone(),
         ..metapb::Store::default()
     }
 }
@@ -225,7 +228,7 @@ impl Pd for PdService {
         };
         Ok(Response::new(pdpb::GetStoreResponse {
             header: self.header(),
-            store: Some(store_proto(req.store_id, &s.address)),
+            store: Some(store_proto(req.store_id, s)),
         }))
     }
 
@@ -238,7 +241,7 @@ impl Pd for PdService {
         let st = lock(&self.shared.state);
         Ok(Response::new(pdpb::GetAllStoresResponse {
             header: self.header(),
-            stores: st.stores.iter().map(|(id, s)| store_proto(*id, &s.address)).collect(),
+            stores: st.stores.iter().map(|(id, s)| store_proto(*id, s)).collect(),
         }))
     }
 }

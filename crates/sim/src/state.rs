@@ -74,6 +74,8 @@ pub(crate) struct StoreState {
     /// Answer every register with `Compatibility` naming this version (a store that needs a
     /// newer client).
     pub(crate) requires_version: Option<String>,
+    /// The TiKV version PD reports for the store.
+    pub(crate) version: String,
 }
 
 /// Feature gates of a connection, from its first request's version.
