@@ -218,9 +218,7 @@ impl PdRegionSource {
             })
             .await
     }
-}
 
-impl PdRegionSource {
     /// Marks a cached store stale, so that its next lookup asks PD again (to see a store whose
     /// version was refused after its upgrade).
     pub fn mark_store_stale(&self, id: StoreId) {
