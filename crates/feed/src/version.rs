@@ -82,12 +82,12 @@ impl Ord for TikvVersion {
                 // A pre-release comes before its release.
                 (true, false) => Ordering::Greater,
                 (false, true) => Ordering::Less,
-                (false, false) => {
-                    let mut pairs = self.pre.iter().zip(&other.pre);
-                    pairs
-                        .find_map(|(a, b)| Some(compare_identifiers(a, b)).filter(|o| o.is_ne()))
-                        .unwrap_or_else(|| self.pre.len().cmp(&other.pre.len()))
-                }
+                // Identifier by identifier; when one list is a prefix of the other, the shorter
+                // comes first.
+                (false, false) => (self.pre.iter().zip(&other.pre))
+                    .map(|(a, b)| compare_identifiers(a, b))
+                    .find(|order| order.is_ne())
+                    .unwrap_or_else(|| self.pre.len().cmp(&other.pre.len())),
             }
         })
     }
