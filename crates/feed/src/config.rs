@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::version::TikvVersion;
 
 /// The client's settings. [`Config::new`] gives the defaults; change fields before
@@ -105,4 +106,68 @@ pub struct TlsConfig {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// The name to verify the servers' certificates against; by default each server's host.
     pub domain_name: Option<String>,
+}
+
+/// Checks the settings a client cannot work with.
+pub(crate) fn validate(config: &Config) -> Result<(), Error> {
+    let positive = [
+        ("worker_count", config.worker_count),
+        ("streams_per_store", config.streams_per_store),
+        ("initial_scan_window", config.initial_scan_window),
+        ("memory_quota", config.memory_quota),
+        ("range_concurrency", config.range_concurrency),
+        ("region_scan_limit", config.region_scan_limit),
+        ("lock_resolve_queue", config.lock_resolve_queue),
+    ];
+    for (name, value) in positive {
+        if value == 0 {
+            return Err(Error::Config(format!("{name} must be at least 1")));
+        }
+    }
+    if config.pd_endpoints.is_empty() {
+        return Err(Error::Config("no PD endpoint".to_owned()));
+    }
+    if config.memory_quota > tokio::sync::Semaphore::MAX_PERMITS {
+        return Err(Error::Config("memory_quota is too large".to_owned()));
+    }
+    if config.advance_interval.is_zero() {
+        return Err(Error::Config("advance_interval must be positive".to_owned()));
+    }
+    if let Some(versions) = &config.store_versions
+        && versions.is_empty()
+    {
+        return Err(Error::Config(format!(
+            "store_versions {}..{} admits no version",
+            versions.start, versions.end
+        )));
+    }
+    Ok(())
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|error| Error::Config(format!("{}: {error}", path.display())))
+}
+
+/// The PD client's TLS settings (the files read).
+pub(crate) fn pd_tls(tls: &TlsConfig) -> Result<kvfeed_regioncache::TlsConfig, Error> {
+    let identity = match &tls.identity {
+        Some((cert, key)) => Some((read_file(cert)?, read_file(key)?)),
+        None => None,
+    };
+    Ok(kvfeed_regioncache::TlsConfig {
+        ca_pem: read_file(&tls.ca_file)?,
+        identity,
+        domain_name: tls.domain_name.clone(),
+    })
+}
+
+/// The transport's TLS settings.
+pub(crate) fn transport_tls(tls: &TlsConfig) -> kvfeed_transport::TlsConfig {
+    kvfeed_transport::TlsConfig {
+        ca_file: tls.ca_file.clone(),
+        client_identity: tls.identity.as_ref().map(|(cert, key)| {
+            kvfeed_transport::ClientIdentity { cert_file: cert.clone(), key_file: key.clone() }
+        }),
+        domain_name: tls.domain_name.clone(),
+    }
 }

@@ -1,6 +1,6 @@
 //! What can go wrong, as one typed [`Error`].
 
-use crate::subscription::SubscriptionId;
+use crate::event::SubscriptionId;
 
 /// An error of the client or of one subscription.
 ///

@@ -1,4 +1,7 @@
-//! What a subscription delivers: rows in domain terms, and resolved timestamps.
+//! What a subscription delivers: rows in domain terms and resolved timestamps, and the id that
+//! names a subscription.
+
+use core::fmt;
 
 use bytes::Bytes;
 
@@ -46,4 +49,21 @@ pub enum Event {
     /// The subscription's resolved ts advanced: no row with `commit_ts <= ts` will follow.
     /// Published values strictly increase and are all above the start ts.
     Resolved(u64),
+}
+
+/// The id of a subscription; also its `request_id` on the wire. Never 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub(crate) u64);
+
+impl SubscriptionId {
+    /// The id as a number (the wire request id).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }

@@ -5,48 +5,48 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Inner, physical_ms};
+use crate::shared::{Shared, physical_ms};
 
 /// How often gauges are refreshed and the automatic lock-resolution trigger runs.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired lock-resolution cooldowns are forgotten.
 const FORGET_INTERVAL: Duration = Duration::from_secs(15);
 
-pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut timer = tokio::time::interval(inner.config.advance_interval);
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut timer = tokio::time::interval(shared.config.advance_interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut gauges_at, mut forget_at, mut report_at) =
-        (Duration::ZERO, Duration::ZERO, inner.config.slow_region_interval);
+        (Duration::ZERO, Duration::ZERO, shared.config.slow_region_interval);
     loop {
         timer.tick().await;
-        let now = inner.now();
-        for sub in inner.all_subs() {
-            inner.publish(&sub, &mut sub.state());
+        let now = shared.now();
+        for sub in shared.registry.all() {
+            shared.publish(&sub, &mut sub.state());
         }
         if now >= gauges_at {
             gauges_at = now + GAUGE_INTERVAL;
-            refresh_gauges(&inner).await;
+            refresh_gauges(&shared).await;
         }
         if now >= forget_at {
             forget_at = now + FORGET_INTERVAL;
-            inner.resolver.forget_old(now);
+            shared.resolve_requests.forget_old(now);
         }
         if now >= report_at {
-            report_at = now + inner.config.slow_region_interval;
-            report_slow_regions(&inner).await;
+            report_at = now + shared.config.slow_region_interval;
+            report_slow_regions(&shared).await;
         }
     }
 }
 
 /// Lag and region gauges, the quota gauge, and the automatic lock-resolution trigger.
-async fn refresh_gauges(inner: &Arc<Inner>) {
-    let used = inner.config.memory_quota.saturating_sub(inner.quota.available_permits());
-    inner.metrics.quota_used.set(i64::try_from(used).unwrap_or(i64::MAX));
-    let subs = inner.all_subs();
+async fn refresh_gauges(shared: &Shared) {
+    let used = shared.buffered_bytes();
+    shared.metrics.quota_used.set(i64::try_from(used).unwrap_or(i64::MAX));
+    let subs = shared.registry.all();
     if subs.is_empty() {
         return;
     }
-    let tso = match inner.source.pd().get_ts().await {
+    let tso = match shared.source.pd().get_ts().await {
         Ok(ts) => ts,
         Err(error) => {
             tracing::debug!(%error, "no TSO for the lag gauges");
@@ -63,9 +63,9 @@ async fn refresh_gauges(inner: &Arc<Inner>) {
         };
         let label = sub.id.to_string();
         let lag_ms = physical_ms(tso).saturating_sub(physical_ms(resolved));
-        inner.metrics.resolved_ts_lag.with_label_values(&[&label]).set(to_i64(lag_ms));
-        inner.metrics.regions.with_label_values(&[&label]).set(to_i64(regions as u64));
-        if let Some(fence) = inner.config.lock_resolve_fence
+        shared.metrics.resolved_ts_lag.with_label_values(&[&label]).set(to_i64(lag_ms));
+        shared.metrics.regions.with_label_values(&[&label]).set(to_i64(regions as u64));
+        if let Some(fence) = shared.config.lock_resolve_fence
             && u128::from(lag_ms) > fence.as_millis()
         {
             // Only what is older than the fence: the regions lagging beyond it, and in them the
@@ -73,7 +73,7 @@ async fn refresh_gauges(inner: &Arc<Inner>) {
             let fence_ms = u64::try_from(fence.as_millis()).unwrap_or(u64::MAX);
             let target =
                 tso.saturating_sub(fence_ms.saturating_mul(1 << kvfeed_regioncache::LOGICAL_BITS));
-            let queued = inner.resolve_lock(&sub, target);
+            let queued = shared.resolve_lock(&sub, target);
             if queued > 0 {
                 tracing::info!(subscription = sub.id, lag_ms, queued, "resolving stale locks");
             }
@@ -82,10 +82,10 @@ async fn refresh_gauges(inner: &Arc<Inner>) {
 }
 
 /// Logs each subscription's slowest region and holes, and counts its slow regions.
-async fn report_slow_regions(inner: &Arc<Inner>) {
-    let Ok(tso) = inner.source.pd().get_ts().await else { return };
-    let slow_ms = u64::try_from(inner.config.slow_region_lag.as_millis()).unwrap_or(u64::MAX);
-    for sub in inner.all_subs() {
+async fn report_slow_regions(shared: &Shared) {
+    let Ok(tso) = shared.source.pd().get_ts().await else { return };
+    let slow_ms = u64::try_from(shared.config.slow_region_lag.as_millis()).unwrap_or(u64::MAX);
+    for sub in shared.registry.all() {
         let (stats, slow) = {
             let state = sub.state();
             let slow = state
@@ -97,7 +97,7 @@ async fn report_slow_regions(inner: &Arc<Inner>) {
                 .count();
             (state.lock.stats(), slow)
         };
-        inner
+        shared
             .metrics
             .slow_regions
             .with_label_values(&[&sub.id.to_string()])

@@ -15,13 +15,12 @@ use kvfeed_proto::metapb;
 use kvfeed_proto::tikvpb::tikv_client::TikvClient;
 use kvfeed_regioncache::{Region, RegionSource, RpcContext};
 use kvfeed_span::EncodedKey;
-use tokio::sync::Notify;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::client::{Inner, lock};
 use crate::config::Config;
 use crate::error::Error;
-use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
+use crate::resolve_lock::ResolveTask;
+use crate::shared::{Shared, lock};
 
 /// Locks asked for per `KvScanLock` call.
 const SCAN_LIMIT: u32 = 1024;
@@ -43,15 +42,14 @@ pub(crate) enum ResolveError {
     GaveUp,
 }
 
-/// The lock resolver: its queue and its connections to the stores.
+/// The resolver stage: takes tasks from the shared [`ResolveRequests`] queue one at a time and
+/// runs them over its connections to the stores.
+///
+/// [`ResolveRequests`]: crate::shared::ResolveRequests
 pub(crate) struct LockResolver {
-    queue: Mutex<LockResolveQueue>,
-    wake: Notify,
     clients: Mutex<HashMap<String, TikvClient<Channel>>>,
     tls: Option<ClientTlsConfig>,
     timeout: Duration,
-    /// When each queued region was first requested (the `wait` duration metric).
-    queued_at: Mutex<HashMap<u64, Instant>>,
 }
 
 /// The fate of a transaction, from its primary lock.
@@ -68,62 +66,28 @@ impl LockResolver {
     pub(crate) fn new(config: &Config) -> Result<Self, Error> {
         let tls = match &config.tls {
             Some(tls) => Some(
-                crate::client::transport_tls(tls)
+                crate::config::transport_tls(tls)
                     .load()
                     .map_err(|error| Error::Config(error.to_string()))?,
             ),
             None => None,
         };
-        Ok(Self {
-            queue: Mutex::new(LockResolveQueue::new(
-                config.lock_resolve_queue,
-                config.lock_resolve_cooldown,
-            )),
-            wake: Notify::new(),
-            clients: Mutex::default(),
-            tls,
-            timeout: config.timeout,
-            queued_at: Mutex::default(),
-        })
-    }
-
-    /// Asks for the region's locks below `target_ts` to be resolved. Returns whether a task is
-    /// queued for it now.
-    pub(crate) fn request(&self, now: Duration, region_id: u64, target_ts: u64) -> bool {
-        let admission = lock(&self.queue).request(now, region_id, target_ts);
-        match admission {
-            Admission::Queued => {
-                lock(&self.queued_at).insert(region_id, Instant::now());
-                self.wake.notify_one();
-                true
-            }
-            Admission::Merged => true,
-            Admission::CoolingDown | Admission::Full => false,
-        }
-    }
-
-    pub(crate) fn forget_old(&self, now: Duration) {
-        lock(&self.queue).forget_old(now);
+        Ok(Self { clients: Mutex::default(), tls, timeout: config.timeout })
     }
 
     /// The resolver's loop: one task at a time, in request order.
-    pub(crate) async fn run(inner: Arc<Inner>) {
-        let this = &inner.resolver;
+    pub(crate) async fn run(self, shared: Arc<Shared>) {
         loop {
-            let task = lock(&this.queue).next(inner.now());
-            let Some(task) = task else {
-                this.wake.notified().await;
-                continue;
-            };
-            if let Some(at) = lock(&this.queued_at).remove(&task.region_id) {
-                inner
+            let (task, waited) = shared.resolve_requests.next(|| shared.now()).await;
+            if let Some(waited) = waited {
+                shared
                     .metrics
                     .lock_resolve_duration
                     .with_label_values(&["wait"])
-                    .observe(at.elapsed().as_secs_f64());
+                    .observe(waited.as_secs_f64());
             }
             let started = Instant::now();
-            match this.resolve_region(&inner, task).await {
+            match self.resolve_region(&shared, task).await {
                 Ok(resolved) => tracing::info!(
                     region = task.region_id,
                     target_ts = task.target_ts,
@@ -137,7 +101,7 @@ impl LockResolver {
                     "resolving locks failed"
                 ),
             }
-            inner
+            shared
                 .metrics
                 .lock_resolve_duration
                 .with_label_values(&["run"])
@@ -149,7 +113,7 @@ impl LockResolver {
     /// were settled.
     async fn resolve_region(
         &self,
-        inner: &Inner,
+        shared: &Shared,
         task: ResolveTask,
     ) -> Result<usize, ResolveError> {
         let mut start_key = Bytes::new();
@@ -158,11 +122,11 @@ impl LockResolver {
         let mut attempts = 0;
         while attempts < ATTEMPTS {
             attempts += 1;
-            let Some(region) = inner.source.region_by_id(task.region_id).await? else {
+            let Some(region) = shared.source.region_by_id(task.region_id).await? else {
                 return Ok(settled); // The region is gone (merged): nothing to do here.
             };
-            let Some(ctx) = inner.source.rpc_context(region.ver_id()).await? else {
-                inner.source.invalidate(region.ver_id());
+            let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
+                shared.source.invalidate(region.ver_id());
                 continue;
             };
             let mut client = self.client(&ctx.address)?;
@@ -177,7 +141,7 @@ impl LockResolver {
                 .await?
                 .into_inner();
             if response.region_error.is_some() {
-                inner.source.invalidate(region.ver_id());
+                shared.source.invalidate(region.ver_id());
                 continue;
             }
             refused(response.error)?;
@@ -195,7 +159,7 @@ impl LockResolver {
                 .collect();
             let mut region_failed = false;
             for (start_ts, primary) in txns {
-                let commit_ts = match self.check_txn(inner, &primary, start_ts).await? {
+                let commit_ts = match self.check_txn(shared, &primary, start_ts).await? {
                     TxnStatus::Alive => continue,
                     TxnStatus::Committed(commit_ts) => commit_ts,
                     TxnStatus::RolledBack => 0,
@@ -217,7 +181,7 @@ impl LockResolver {
                 settled += 1;
             }
             if region_failed {
-                inner.source.invalidate(region.ver_id());
+                shared.source.invalidate(region.ver_id());
                 continue;
             }
             match next_key {
@@ -234,18 +198,18 @@ impl LockResolver {
     /// Asks the transaction's primary what became of it, rolling it back if its lock expired.
     async fn check_txn(
         &self,
-        inner: &Inner,
+        shared: &Shared,
         primary: &Bytes,
         start_ts: u64,
     ) -> Result<TxnStatus, ResolveError> {
-        let current_ts = inner.source.pd().get_ts().await?;
+        let current_ts = shared.source.pd().get_ts().await?;
         let encoded = EncodedKey::encode(primary);
         for _ in 0..ATTEMPTS {
-            let Some(region) = inner.source.region_at(encoded.as_bytes()).await? else {
+            let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
                 return Err(ResolveError::GaveUp);
             };
-            let Some(ctx) = inner.source.rpc_context(region.ver_id()).await? else {
-                inner.source.invalidate(region.ver_id());
+            let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
+                shared.source.invalidate(region.ver_id());
                 continue;
             };
             let response = self
@@ -262,7 +226,7 @@ impl LockResolver {
                 .await?
                 .into_inner();
             if response.region_error.is_some() {
-                inner.source.invalidate(region.ver_id());
+                shared.source.invalidate(region.ver_id());
                 continue;
             }
             refused(response.error)?;

@@ -18,25 +18,8 @@ use kvfeed_span::Span;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::error::Error;
-use crate::event::{Event, RowEvent};
+use crate::event::{Event, RowEvent, SubscriptionId};
 use crate::publish::ResolvedPublisher;
-
-/// The id of a subscription; also its `request_id` on the wire. Never 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubscriptionId(pub(crate) u64);
-
-impl SubscriptionId {
-    /// The id as a number (the wire request id).
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for SubscriptionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// What the client puts on a subscription's channel.
 #[derive(Debug)]

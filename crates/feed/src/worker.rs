@@ -5,11 +5,14 @@
 //! worker. A worker owns the state of its regions ([`Entry`]: the [`Owned`] lock handle, the
 //! row pipeline, the leader it was sent to, its initial-scan permit) and processes their events
 //! in stream order: rows through [`RegionRows`] to the subscriber, resolved ts into the range
-//! lock, errors into [`End`]s.
+//! lock, errors into [`End`]s, and a region whose registration ended goes back to the scheduler
+//! as a [`Finished`] message: workers never call into the scheduler.
 //!
 //! A region enters its worker ([`WorkerMsg::Pending`]) before its registration is sent, so no
 //! event can overtake it, and leaves only once the register call returned
 //! ([`WorkerMsg::Registered`]): a registration can never land after its region was released.
+//! A region the worker deregistered itself is handed back only after the transport's
+//! [`WorkerMsg::Deregistered`] marker for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,38 +20,18 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RegionSource, RpcContext};
 use kvfeed_transport::{
-    Events, RegionError, RegionEvent, Row, RowKind, StreamError, StreamEvent, TransportError,
+    Events, RegionError, RegionEvent, Row, RowKind, StreamEvent, TransportError,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use crate::backoff;
-use crate::client::Inner;
 use crate::error::Error;
 use crate::event::RowEvent;
+use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
 use crate::region::RegionRows;
-use crate::schedule::{AfterUnlock, Owned};
+use crate::shared::Shared;
 use crate::subscription::{Delivery, SubRef};
-
-/// A message to a region worker.
-#[derive(Debug)]
-pub(crate) enum WorkerMsg {
-    /// A region is about to be registered.
-    Pending { owned: Owned, seq: u64, ctx: RpcContext, permit: Option<OwnedSemaphorePermit> },
-    /// The register call of registration `seq` returned.
-    Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
-    /// Something happened to a region.
-    Region { store_id: u64, sub: u64, region: u64, event: RegionEvent },
-    /// These regions of a subscription resolved up to `ts`.
-    Resolved { sub: u64, regions: Vec<u64>, ts: u64 },
-    /// The stream carrying the region failed.
-    Failed { sub: u64, region: u64, cause: StreamError },
-    /// The transport's marker after deregistering the region: no event of its old
-    /// registration follows.
-    Deregistered { sub: u64, region: u64 },
-    /// The subscription stopped: release its regions.
-    Stop { sub: u64 },
-}
 
 /// What happens to a region whose registration ended.
 #[derive(Debug)]
@@ -99,58 +82,56 @@ struct SubRegions {
 }
 
 /// The demultiplexer: transport events to region workers.
-pub(crate) async fn run_dispatcher(inner: Arc<Inner>, mut events: Events) {
-    let workers = inner.workers.len();
-    let mut batches: Vec<Vec<u64>> = vec![Vec::new(); workers];
+pub(crate) async fn run_dispatcher(shared: Arc<Shared>, workers: Workers, mut events: Events) {
+    let mut batches: Vec<Vec<u64>> = vec![Vec::new(); workers.len()];
     while let Some(event) = events.recv().await {
-        match event {
+        let sent = match event {
             StreamEvent::Region { store_id, request_id, region_id, event } => {
                 let message =
                     WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
-                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
-                    return;
-                }
+                workers.send_for(region_id, message).await
             }
             StreamEvent::Resolved { request_id, regions, ts, .. } => {
-                inner.metrics.batch_resolved_size.observe(regions.len() as f64);
+                shared.metrics.batch_resolved_size.observe(regions.len() as f64);
                 for region in regions {
-                    batches[inner.worker_of(region)].push(region);
+                    batches[workers.index_of(region)].push(region);
                 }
+                let mut sent = Ok(());
                 for (index, batch) in batches.iter_mut().enumerate() {
                     if batch.is_empty() {
                         continue;
                     }
                     let regions = std::mem::take(batch);
                     let message = WorkerMsg::Resolved { sub: request_id, regions, ts };
-                    if inner.workers[index].send(message).await.is_err() {
-                        return;
-                    }
+                    sent = sent.and(workers.send_to(index, message).await);
                 }
+                sent
             }
             StreamEvent::RegionFailed { request_id, region_id, cause, .. } => {
                 let message = WorkerMsg::Failed { sub: request_id, region: region_id, cause };
-                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
-                    return;
-                }
+                workers.send_for(region_id, message).await
             }
             StreamEvent::Deregistered { request_id, region_id, .. } => {
                 let message = WorkerMsg::Deregistered { sub: request_id, region: region_id };
-                if inner.workers[inner.worker_of(region_id)].send(message).await.is_err() {
-                    return;
-                }
+                workers.send_for(region_id, message).await
             }
+        };
+        if sent.is_err() {
+            return; // A worker stopped: the client is shutting down.
         }
     }
 }
 
 /// A region worker's loop.
 pub(crate) async fn run_worker(
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    finished: FinishedSender,
     index: usize,
     mut queue: mpsc::Receiver<WorkerMsg>,
 ) {
     let mut worker = Worker {
-        inner,
+        shared,
+        finished,
         subs: HashMap::new(),
         retired: HashMap::new(),
         advanced: Vec::new(),
@@ -165,7 +146,9 @@ pub(crate) async fn run_worker(
 }
 
 struct Worker {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    /// Where finished regions go: back to the scheduler.
+    finished: FinishedSender,
     subs: HashMap<u64, SubRegions>,
     /// Regions this worker deregistered to request again: held until the transport's
     /// [`WorkerMsg::Deregistered`] marker shows that no event of the old registration is still
@@ -193,12 +176,12 @@ impl Worker {
             WorkerMsg::Resolved { sub, regions, ts } => self.on_resolved(sub, &regions, ts),
             WorkerMsg::Failed { sub, region, cause } => {
                 tracing::debug!(subscription = sub, region, %cause, "stream failed");
-                self.inner.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
+                self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
                 self.end(sub, region, End::Retry { deregister: false, send_failed: true });
             }
             WorkerMsg::Deregistered { sub, region } => {
                 if let Some((owned, delay)) = self.retired.remove(&(sub, region)) {
-                    self.inner.spawn_request(owned, delay);
+                    self.hand_back(owned, RegionEnd::Retry(delay));
                 }
             }
             WorkerMsg::Stop { sub } => {
@@ -249,7 +232,7 @@ impl Worker {
                 seq = previous.seq,
                 "region registered twice"
             );
-            self.inner.metrics.internal_errors.inc();
+            self.shared.metrics.internal_errors.inc();
         }
     }
 
@@ -265,7 +248,7 @@ impl Worker {
         entry.registered = true;
         if let Some(error) = result {
             tracing::debug!(subscription = sub, region, %error, "registering failed");
-            self.inner.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
+            self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
             if entry.end.is_none() {
                 entry.end = Some(End::Retry { deregister: false, send_failed: true });
             }
@@ -293,56 +276,57 @@ impl Worker {
         self.finish(subscription, *entry, end);
     }
 
-    /// Hands a region that left its worker to what comes next.
+    /// Hands a region that left its worker to the scheduler, deciding what comes next.
     fn finish(&mut self, sub: SubRef, entry: Entry, end: End) {
         let Entry { rows, ctx, failures, .. } = entry;
         let checkpoint_ts = rows.resolved_ts();
         let mut owned =
             Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts, failures };
-        let inner = &self.inner;
-        match end {
+        let shared = &self.shared;
+        let end = match end {
+            End::Retry { .. } if owned.sub.is_stopped() => RegionEnd::Release,
             End::Retry { deregister, send_failed } => {
-                if owned.sub.is_stopped() {
-                    inner.unlock(owned, AfterUnlock::Release);
-                    return;
-                }
                 if send_failed {
-                    inner.source.on_send_fail(&ctx);
+                    shared.source.on_send_fail(&ctx);
                 }
                 owned.failures = owned.failures.saturating_add(1);
                 let delay = backoff::delay(
-                    inner.config.region_backoff,
+                    shared.config.region_backoff,
                     owned.failures,
-                    owned.region.id ^ inner.now().as_nanos() as u64,
+                    owned.region.id ^ shared.now().as_nanos() as u64,
                 );
                 if deregister {
+                    // Requested again once the transport's marker comes through.
                     let (sub, region) = (owned.sub.id, owned.region.id);
                     self.retired.insert((sub, region), (owned, delay));
-                    let task = Arc::clone(inner);
-                    inner.spawn(async move {
+                    let task = Arc::clone(shared);
+                    shared.spawn(async move {
                         task.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
                     });
-                } else {
-                    inner.spawn_request(owned, delay);
+                    return;
                 }
+                RegionEnd::Retry(delay)
             }
-            End::Reload => inner.unlock(owned, AfterUnlock::Reload),
-            End::Release => inner.unlock(owned, AfterUnlock::Release),
-            End::Fail(error) => {
-                let sub = Arc::clone(&owned.sub);
-                inner.unlock(owned, AfterUnlock::Release);
-                inner.stop_sub(&sub, Some(*error));
-            }
-        }
+            End::Reload => RegionEnd::Reload,
+            End::Release => RegionEnd::Release,
+            End::Fail(error) => RegionEnd::Fail(error),
+        };
+        self.hand_back(owned, end);
+    }
+
+    /// Sends a region back to the scheduler. Fails only when the scheduler stopped (the client
+    /// is shutting down, and every lock goes with the subscriptions).
+    fn hand_back(&self, owned: Owned, end: RegionEnd) {
+        let _ = self.finished.send(Finished { owned, end });
     }
 
     async fn on_region_event(&mut self, store_id: u64, sub: u64, region: u64, event: RegionEvent) {
         let Some(entries) = self.subs.get_mut(&sub) else {
-            self.inner.metrics.pull_events.with_label_values(&["stale"]).inc();
+            self.shared.metrics.pull_events.with_label_values(&["stale"]).inc();
             return;
         };
         let Some(entry) = entries.regions.get_mut(&region) else {
-            self.inner.metrics.pull_events.with_label_values(&["stale"]).inc();
+            self.shared.metrics.pull_events.with_label_values(&["stale"]).inc();
             return;
         };
         if entry.end.is_some() || entry.ctx.peer.store_id != store_id {
@@ -362,7 +346,7 @@ impl Worker {
     /// Decides what a TiKV region error means for the region (reference §7, with backoff,
     /// per-region DuplicateRequest handling and typed failures).
     fn classify(&self, ctx: &RpcContext, store_id: u64, error: RegionError) -> End {
-        let inner = &self.inner;
+        let shared = &self.shared;
         let kind = match &error {
             RegionError::NotLeader { .. } => "NotLeader",
             RegionError::EpochNotMatch { .. } => "EpochNotMatch",
@@ -374,7 +358,7 @@ impl Worker {
             RegionError::Congested => "KvCongested",
             RegionError::Unknown => "Unknown",
         };
-        inner.metrics.region_errors.with_label_values(&[kind]).inc();
+        shared.metrics.region_errors.with_label_values(&[kind]).inc();
         tracing::debug!(region = ctx.region.id, store = store_id, ?error, "region error");
         match error {
             RegionError::NotLeader { leader } => {
@@ -384,11 +368,11 @@ impl Worker {
                     role: PeerRole::Voter,
                     is_witness: false,
                 });
-                inner.source.on_not_leader(ctx.region, leader);
+                shared.source.on_not_leader(ctx.region, leader);
                 End::Retry { deregister: false, send_failed: false }
             }
             RegionError::EpochNotMatch { .. } | RegionError::RegionNotFound => {
-                inner.source.invalidate(ctx.region);
+                shared.source.invalidate(ctx.region);
                 End::Reload
             }
             RegionError::DuplicateRequest => End::Retry { deregister: true, send_failed: false },
@@ -412,7 +396,7 @@ impl Worker {
         let Some(entries) = self.subs.get_mut(&sub) else { return };
         let subscription = Arc::clone(&entries.sub);
         let Some(entry) = entries.regions.get_mut(&region) else { return };
-        let metrics = &self.inner.metrics;
+        let metrics = &self.shared.metrics;
         for row in &rows {
             metrics.pull_events.with_label_values(&[kind_label(row.kind)]).inc();
         }
@@ -429,7 +413,7 @@ impl Worker {
             // The region's stream cannot be trusted past this row: deregister it and request it
             // again from its resolved ts (what was delivered before is correct).
             tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
-            self.inner.metrics.region_errors.with_label_values(&["BadRow"]).inc();
+            self.shared.metrics.region_errors.with_label_values(&["BadRow"]).inc();
             self.end(sub, region, End::Retry { deregister: true, send_failed: false });
         }
     }
@@ -442,8 +426,8 @@ impl Worker {
         }
         let rows = std::mem::take(&mut self.rows);
         let bytes: usize = rows.iter().map(RowEvent::footprint).sum();
-        let quota = &self.inner.quota;
-        let wanted = bytes.min(self.inner.config.memory_quota).min(u32::MAX as usize) as u32;
+        let quota = &self.shared.quota;
+        let wanted = bytes.min(self.shared.config.memory_quota).min(u32::MAX as usize) as u32;
         // Waiting for the quota ends if the subscription stops (its rows are not wanted any
         // more): unsubscribing a stalled reader frees the worker.
         let permit = tokio::select! {
@@ -458,7 +442,7 @@ impl Worker {
         // Checked again under the state lock: a subscription that failed while this worker
         // waited for the quota has delivered its error, and nothing may follow it.
         if !sub.is_stopped() && state.deliver(Delivery::Rows(rows, Some(permit))) {
-            self.inner.metrics.send_events.with_label_values(&["row"]).inc_by(count);
+            self.shared.metrics.send_events.with_label_values(&["row"]).inc_by(count);
         }
     }
 
@@ -478,16 +462,16 @@ impl Worker {
             return;
         }
         let subscription = Arc::clone(&entries.sub);
-        let inner = &self.inner;
+        let shared = &self.shared;
         let mut state = subscription.state();
         state.lock.advance_batch(advanced.iter().copied(), ts);
         if ts < state.lock_target {
-            let (now, target) = (inner.now(), state.lock_target);
+            let (now, target) = (shared.now(), state.lock_target);
             for region in advanced.iter() {
-                inner.resolver.request(now, *region, target);
+                shared.resolve_requests.request(now, *region, target);
             }
         }
-        inner.publish(&subscription, &mut state);
+        shared.publish(&subscription, &mut state);
     }
 }
 
@@ -499,20 +483,5 @@ fn kind_label(kind: RowKind) -> &'static str {
         RowKind::Committed => "COMMITTED",
         RowKind::Initialized => "INITIALIZED",
         RowKind::Unspecified | RowKind::Unknown(_) => "UNKNOWN",
-    }
-}
-
-impl Inner {
-    /// Publishes the subscription's resolved ts if the publisher says it is time.
-    pub(crate) fn publish(&self, sub: &SubRef, state: &mut crate::subscription::SubState) {
-        if sub.is_stopped() {
-            return;
-        }
-        let resolved = state.lock.resolved_ts();
-        if let Some(ts) = state.publisher.poll(self.now(), resolved)
-            && state.deliver(Delivery::Resolved(ts))
-        {
-            self.metrics.send_events.with_label_values(&["resolved"]).inc();
-        }
     }
 }

@@ -1,29 +1,35 @@
-//! Getting regions onto streams: range tasks (PD -> regions -> range lock) and region requests
-//! (range lock -> leader -> initial-scan window -> worker -> store), and what happens when a
-//! region leaves (unlock, wake the parked requests, reload the range).
+//! The scheduler stage: getting regions onto streams and taking them off again.
 //!
-//! Ownership is the correctness argument. A successful lock produces one [`Owned`] region; it
-//! moves from the request task to its worker and back to a request task or to
-//! [`Inner::unlock`], and is never copied: every lock is released exactly once. No service
-//! loop waits for a lock: a request that must wait is parked in its subscription with its
-//! ticket, and whoever unlocks the blocking range retries it on the spot.
+//! It owns the work between PD and the workers: range tasks (PD -> regions -> range lock, at
+//! most `range_concurrency` at once), region requests (range lock -> leader -> store version
+//! check -> the store's initial-scan window -> worker -> `Transport::register`, at most
+//! [`MAX_REQUESTERS`] tasks, the other regions waiting in a backlog), and what happens when a
+//! region comes back from its worker ([`Finished`]: retry, unlock and reload, release, or fail the
+//! subscription). Stopping a subscription and ending its stream once drained live here too.
+//!
+//! The scheduler sends to the workers ([`Workers`]) and reads their hand-backs from one channel;
+//! it never calls into a worker. No service loop waits for a lock: a request that must wait is
+//! parked in its subscription with its ticket, and whoever unlocks the blocking range retries it
+//! on the spot.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use kvfeed_rangelock::LockOutcome;
-use kvfeed_regioncache::{RegionSource, RegionVerId};
+use kvfeed_regioncache::RegionSource;
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::backoff;
-use crate::client::{Inner, lock};
 use crate::error::Error;
-use crate::subscription::{LockRequest, SubRef, SubState};
+use crate::lifecycle::{Finished, FinishedReceiver, Owned, RegionEnd, WorkerMsg, Workers};
+use crate::shared::{Shared, lock};
+use crate::subscription::{Delivery, LockRequest, SubRef, SubState};
 use crate::version::TikvVersion;
-use crate::worker::WorkerMsg;
 
 /// Backoff bounds for reloading a range whose regions PD does not know yet (holes, stale
 /// answers, PD errors).
@@ -36,9 +42,23 @@ pub(crate) const MAX_REQUESTERS: usize = 512;
 /// How often a store refused for its version is looked up in PD again.
 const STORE_RECHECK: Duration = Duration::from_secs(1);
 
-/// A store refused for its version (see `Inner::refuses_store`).
+/// The scheduler: its backlog, admission windows and task slots.
+pub(crate) struct Scheduler {
+    shared: Arc<Shared>,
+    workers: Workers,
+    /// Regions waiting for a request task.
+    backlog: Mutex<Backlog>,
+    /// Per-store initial-scan windows.
+    admission: Mutex<HashMap<u64, Arc<Semaphore>>>,
+    /// Stores refused for their version: what was logged, and when PD is asked again.
+    refused_stores: Mutex<HashMap<u64, RefusedStore>>,
+    /// Range tasks running at once.
+    range_slots: Arc<Semaphore>,
+}
+
+/// A store refused for its version (see [`Scheduler::refuses_store`]).
 #[derive(Debug)]
-pub(crate) struct RefusedStore {
+struct RefusedStore {
     /// The version last logged.
     version: String,
     /// When its metadata is next reloaded from PD.
@@ -47,49 +67,149 @@ pub(crate) struct RefusedStore {
 
 /// Regions waiting for a request task.
 #[derive(Debug, Default)]
-pub(crate) struct Backlog {
-    pub(crate) waiting: std::collections::VecDeque<Owned>,
+struct Backlog {
+    waiting: VecDeque<Owned>,
     /// Request tasks running.
-    pub(crate) requesters: usize,
-}
-
-/// A region whose range this client holds in the subscription's range lock: the only handle
-/// to that lock entry.
-#[derive(Debug)]
-pub(crate) struct Owned {
-    pub(crate) sub: SubRef,
-    pub(crate) region: RegionVerId,
-    /// The part of the subscription's span the region covers.
-    pub(crate) span: Span,
-    /// Where the next registration starts: the region's resolved ts.
-    pub(crate) checkpoint_ts: u64,
-    /// Consecutive failed registrations (reset when the incremental scan completes).
-    pub(crate) failures: u32,
+    requesters: usize,
 }
 
 /// Work to start once a subscription's state is unlocked.
 #[derive(Debug)]
-pub(crate) enum FollowUp {
+enum FollowUp {
     /// Request a locked region after the delay.
     Request(Owned, Duration),
     /// Load the range's regions from PD and lock them, after `attempt` backoffs.
     Reload(SubRef, Span, u32),
 }
 
-/// What to do with a region's range once its registration ended.
+/// What to do with a region's range once it is unlocked.
 #[derive(Debug)]
-pub(crate) enum AfterUnlock {
+enum AfterUnlock {
     /// Re-divide the range through PD (the region split, merged or moved).
     Reload,
     /// Nothing: the subscription stopped.
     Release,
 }
 
-impl Inner {
+impl Scheduler {
+    pub(crate) fn new(shared: Arc<Shared>, workers: Workers) -> Self {
+        let range_slots = Arc::new(Semaphore::new(shared.config.range_concurrency));
+        Self {
+            shared,
+            workers,
+            backlog: Mutex::default(),
+            admission: Mutex::default(),
+            refused_stores: Mutex::default(),
+            range_slots,
+        }
+    }
+
+    /// Starts a new subscription: loads and locks the regions of its whole span.
+    pub(crate) fn start(self: &Arc<Self>, sub: SubRef) {
+        let span = sub.state().lock.span().clone();
+        self.spawn_range(sub, span, 0);
+    }
+
+    /// The scheduler's loop: regions handed back by the workers.
+    pub(crate) async fn run(self: Arc<Self>, mut finished: FinishedReceiver) {
+        while let Some(Finished { owned, end }) = finished.recv().await {
+            match end {
+                RegionEnd::Retry(delay) => self.spawn_request(owned, delay),
+                RegionEnd::Reload => self.unlock(owned, AfterUnlock::Reload),
+                RegionEnd::Release => self.unlock(owned, AfterUnlock::Release),
+                RegionEnd::Fail(error) => {
+                    let sub = Arc::clone(&owned.sub);
+                    self.unlock(owned, AfterUnlock::Release);
+                    self.stop(&sub, Some(*error));
+                }
+            }
+        }
+    }
+
+    /// Stops a subscription by id, if it is known.
+    pub(crate) fn unsubscribe(self: &Arc<Self>, id: u64) {
+        if let Some(sub) = self.shared.registry.get(id) {
+            self.stop(&sub, None);
+        }
+    }
+
+    /// Stops a subscription (once): reports `failure` to the subscriber if given, stops the
+    /// range lock, releases its regions waiting in the backlog and tells every worker to release
+    /// the others. The stream ends when the last region is released
+    /// ([`Scheduler::finish_drain`]).
+    pub(crate) fn stop(self: &Arc<Self>, sub: &SubRef, failure: Option<Error>) {
+        if !sub.mark_stopped() {
+            return;
+        }
+        let drained = {
+            let mut state = sub.state();
+            if let Some(error) = failure {
+                tracing::warn!(subscription = sub.id, %error, "subscription failed");
+                state.deliver(Delivery::Failed(error));
+            } else {
+                tracing::info!(subscription = sub.id, "unsubscribing");
+            }
+            let stopped = state.lock.stop();
+            // Retrying a woken ticket of a stopped lock is a cancellation: nothing to retry.
+            state.parked.clear();
+            stopped.drained
+        };
+        if drained {
+            self.finish_drain(sub);
+        }
+        // Regions waiting for a request task are released at once.
+        let waiting: VecDeque<Owned> = {
+            let mut backlog = lock(&self.backlog);
+            let (mine, others) =
+                backlog.waiting.drain(..).partition(|owned: &Owned| owned.sub.id == sub.id);
+            backlog.waiting = others;
+            mine
+        };
+        for owned in waiting {
+            self.unlock(owned, AfterUnlock::Release);
+        }
+        if self.shared.is_running() {
+            let workers = self.workers.clone();
+            let id = sub.id;
+            self.shared.spawn(async move { workers.stop_everywhere(id).await });
+        }
+    }
+
+    /// The subscription released its last region: deregister it from every stream, forget it,
+    /// and end its stream.
+    fn finish_drain(&self, sub: &SubRef) {
+        let shared = Arc::clone(&self.shared);
+        let sub = Arc::clone(sub);
+        self.shared.spawn(async move {
+            shared.transport.deregister_everywhere(sub.id).await;
+            shared.registry.remove(sub.id);
+            shared.metrics.forget_subscription(sub.id);
+            let mut state = sub.state();
+            if state.locks != state.unlocks {
+                tracing::error!(
+                    subscription = sub.id,
+                    locks = state.locks,
+                    unlocks = state.unlocks,
+                    "drained with locks and unlocks unpaired"
+                );
+                shared.metrics.internal_errors.inc();
+            }
+            state.sender = None;
+            tracing::info!(subscription = sub.id, locks = state.locks, "subscription drained");
+        });
+    }
+
+    /// The initial-scan window of a store.
+    fn admission(&self, store_id: u64) -> Arc<Semaphore> {
+        let mut windows = lock(&self.admission);
+        let window = self.shared.config.initial_scan_window;
+        Arc::clone(windows.entry(store_id).or_insert_with(|| Arc::new(Semaphore::new(window))))
+    }
+
     /// Locks one region's part of the span, recording what to do next in `out`.
     /// `attempt` is the backoff step for reloading what the lock reports stale (it grows with
     /// consecutive reloads of a range).
-    pub(crate) fn lock_region(
+    fn lock_region(
         &self,
         sub: &SubRef,
         state: &mut SubState,
@@ -124,13 +244,13 @@ impl Inner {
             Err(error) => {
                 // Ranges are intersected with the span before locking: this is a bug.
                 tracing::error!(subscription = sub.id, region = region_id, %error, "lock refused");
-                self.metrics.internal_errors.inc();
+                self.shared.metrics.internal_errors.inc();
             }
         }
     }
 
     /// Starts the follow-ups.
-    pub(crate) fn spawn_all(self: &Arc<Self>, out: Vec<FollowUp>) {
+    fn spawn_all(self: &Arc<Self>, out: Vec<FollowUp>) {
         for follow_up in out {
             match follow_up {
                 FollowUp::Request(owned, delay) => self.spawn_request(owned, delay),
@@ -143,15 +263,15 @@ impl Inner {
     /// that, regions wait in the backlog as plain [`Owned`] values (a few hundred bytes, where a
     /// waiting task would hold kilobytes: a subscription of a million regions locks them all at
     /// once).
-    pub(crate) fn spawn_request(self: &Arc<Self>, owned: Owned, delay: Duration) {
+    fn spawn_request(self: &Arc<Self>, owned: Owned, delay: Duration) {
         if !delay.is_zero() {
-            let inner = Arc::clone(self);
-            self.spawn(async move {
+            let scheduler = Arc::clone(self);
+            self.shared.spawn(async move {
                 let sub = Arc::clone(&owned.sub);
-                if inner.pause(&sub, delay).await {
-                    inner.spawn_request(owned, Duration::ZERO);
+                if scheduler.pause(&sub, delay).await {
+                    scheduler.spawn_request(owned, Duration::ZERO);
                 } else {
-                    inner.unlock(owned, AfterUnlock::Release);
+                    scheduler.unlock(owned, AfterUnlock::Release);
                 }
             });
             return;
@@ -164,12 +284,12 @@ impl Inner {
             }
             backlog.requesters += 1;
         }
-        let inner = Arc::clone(self);
-        self.spawn(async move {
+        let scheduler = Arc::clone(self);
+        self.shared.spawn(async move {
             let mut next = Some(owned);
             while let Some(owned) = next {
-                Arc::clone(&inner).request_region(owned).await;
-                let mut backlog = lock(&inner.backlog);
+                Arc::clone(&scheduler).request_region(owned).await;
+                let mut backlog = lock(&scheduler.backlog);
                 next = backlog.waiting.pop_front();
                 if next.is_none() {
                     backlog.requesters -= 1;
@@ -178,14 +298,14 @@ impl Inner {
         });
     }
 
-    pub(crate) fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
-        self.spawn(Arc::clone(self).load_range(sub, span, attempt));
+    fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
+        self.shared.spawn(Arc::clone(self).load_range(sub, span, attempt));
     }
 
     /// Releases a region's range (the lock keeps its resolved ts), retries the requests it
     /// woke, and reloads the range if asked to. Ends the subscription if this was its last
     /// region after a stop.
-    pub(crate) fn unlock(self: &Arc<Self>, owned: Owned, then: AfterUnlock) {
+    fn unlock(self: &Arc<Self>, owned: Owned, then: AfterUnlock) {
         let sub = owned.sub;
         let mut out = Vec::new();
         let drained = {
@@ -212,7 +332,7 @@ impl Inner {
                         %error,
                         "unlock refused"
                     );
-                    self.metrics.internal_errors.inc();
+                    self.shared.metrics.internal_errors.inc();
                     false
                 }
             };
@@ -255,17 +375,21 @@ impl Inner {
             if sub.is_stopped() {
                 return;
             }
-            let batch = match self.source.load_regions(&cursor, self.config.region_scan_limit).await
+            let batch = match self
+                .shared
+                .source
+                .load_regions(&cursor, self.shared.config.region_scan_limit)
+                .await
             {
                 Ok(batch) => batch,
                 Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
-                    self.stop_sub(&sub, Some(Error::Pd(error)));
+                    self.stop(&sub, Some(Error::Pd(error)));
                     return;
                 }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(subscription = sub.id, %error, failures, "loading regions failed");
-                    self.metrics.region_errors.with_label_values(&["LoadRegions"]).inc();
+                    self.shared.metrics.region_errors.with_label_values(&["LoadRegions"]).inc();
                     let delay = backoff::delay(RELOAD_BACKOFF, failures, sub.id);
                     if !self.pause(&sub, delay).await {
                         return;
@@ -308,7 +432,7 @@ impl Inner {
     ///
     /// [`Config::store_versions`]: crate::Config::store_versions
     fn refuses_store(&self, store_id: u64, version: &str) -> bool {
-        let Some(supported) = &self.config.store_versions else { return false };
+        let Some(supported) = &self.shared.config.store_versions else { return false };
         let parsed = version.parse::<TikvVersion>();
         if parsed.as_ref().is_ok_and(|v| supported.contains(v)) {
             return false;
@@ -337,7 +461,7 @@ impl Inner {
         }
         if now >= store.recheck_at {
             store.recheck_at = now + STORE_RECHECK;
-            self.source.mark_store_stale(store_id);
+            self.shared.source.mark_store_stale(store_id);
         }
         true
     }
@@ -351,13 +475,16 @@ impl Inner {
             return;
         }
         let ctx = loop {
-            match self.source.rpc_context(owned.region).await {
+            match self.shared.source.rpc_context(owned.region).await {
                 Ok(Some(ctx)) if self.refuses_store(ctx.peer.store_id, &ctx.store_version) => {
                     // Not a store to talk to yet: keep the range locked and ask again.
                     owned.failures = owned.failures.saturating_add(1);
-                    self.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
-                    let delay =
-                        backoff::delay(self.config.region_backoff, owned.failures, owned.region.id);
+                    self.shared.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
+                    let delay = backoff::delay(
+                        self.shared.config.region_backoff,
+                        owned.failures,
+                        owned.region.id,
+                    );
                     if !self.pause(&sub, delay).await {
                         self.unlock(owned, AfterUnlock::Release);
                         return;
@@ -367,22 +494,26 @@ impl Inner {
                 Ok(None) => {
                     // The region version is gone from the cache (or has no usable peer):
                     // re-divide its range.
-                    self.metrics.region_errors.with_label_values(&["RPCCtxUnavailable"]).inc();
+                    self.shared
+                        .metrics
+                        .region_errors
+                        .with_label_values(&["RPCCtxUnavailable"])
+                        .inc();
                     self.unlock(owned, AfterUnlock::Reload);
                     return;
                 }
                 Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
-                    self.stop_sub(&sub, Some(Error::Pd(error)));
+                    self.stop(&sub, Some(Error::Pd(error)));
                     self.unlock(owned, AfterUnlock::Release);
                     return;
                 }
                 Err(error) => {
                     owned.failures = owned.failures.saturating_add(1);
-                    self.metrics.region_errors.with_label_values(&["GetStoreErr"]).inc();
+                    self.shared.metrics.region_errors.with_label_values(&["GetStoreErr"]).inc();
                     tracing::debug!(region = owned.region.id, %error, "locating the leader failed");
                     if error.is_retryable() {
                         let delay = backoff::delay(
-                            self.config.region_backoff,
+                            self.shared.config.region_backoff,
                             owned.failures,
                             owned.region.id,
                         );
@@ -391,7 +522,7 @@ impl Inner {
                             return;
                         }
                     } else {
-                        self.source.invalidate(owned.region);
+                        self.shared.source.invalidate(owned.region);
                         self.unlock(owned, AfterUnlock::Reload);
                         return;
                     }
@@ -409,7 +540,7 @@ impl Inner {
             return;
         }
         let region_id = owned.region.id;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let seq = self.shared.next_seq();
         let request = RegisterRequest {
             request_id: sub.id,
             region_id,
@@ -421,7 +552,7 @@ impl Inner {
             checkpoint_ts: owned.checkpoint_ts,
         };
         let target = StoreTarget { store_id, address: ctx.address.to_string() };
-        let worker = &self.workers[self.worker_of(region_id)];
+        let worker = self.workers.index_of(region_id);
         tracing::debug!(
             subscription = sub.id,
             region = region_id,
@@ -429,19 +560,19 @@ impl Inner {
             checkpoint_ts = owned.checkpoint_ts,
             "registering region"
         );
-        if worker.send(WorkerMsg::Pending { owned, seq, ctx, permit }).await.is_err() {
+        if self
+            .workers
+            .send_to(worker, WorkerMsg::Pending { owned, seq, ctx, permit })
+            .await
+            .is_err()
+        {
             return; // The client is shutting down.
         }
-        let result = self.transport.register(&target, request).await;
-        self.metrics.region_requests.inc();
-        let _ = worker
-            .send(WorkerMsg::Registered {
-                sub: sub.id,
-                region: region_id,
-                seq,
-                result: result.err(),
-            })
-            .await;
+        let result = self.shared.transport.register(&target, request).await;
+        self.shared.metrics.region_requests.inc();
+        let registered =
+            WorkerMsg::Registered { sub: sub.id, region: region_id, seq, result: result.err() };
+        let _ = self.workers.send_to(worker, registered).await;
     }
 }
 

@@ -1,0 +1,258 @@
+//! What every stage of the client reads: the configuration, the connections (PD through the
+//! region source, TiKV through the transport), the subscription registry, the memory quota, the
+//! metrics, the clock, and the lock-resolution request queue. Imports no stage: the scheduler,
+//! the workers, the resolver and the housekeeping each hold an `Arc<Shared>` and nothing of each
+//! other.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use kvfeed_regioncache::PdRegionSource;
+use kvfeed_transport::Transport;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
+use crate::subscription::{Delivery, SubRef, SubState};
+
+/// Everything the client's stages share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) source: PdRegionSource,
+    pub(crate) transport: Transport,
+    pub(crate) cluster_id: u64,
+    pub(crate) registry: Registry,
+    /// The memory quota: one permit per byte of delivered rows not yet read.
+    pub(crate) quota: Arc<Semaphore>,
+    pub(crate) metrics: Metrics,
+    /// Regions whose locks are to be resolved; the resolver stage takes them.
+    pub(crate) resolve_requests: ResolveRequests,
+    /// Registration sequence numbers (tell a registration from a later one of the same region).
+    seq: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// Whether the service tasks were started (by `Client::run`).
+    running: AtomicBool,
+    /// The clock origin of `now()`.
+    epoch: Instant,
+    /// The runtime the client was built on: background work is spawned there, so a
+    /// subscription dropped outside any runtime still unsubscribes.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        source: PdRegionSource,
+        transport: Transport,
+        cluster_id: u64,
+    ) -> Self {
+        Self {
+            quota: Arc::new(Semaphore::new(config.memory_quota)),
+            resolve_requests: ResolveRequests::new(&config),
+            registry: Registry::default(),
+            metrics: Metrics::new(),
+            seq: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
+            running: AtomicBool::new(false),
+            epoch: Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
+            config,
+            source,
+            transport,
+            cluster_id,
+        }
+    }
+
+    /// Starts background work on the client's runtime.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        drop(self.runtime.spawn(work));
+    }
+
+    /// Time since the client started, the clock of the sans-IO pieces.
+    pub(crate) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// A fresh registration sequence number.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the service tasks run (workers take messages).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_running(&self) {
+        self.running.store(true, Ordering::Release);
+    }
+
+    /// Whether the client is shutting down (or shut down).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Asks the client to stop.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the client is asked to stop.
+    pub(crate) async fn shutdown_requested(&self) {
+        let mut signal = self.shutdown.subscribe();
+        // The sender lives as long as `self`: this only ends when the flag is set.
+        let _ = signal.wait_for(|down| *down).await;
+    }
+
+    /// Bytes of delivered rows not yet read.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.config.memory_quota.saturating_sub(self.quota.available_permits())
+    }
+
+    /// Publishes the subscription's resolved ts if its publisher says it is time.
+    pub(crate) fn publish(&self, sub: &SubRef, state: &mut SubState) {
+        if sub.is_stopped() {
+            return;
+        }
+        let resolved = state.lock.resolved_ts();
+        if let Some(ts) = state.publisher.poll(self.now(), resolved)
+            && state.deliver(Delivery::Resolved(ts))
+        {
+            self.metrics.send_events.with_label_values(&["resolved"]).inc();
+        }
+    }
+
+    /// Raises the subscription's lock-resolution target and queues its lagging regions;
+    /// returns how many were queued.
+    pub(crate) fn resolve_lock(&self, sub: &SubRef, target_ts: u64) -> usize {
+        let regions: Vec<u64> = {
+            let mut state = sub.state();
+            state.lock_target = state.lock_target.max(target_ts);
+            state
+                .lock
+                .locked()
+                .filter(|range| range.initialized && range.resolved_ts < target_ts)
+                .map(|range| range.region_id)
+                .collect()
+        };
+        let now = self.now();
+        regions
+            .iter()
+            .filter(|&&region| self.resolve_requests.request(now, region, target_ts))
+            .count()
+    }
+}
+
+/// The subscriptions by id.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    subs: Mutex<HashMap<u64, SubRef>>,
+    next_id: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self { subs: Mutex::default(), next_id: AtomicU64::new(1) }
+    }
+}
+
+impl Registry {
+    /// A fresh subscription id (never 0).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn insert(&self, sub: SubRef) {
+        lock(&self.subs).insert(sub.id, sub);
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<SubRef> {
+        lock(&self.subs).get(&id).cloned()
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        lock(&self.subs).remove(&id);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.subs).len()
+    }
+
+    /// Every subscription now.
+    pub(crate) fn all(&self) -> Vec<SubRef> {
+        lock(&self.subs).values().cloned().collect()
+    }
+
+    /// Forgets every subscription; returns them.
+    pub(crate) fn drain(&self) -> Vec<SubRef> {
+        lock(&self.subs).drain().map(|(_, sub)| sub).collect()
+    }
+}
+
+/// The lock-resolution requests: a bounded, de-duplicated [`LockResolveQueue`] with cooldowns,
+/// fed by the workers, the housekeeping and `Client::resolve_lock`, drained by the resolver.
+#[derive(Debug)]
+pub(crate) struct ResolveRequests {
+    queue: Mutex<LockResolveQueue>,
+    wake: Notify,
+    /// When each queued region was first requested (the `wait` duration metric).
+    queued_at: Mutex<HashMap<u64, Instant>>,
+}
+
+impl ResolveRequests {
+    fn new(config: &Config) -> Self {
+        Self {
+            queue: Mutex::new(LockResolveQueue::new(
+                config.lock_resolve_queue,
+                config.lock_resolve_cooldown,
+            )),
+            wake: Notify::new(),
+            queued_at: Mutex::default(),
+        }
+    }
+
+    /// Asks for the region's locks below `target_ts` to be resolved. Returns whether a task is
+    /// queued for it now.
+    pub(crate) fn request(&self, now: Duration, region_id: u64, target_ts: u64) -> bool {
+        let admission = lock(&self.queue).request(now, region_id, target_ts);
+        match admission {
+            Admission::Queued => {
+                lock(&self.queued_at).insert(region_id, Instant::now());
+                self.wake.notify_one();
+                true
+            }
+            Admission::Merged => true,
+            Admission::CoolingDown | Admission::Full => false,
+        }
+    }
+
+    /// The next task, waiting for one; with how long it was queued.
+    pub(crate) async fn next(&self, now: impl Fn() -> Duration) -> (ResolveTask, Option<Duration>) {
+        loop {
+            let task = lock(&self.queue).next(now());
+            if let Some(task) = task {
+                let waited = lock(&self.queued_at).remove(&task.region_id).map(|at| at.elapsed());
+                return (task, waited);
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// Forgets the cooldowns that expired.
+    pub(crate) fn forget_old(&self, now: Duration) {
+        lock(&self.queue).forget_old(now);
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (no critical section leaves its data inconsistent).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Physical milliseconds of a TSO timestamp.
+pub(crate) fn physical_ms(ts: u64) -> u64 {
+    ts >> kvfeed_regioncache::LOGICAL_BITS
+}
