@@ -93,25 +93,21 @@ mod tests {
 
     #[test]
     fn json_lines_are_exactly_the_documented_shape() {
-        let row = RowEvent {
-            op: Op::Put,
-            key: Bytes::from_static(b"\x74\x01"),
-            value: Bytes::from_static(b"v"),
-            old_value: None,
-            start_ts: 5,
-            commit_ts: 6,
-        };
+        let key = Bytes::from_static(b"\x74\x01");
+        let row = RowEvent::new(Op::Put, key.clone(), Bytes::from_static(b"v"), None, 5, 6);
         let mut out = Vec::new();
         write_event(&mut out, Format::Json, &Event::Row(row.clone())).unwrap();
         write_event(
             &mut out,
             Format::Json,
-            &Event::Row(RowEvent {
-                op: Op::Delete,
-                old_value: Some(Bytes::from_static(b"\xff")),
-                value: Bytes::new(),
-                ..row
-            }),
+            &Event::Row(RowEvent::new(
+                Op::Delete,
+                key,
+                Bytes::new(),
+                Some(Bytes::from_static(b"\xff")),
+                5,
+                6,
+            )),
         )
         .unwrap();
         write_event(&mut out, Format::Json, &Event::Resolved(7)).unwrap();

@@ -45,6 +45,7 @@ impl std::fmt::Debug for Client {
 
 /// A snapshot of one subscription's progress, from [`Client::stats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscriptionStats {
     /// Regions held (being requested, scanning or streaming).
     pub regions: usize,
@@ -141,26 +142,29 @@ impl Client {
         tasks.spawn(resolver.run(Arc::clone(shared)));
         let failure = tokio::select! {
             () = shared.shutdown_requested() => None,
-            Some(result) = tasks.join_next() => Some(match result {
+            Some(result) = tasks.join_next() => Some(Error::Internal(match result {
                 Err(error) if error.is_panic() => format!("a service task panicked: {error}"),
                 _ => "a service task ended".to_owned(),
-            }),
+            })),
         };
+        if let Some(error) = &failure {
+            tracing::error!(%error, "kvfeed client stopped");
+        }
         shared.shut_down();
         tasks.shutdown().await;
-        for sub in end_all_streams(shared) {
+        // Subscribers learn why their stream ended: the failure, or a plain shutdown.
+        let cause = failure.clone().unwrap_or(Error::Shutdown);
+        for sub in end_all_streams(shared, &cause) {
             shared.transport.deregister_everywhere(sub.id).await;
         }
         match failure {
             None => Ok(()),
-            Some(reason) => {
-                tracing::error!(%reason, "kvfeed client stopped");
-                Err(Error::Internal(reason))
-            }
+            Some(error) => Err(error),
         }
     }
 
-    /// Stops [`run`](Self::run); every open subscription ends with [`Error::Shutdown`].
+    /// Stops [`run`](Self::run); every open subscription ends with [`Error::Shutdown`]. (When
+    /// `run` fails instead, the subscriptions end with its error.)
     pub fn shutdown(&self) {
         self.inner.shared.shut_down();
     }
@@ -168,11 +172,16 @@ impl Client {
     /// Subscribes `span` (memcomparable-encoded bounds) from `start_ts`: every row committed in
     /// the span after `start_ts` is delivered at least once, and the subscription's resolved ts
     /// is published as it advances above `start_ts`.
+    ///
+    /// Fails with [`Error::InvalidSpan`] if a bound of `span` is not a memcomparable-encoded key
+    /// (a raw key passed where an encoded one belongs: [`kvfeed_span::EncodedKey::encode`] makes
+    /// one).
     pub fn subscribe(&self, span: Span, start_ts: u64) -> Result<Subscription, Error> {
         let shared = &self.inner.shared;
         if shared.is_shut_down() {
             return Err(Error::Shutdown);
         }
+        check_encoded(&span)?;
         let id = shared.registry.next_id();
         let (sender, receiver) = mpsc::unbounded_channel();
         let publisher = ResolvedPublisher::new(start_ts, shared.config.advance_interval);
@@ -233,7 +242,9 @@ impl Client {
         self.inner.shared.buffered_bytes()
     }
 
-    /// The client's Prometheus registry.
+    /// The client's Prometheus registry, to serve beside an application's own metrics (with the
+    /// `prometheus-registry` feature; [`metrics_text`](Self::metrics_text) needs none).
+    #[cfg(feature = "prometheus-registry")]
     pub fn metrics(&self) -> &prometheus::Registry {
         &self.inner.shared.metrics.registry
     }
@@ -249,15 +260,31 @@ impl Client {
     }
 }
 
-/// Ends every subscription's stream (with [`Error::Shutdown`] unless it was stopping already)
-/// and forgets them; returns them.
-fn end_all_streams(shared: &Shared) -> Vec<SubRef> {
+/// Both bounds of the span are memcomparable-encoded keys (or unbounded).
+fn check_encoded(span: &Span) -> Result<(), Error> {
+    let sides = [
+        ("start", span.start(), span.is_start_unbounded()),
+        ("end", span.end(), span.is_end_unbounded()),
+    ];
+    for (side, key, unbounded) in sides {
+        if !unbounded && let Err(error) = key.decode() {
+            return Err(Error::InvalidSpan(format!(
+                "the {side} of {span:?} is not a memcomparable-encoded key ({error})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Ends every subscription's stream (with `cause`, unless it was stopping already) and forgets
+/// them; returns them.
+fn end_all_streams(shared: &Shared, cause: &Error) -> Vec<SubRef> {
     let subs = shared.registry.drain();
     for sub in &subs {
         let first = sub.mark_stopped();
         let mut state = sub.state();
         if first {
-            state.deliver(Delivery::Failed(Error::Shutdown));
+            state.deliver(Delivery::Failed(cause.clone()));
             let _ = state.lock.stop();
         }
         state.sender = None;
@@ -272,6 +299,6 @@ struct RunGuard<'a>(&'a Shared);
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         self.0.shut_down();
-        end_all_streams(self.0);
+        end_all_streams(self.0, &Error::Shutdown);
     }
 }

@@ -9,8 +9,10 @@ use crate::error::Error;
 use crate::version::TikvVersion;
 
 /// The client's settings. [`Config::new`] gives the defaults; change fields before
-/// [`Client::connect`](crate::Client::connect).
+/// [`Client::connect`](crate::Client::connect). New fields may come in any release (with
+/// defaults), so the type is built only through [`Config::new`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// PD endpoints, `host:port` or `http(s)://host:port`; the other members PD reports are
     /// tried too.

@@ -1,5 +1,7 @@
 //! What can go wrong, as one typed [`Error`].
 
+use core::fmt;
+
 use crate::event::SubscriptionId;
 
 /// An error of the client or of one subscription.
@@ -14,16 +16,17 @@ pub enum Error {
     Config(String),
     /// PD could not be reached or answered with an error.
     #[error(transparent)]
-    Pd(#[from] kvfeed_regioncache::Error),
-    /// A store belongs to another cluster than PD: the endpoints are wrong.
-    #[error("store {store_id} belongs to cluster {store_cluster}, PD to cluster {client_cluster}")]
+    Pd(kvfeed_regioncache::Error),
+    /// PD or a store belongs to another cluster than the one the client works with: the
+    /// endpoints are wrong. Never retried.
+    #[error("{peer} belongs to cluster {got}, the client works with cluster {expected}")]
     ClusterIdMismatch {
-        /// The store that refused the request.
-        store_id: u64,
-        /// The store's cluster id.
-        store_cluster: u64,
-        /// The cluster id the client works with (PD's).
-        client_cluster: u64,
+        /// Who answered for the other cluster.
+        peer: ClusterPeer,
+        /// The cluster id the client works with (the configured one, else PD's).
+        expected: u64,
+        /// The cluster id the peer reported (0 when it refused ours without saying its own).
+        got: u64,
     },
     /// A store is too old for a request this client sends.
     #[error("store {store_id} is incompatible: it requires client version {required_version}")]
@@ -48,4 +51,36 @@ pub enum Error {
     /// The client was shut down.
     #[error("the client was shut down")]
     Shutdown,
+}
+
+/// Who reported a cluster id other than the client's ([`Error::ClusterIdMismatch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterPeer {
+    /// PD.
+    Pd,
+    /// The TiKV store with this id.
+    Store(u64),
+}
+
+impl fmt::Display for ClusterPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pd => f.write_str("PD"),
+            Self::Store(id) => write!(f, "store {id}"),
+        }
+    }
+}
+
+impl From<kvfeed_regioncache::Error> for Error {
+    /// PD's cluster-id mismatch becomes [`Error::ClusterIdMismatch`]; anything else is
+    /// [`Error::Pd`].
+    fn from(error: kvfeed_regioncache::Error) -> Self {
+        match error {
+            kvfeed_regioncache::Error::ClusterIdMismatch { expected, got } => {
+                Self::ClusterIdMismatch { peer: ClusterPeer::Pd, expected, got }
+            }
+            other => Self::Pd(other),
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub enum Op {
 
 /// One committed change of one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowEvent {
     /// Put or delete.
     pub op: Op,
@@ -32,6 +33,18 @@ pub struct RowEvent {
 }
 
 impl RowEvent {
+    /// A row (for tests and replays of a user's pipeline; the client makes its own).
+    pub fn new(
+        op: Op,
+        key: Bytes,
+        value: Bytes,
+        old_value: Option<Bytes>,
+        start_ts: u64,
+        commit_ts: u64,
+    ) -> Self {
+        Self { op, key, value, old_value, start_ts, commit_ts }
+    }
+
     /// The bytes this row holds, for the memory quota (keys, values and a fixed overhead).
     pub(crate) fn footprint(&self) -> usize {
         let old = self.old_value.as_ref().map_or(0, Bytes::len);

@@ -85,7 +85,7 @@ pub mod fuzzing;
 
 pub use client::{Client, SubscriptionStats};
 pub use config::{Config, TlsConfig};
-pub use error::Error;
+pub use error::{ClusterPeer, Error};
 pub use event::{Event, Op, RowEvent, SubscriptionId};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};

@@ -383,7 +383,7 @@ impl Scheduler {
             {
                 Ok(batch) => batch,
                 Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
-                    self.stop(&sub, Some(Error::Pd(error)));
+                    self.stop(&sub, Some(Error::from(error)));
                     return;
                 }
                 Err(error) => {
@@ -503,7 +503,7 @@ impl Scheduler {
                     return;
                 }
                 Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
-                    self.stop(&sub, Some(Error::Pd(error)));
+                    self.stop(&sub, Some(Error::from(error)));
                     self.unlock(owned, AfterUnlock::Release);
                     return;
                 }

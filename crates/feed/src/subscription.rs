@@ -8,9 +8,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
+use futures_core::Stream;
 use hashbrown::HashMap;
 use kvfeed_rangelock::{RangeLock, Ticket};
 use kvfeed_regioncache::RegionVerId;
@@ -69,15 +72,23 @@ impl Subscription {
         self.id
     }
 
-    /// The next event; `Some(Err(_))` once if the subscription failed, then `None`.
+    /// The next event; `Some(Err(_))` once if the subscription failed, then `None`. The same
+    /// as [`StreamExt::next`](https://docs.rs/futures/latest/futures/stream/trait.StreamExt.html)
+    /// on the [`Stream`] this type implements.
     pub async fn recv(&mut self) -> Option<Result<Event, Error>> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
         loop {
             if let Some(row) = self.next_buffered() {
-                return Some(Ok(row));
+                return Poll::Ready(Some(Ok(row)));
             }
-            let delivery = self.receiver.recv().await?;
+            let Some(delivery) = std::task::ready!(self.receiver.poll_recv(cx)) else {
+                return Poll::Ready(None);
+            };
             if let Some(event) = self.accept(delivery) {
-                return Some(event);
+                return Poll::Ready(Some(event));
             }
         }
     }
@@ -113,6 +124,15 @@ impl Subscription {
             Delivery::Resolved(ts) => Some(Ok(Event::Resolved(ts))),
             Delivery::Failed(error) => Some(Err(error)),
         }
+    }
+}
+
+/// The subscription's events, as [`Subscription::recv`] gives them.
+impl Stream for Subscription {
+    type Item = Result<Event, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_event(cx)
     }
 }
 

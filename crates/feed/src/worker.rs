@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use crate::backoff;
-use crate::error::Error;
+use crate::error::{ClusterPeer, Error};
 use crate::event::RowEvent;
 use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
 use crate::region::RegionRows;
@@ -381,9 +381,9 @@ impl Worker {
             }
             RegionError::ClusterIdMismatch { current, request } => {
                 End::Fail(Box::new(Error::ClusterIdMismatch {
-                    store_id,
-                    store_cluster: current,
-                    client_cluster: request,
+                    peer: ClusterPeer::Store(store_id),
+                    expected: request,
+                    got: current,
                 }))
             }
             RegionError::ServerIsBusy { .. } | RegionError::Congested | RegionError::Unknown => {

@@ -152,3 +152,52 @@ async fn a_config_admitting_no_store_version_is_refused() {
     let error = kvfeed::Client::connect(config).await.unwrap_err();
     assert!(matches!(&error, kvfeed::Error::Config(m) if m.contains("store_versions")), "{error}");
 }
+
+/// A span whose bounds are raw keys (not memcomparable-encoded) is refused with a typed error;
+/// unbounded ends are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_of_raw_keys_is_refused() {
+    let h = start(1, &[]).await;
+    let raw = kvfeed_span::Span::from_bytes(b"t\x80", b"t\x81").unwrap();
+    match h.client.subscribe(raw, h.cluster.now_ts()) {
+        Err(kvfeed::Error::InvalidSpan(reason)) => assert!(reason.contains("start"), "{reason}"),
+        other => panic!("expected InvalidSpan, got {other:?}"),
+    }
+    let encoded_start = kvfeed_span::EncodedKey::encode(b"t");
+    let half_raw =
+        kvfeed_span::Span::new(encoded_start, kvfeed_span::EncodedKey::from_encoded(b"u"));
+    match h.client.subscribe(half_raw.unwrap(), h.cluster.now_ts()) {
+        Err(kvfeed::Error::InvalidSpan(reason)) => assert!(reason.contains("end"), "{reason}"),
+        other => panic!("expected InvalidSpan, got {other:?}"),
+    }
+    let unbounded = h.client.subscribe(kvfeed_span::Span::full(), h.cluster.now_ts());
+    assert!(unbounded.is_ok(), "an unbounded span is encoded by definition");
+    h.stop().await;
+}
+
+/// The subscription is a `futures_core::Stream` whose items are those of `recv`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_is_a_stream() {
+    use futures_core::Stream;
+    let h = start(1, &[]).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    h.cluster.commit_2pc(&[Mutation::put(record_key(100, 1), b"v".to_vec())]).unwrap();
+    let target = h.cluster.now_ts();
+    let mut rows = 0;
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut sub).poll_next(cx));
+        let event = tokio::time::timeout(common::DEADLINE, next).await.expect("an event in time");
+        match event.expect("the stream goes on").expect("no failure") {
+            kvfeed::Event::Row(row) => {
+                assert_eq!(row.key.as_ref(), record_key(100, 1).as_slice());
+                rows += 1;
+            }
+            kvfeed::Event::Resolved(ts) if ts >= target => break,
+            kvfeed::Event::Resolved(_) => {}
+        }
+    }
+    assert_eq!(rows, 1);
+    h.stop().await;
+}

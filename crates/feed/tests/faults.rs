@@ -211,9 +211,9 @@ async fn cluster_id_mismatch_fails_the_subscription() {
     let mut log = Log::default();
     let error = log.until_end(&mut sub).await.expect("the subscription fails");
     match error {
-        kvfeed::Error::ClusterIdMismatch { store_id, store_cluster, client_cluster } => {
-            assert_eq!((store_id, store_cluster), (1, other));
-            assert_eq!(client_cluster, h.cluster.cluster_id());
+        kvfeed::Error::ClusterIdMismatch { peer, expected, got } => {
+            assert_eq!((peer, got), (kvfeed::ClusterPeer::Store(1), other));
+            assert_eq!(expected, h.cluster.cluster_id());
         }
         other => panic!("unexpected error {other}"),
     }
@@ -289,7 +289,11 @@ async fn cluster_id_mismatch_with_pd_is_a_typed_error() {
     config.cluster_id = Some(cluster.cluster_id() + 1);
     let error = kvfeed::Client::connect(config).await.expect_err("wrong cluster");
     assert!(
-        matches!(error, kvfeed::Error::Pd(kvfeed_regioncache::Error::ClusterIdMismatch { .. })),
+        matches!(
+            error,
+            kvfeed::Error::ClusterIdMismatch { peer: kvfeed::ClusterPeer::Pd, expected, .. }
+                if expected == cluster.cluster_id() + 1
+        ),
         "{error}"
     );
     cluster.shutdown().await;
