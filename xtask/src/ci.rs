@@ -21,6 +21,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let steps: Vec<Step> = vec![
         ("fmt", Box::new(|| run_cmd(cargo().args(["fmt", "--all", "--", "--check"])))),
+        ("tidy", Box::new(crate::tidy::run)),
         (
             "clippy",
             Box::new(|| {

@@ -2,6 +2,8 @@
 //!
 //! Subcommands:
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
+//! - `tidy`: layout rules (every module has a `//!` doc; no file reaches into another crate
+//!   by path).
 //! - `codegen [--check]`: regenerate `crates/proto/src/generated/` from `proto/`, or check that the
 //!   committed code is what the protos give.
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
@@ -14,6 +16,7 @@
 
 mod ci;
 mod codegen;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["ci"] => ci::run(),
+        ["tidy"] => tidy::run(),
         ["codegen"] => codegen::run(codegen::Mode::Write),
         ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
@@ -46,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | tidy | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
