@@ -60,6 +60,7 @@
 //! for reuse and testing.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod backoff;
 mod client;
