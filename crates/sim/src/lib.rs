@@ -38,6 +38,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Items not reachable from the crate root say so (`pub(crate)`).
+#![warn(unreachable_pub)]
 
 /// Compiles the README's example as a doctest.
 #[cfg(doctest)]

@@ -21,6 +21,8 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// Items not reachable from the crate root say so (`pub(crate)`).
+#![warn(unreachable_pub)]
 // no_std honesty: what core or alloc provides is imported from there.
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
