@@ -2,6 +2,7 @@
 //!
 //! Subcommands:
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
+//! - `package`: `cargo package` of every publishable crate (the packaging step of `ci`).
 //! - `codegen [--check]`: regenerate `crates/proto/src/generated/` from `proto/`, or check that the
 //!   committed code is what the protos give.
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
@@ -25,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["ci"] => ci::run(),
+        ["package"] => ci::package(),
         ["codegen"] => codegen::run(codegen::Mode::Write),
         ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
@@ -46,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
