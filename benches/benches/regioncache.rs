@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_proto::pdpb;
-use kvfeed_regioncache::testing::{FakePd, split_regions};
 use kvfeed_regioncache::{
     DEFAULT_SCAN_LIMIT, PdClient, PdConfig, PdRegionSource, Peer, Region, RegionCache, RegionEpoch,
     RegionSource,
 };
 use kvfeed_span::{EncodedKey, Span};
+use kvfeed_testkit::pd::{FakePd, split_regions};
 use prost::Message as _;
 
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];

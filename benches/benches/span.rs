@@ -3,22 +3,18 @@
 //! - `span/encode`, `span/decode`: the memcomparable codec per key, beside a plain copy of the same
 //!   bytes and a byte-at-a-time codec;
 //! - `span/cmp_raw_with_encoded`: comparing a raw key with an encoded one, beside encoding first;
-//! - `span/intersect`: `Span::intersect`, beside a naive intersection over `Option<Vec<u8>>` bounds;
-//! - `span/piece_at`, `span/split_merge`, `span/ts_map_unset_set` at 1k / 100k / 1M pieces:
-//!   `Partition` and `RangeTsMap`, beside a sorted `Vec<(key, value)>` (binary search, shifting
-//!   inserts and removals).
+//! - `span/intersect`: `Span::intersect`, beside a naive intersection over `Option<Vec<u8>>` bounds.
 //!
-//! Every structure is built once per size, outside the timed loops; updates are measured as
-//! pairs that restore the state (split then merge, unset then set), so no clone is timed.
+//! Inputs are built once, outside the timed loops. (The range lock's piece index has its own
+//! benchmarks in `rangelock.rs`.)
 
 use core::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_span::key::{self, cmp_raw_with_encoded};
-use kvfeed_span::{EncodedKey, Partition, RangeTsMap, Span, table};
+use kvfeed_span::{EncodedKey, Span, table};
 
-const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 /// How many distinct keys a lookup benchmark cycles through (enough to defeat the branch
 /// predictor, few enough to stay in cache as inputs).
 const PROBES: usize = 4096;
@@ -181,136 +177,9 @@ fn intersect(c: &mut Criterion) {
     group.finish();
 }
 
-/// Piece `i` of `n` starts at `row_key(2 * i)` (the first at minus infinity); odd rows fall
-/// inside pieces, so splitting there makes a new piece.
-fn piece_start(i: u64) -> EncodedKey {
-    if i == 0 { EncodedKey::default() } else { row_key(2 * i) }
-}
-
-fn partition(n: u64) -> Partition<u64> {
-    let mut p = Partition::new(Span::full(), 0);
-    for i in 1..n {
-        p.split_at(piece_start(i).as_bytes(), |_| i).expect("inside the full span");
-    }
-    assert_eq!(p.piece_count() as u64, n);
-    p
-}
-
-/// The sorted-vector baseline: piece starts and values.
-fn sorted_vec(n: u64) -> Vec<(EncodedKey, u64)> {
-    (0..n).map(|i| (piece_start(i), i)).collect()
-}
-
-/// The value of the piece holding `key` in the sorted vector.
-fn vec_lookup<'a>(v: &'a [(EncodedKey, u64)], key: &[u8]) -> &'a (EncodedKey, u64) {
-    let at = v.partition_point(|(start, _)| start.as_bytes() <= key);
-    &v[at - 1]
-}
-
-/// A map over the full span with `n` set pieces: piece `i` is `[piece_start(i), piece_start(i + 1))`.
-fn ts_map(n: u64) -> RangeTsMap {
-    let mut map = RangeTsMap::new(Span::full(), 1);
-    for i in 1..n {
-        let range = Span::new(piece_start(i), EncodedKey::default()).unwrap();
-        map.unset(&range).unwrap();
-        map.set(&range, 100 + i).unwrap();
-    }
-    assert_eq!(map.partition().piece_count() as u64, n);
-    map
-}
-
-fn piece_range(i: u64, n: u64) -> Span {
-    let end = if i + 1 == n { EncodedKey::default() } else { piece_start(i + 1) };
-    Span::new(piece_start(i), end).unwrap()
-}
-
-fn pieces(c: &mut Criterion) {
-    for n in SIZES {
-        let p = partition(n);
-        let v = sorted_vec(n);
-        // Keys inside pieces (odd rows), scattered over the whole span.
-        let probes: Vec<EncodedKey> =
-            (0..PROBES as u64).map(|i| row_key(2 * scatter(i, n) + 1)).collect();
-
-        let mut group = c.benchmark_group("span/piece_at");
-        group.throughput(Throughput::Elements(1));
-        let mut i = 0;
-        group.bench_function(BenchmarkId::new("kvfeed_partition", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                *p.piece_at(black_box(probes[i].as_bytes())).expect("inside").value
-            });
-        });
-        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                vec_lookup(&v, black_box(probes[i].as_bytes())).1
-            });
-        });
-        group.finish();
-
-        // Split a piece at an odd row, then merge it back: the state is restored every iteration.
-        let mut group = c.benchmark_group("span/split_merge");
-        group.throughput(Throughput::Elements(1));
-        let mut p = p;
-        group.bench_function(BenchmarkId::new("kvfeed_partition", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                let key = probes[i].as_bytes();
-                assert!(p.split_at(black_box(key), |v| *v).expect("inside"));
-                p.merge_into_previous(key, |_, _| true).expect("just split")
-            });
-        });
-        let mut v = v;
-        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                let key = &probes[i];
-                let at = v.partition_point(|(start, _)| start <= key);
-                let value = v[at - 1].1;
-                v.insert(at, (key.clone(), value));
-                v.remove(black_box(at)).1
-            });
-        });
-        group.finish();
-        drop((p, v));
-
-        // Unset a whole piece (a region locks it), then set it again (the region unlocks).
-        let mut map = ts_map(n);
-        let ranges: Vec<Span> =
-            (0..PROBES as u64).map(|i| piece_range(1 + scatter(i, n - 1), n)).collect();
-        let mut v: Vec<(EncodedKey, Option<u64>)> =
-            (0..n).map(|i| (piece_start(i), Some(100 + i))).collect();
-        let mut group = c.benchmark_group("span/ts_map_unset_set");
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("kvfeed_range_ts_map", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                let range = &ranges[i];
-                map.unset(black_box(range)).expect("set");
-                map.set(range, 7).expect("unset");
-            });
-        });
-        group.bench_function(BenchmarkId::new("baseline_sorted_vec", n), |b| {
-            b.iter(|| {
-                i = (i + 1) % PROBES;
-                let range = &ranges[i];
-                // The piece is exactly the range: a lookup, a check and a write, twice.
-                let at = v.partition_point(|(start, _)| start <= range.start()) - 1;
-                assert!(v[at].1.is_some(), "set");
-                v[at].1 = None;
-                let at = v.partition_point(|(start, _)| start <= black_box(range).start()) - 1;
-                assert!(v[at].1.is_none(), "unset");
-                v[at].1 = Some(7);
-            });
-        });
-        group.finish();
-    }
-}
-
 criterion_group! {
     name = benches;
     config = config();
-    targets = codec, cmp_raw, intersect, pieces
+    targets = codec, cmp_raw, intersect
 }
 criterion_main!(benches);

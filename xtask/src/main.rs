@@ -4,6 +4,7 @@
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `tidy`: layout rules (every module has a `//!` doc; no file reaches into another crate
 //!   by path).
+//! - `package`: `cargo package` of every publishable crate (the packaging step of `ci`).
 //! - `codegen [--check]`: regenerate `crates/proto/src/generated/` from `proto/`, or check that the
 //!   committed code is what the protos give.
 //! - `fuzz TARGET [--time S]`: run one cargo-fuzz target (needs nightly and cargo-fuzz).
@@ -29,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         ["ci"] => ci::run(),
         ["tidy"] => tidy::run(),
+        ["package"] => ci::package(),
         ["codegen"] => codegen::run(codegen::Mode::Write),
         ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
@@ -50,7 +52,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | tidy | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | tidy | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {

@@ -12,19 +12,16 @@
 
 #![forbid(unsafe_code)]
 
-mod watcher;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvfeed::{Client, Config};
+use kvfeed_cli::Watcher;
 use kvfeed_sim::{
     Cluster, ClusterConfig, Fault, FaultSchedule, Mutation, SplitMix64, Workload, WorkloadConfig,
 };
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
-
-pub use watcher::{Watcher, first_violation, verify_up_to};
 
 /// One chaos run's shape.
 #[derive(Clone, Debug)]
@@ -241,7 +238,7 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         }
         if let Some(failure) = watcher.failure() {
             outcome.violation = Some(format!("{}: failed: {failure}", watcher.name));
-        } else if let Some(violation) = first_violation(&report) {
+        } else if let Some(violation) = report.first_violation() {
             outcome.violation = Some(format!("{}: {violation}", watcher.name));
         } else if *complete && watcher.resolved() < final_ts {
             outcome.violation = Some(format!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::{Client, Config};
-use kvfeed_chaos::Watcher;
+use kvfeed_cli::Watcher;
 use kvfeed_sim::{Cluster, FaultSchedule, Report};
 use kvfeed_span::table::table_span;
 
@@ -276,7 +276,7 @@ fn summarize(
         println!("  failed             {failure}");
     }
     for (watcher, report) in watchers.iter().zip(reports) {
-        if let Some(violation) = kvfeed_chaos::first_violation(report) {
+        if let Some(violation) = report.first_violation() {
             println!("  {}: {violation}", watcher.name);
         }
     }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kvfeed_chaos::verify_up_to;
+use kvfeed_sim::verify_up_to;
 use kvfeed_sim::{CommittedRow, FeedEvent, Op, RowEvent, compose};
 use kvfeed_span::table::table_span;
 

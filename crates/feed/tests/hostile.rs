@@ -6,8 +6,6 @@
 //! unaffected (checked by the verifier).
 
 mod common;
-#[path = "../../transport/tests/support/mod.rs"]
-mod store;
 
 use bytes::Bytes;
 use common::{Harness, Log, TICK, start_with, workload};
@@ -16,8 +14,8 @@ use kvfeed_proto::cdcpb::{self, ChangeDataEvent, ChangeDataRequest, change_data_
 use kvfeed_sim::ClusterConfig;
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
+use kvfeed_testkit::store::{self, Reply, ServerCall, TestStore};
 use prost::Message as _;
-use store::{Reply, ServerCall, TestStore};
 
 const START_TS: u64 = 1000;
 

@@ -5,6 +5,11 @@
 //! sequence of [`Op`]s to both and panics, naming the step, at the first difference in an outcome,
 //! a retry range, a resolved ts, the statistics or an invariant. The cargo-fuzz target
 //! `rangelock_diff` and a proptest in the crate's tests both drive it.
+//!
+//! The submodules check the parts and the models themselves: [`pieces`] compares the piece index
+//! with [`partition::Partition`], a plain `BTreeMap` partition, and [`ts_map`] checks that
+//! partition (through [`partition::RangeTsMap`], the original's `rangeTsMap` on top of it)
+//! against a naive cell-by-cell model.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -14,7 +19,9 @@ use kvfeed_span::{EncodedKey, Span};
 
 use crate::lock::Ticket;
 
+pub mod partition;
 pub mod pieces;
+pub mod ts_map;
 use crate::{Advance, LockError, LockOutcome, RangeLock, RegionHandle, RegionTs, UnlockError};
 
 /// Inner cut points of the key space: keys `a` to `h`.

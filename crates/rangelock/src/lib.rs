@@ -50,6 +50,8 @@
 #![no_std]
 // Denied everywhere but in `prefetch`, the one module that needs it (a CPU hint, see there).
 #![deny(unsafe_code)]
+// Items not reachable from the crate root say so (`pub(crate)`).
+#![warn(unreachable_pub)]
 // no_std honesty: what core or alloc provides is imported from there.
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 

@@ -23,7 +23,7 @@
 //! after the last key of a full node starts a new node rather than splitting it. Removals merge a
 //! node into its predecessor when both fit in half a node together, and an emptied node goes away.
 //!
-//! The map is a partition of the span (as `kvfeed_span::Partition`, the model the differential
+//! The map is a partition of the span (as `fuzzing::partition::Partition`, the model the differential
 //! tests compare it with): a piece starts at each key and runs to the next key, the last to the
 //! span's end; the span's start is always a key.
 

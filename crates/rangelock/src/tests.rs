@@ -1,5 +1,6 @@
 //! Scenario scripts for the range lock (reference §3.7 and §10 A/B), and the differential
-//! property test against the model of [`crate::fuzzing`].
+//! property test against the model of [`crate::fuzzing`]; `partition` tests the partition model
+//! the piece index is compared with.
 //!
 //! A script is one step per line, `command args -> expected outcome`:
 //!
@@ -32,6 +33,8 @@ use proptest::test_runner::{Config, RngSeed};
 use crate::fuzzing::pieces as pieces_model;
 use crate::fuzzing::{Case, Op, check as check_against_model};
 use crate::{Advance, LockOutcome, RangeLock, Stats, UnlockError};
+
+mod partition;
 
 fn key(word: &str) -> EncodedKey {
     match word {

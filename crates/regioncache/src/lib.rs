@@ -41,7 +41,6 @@
 //! # Features
 //!
 //! - `tls` (default): TLS to PD ([`TlsConfig`]), through rustls with the ring provider.
-//! - `testing`: the `testing` module, a small in-process PD (`FakePd`) for tests and benchmarks.
 
 #![forbid(unsafe_code)]
 
@@ -56,8 +55,6 @@ mod tso;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
-#[cfg(feature = "testing")]
-pub mod testing;
 #[cfg(test)]
 mod tests;
 

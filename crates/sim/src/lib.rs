@@ -7,7 +7,9 @@
 //!   faults (split, merge, leader transfer, store stop/restart, stream reset, busy, congested,
 //!   slow store, V1-only store, abandoned locks), on demand or from a seeded [`FaultSchedule`].
 //! - [`Workload`] generates a deterministic transactional workload from a seed.
-//! - [`verify()`] checks a subscriber's event log against the recorded commits.
+//! - [`verify()`] checks a subscriber's event log against the recorded commits
+//!   ([`verify_up_to`]: of a subscription read only up to a resolved ts), and
+//!   [`Report::first_violation`] says what it found wrong first.
 //!
 //! Behaviour worth knowing (details in each module):
 //!
@@ -36,6 +38,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Items not reachable from the crate root say so (`pub(crate)`).
+#![warn(unreachable_pub)]
 
 /// Compiles the README's example as a doctest.
 #[cfg(doctest)]
@@ -61,5 +65,5 @@ pub use mvcc::{CommittedRow, Lock, Mutation, Op, TxnError};
 pub use region::{PeerMeta, RegionError, RegionMeta};
 pub use state::CdcStats;
 pub use tso::{LOGICAL_BITS, compose, physical_of};
-pub use verify::{FeedEvent, Report, RowEvent, verify};
+pub use verify::{FeedEvent, Report, RowEvent, verify, verify_up_to};
 pub use workload::{SplitMix64, TxnOutcome, Workload, WorkloadConfig};

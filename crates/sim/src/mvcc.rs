@@ -65,7 +65,7 @@ pub struct Lock {
 
 /// A committed version of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
+pub(crate) struct Version {
     /// The transaction's start ts.
     pub start_ts: u64,
     /// Its commit ts.
@@ -125,7 +125,7 @@ pub enum TxnError {
 
 /// The data of the whole cluster.
 #[derive(Debug, Default)]
-pub struct Mvcc {
+pub(crate) struct Mvcc {
     versions: BTreeMap<Bytes, Vec<Version>>,
     locks: BTreeMap<Bytes, Lock>,
     txn_keys: HashMap<u64, Vec<Bytes>>,
@@ -135,7 +135,7 @@ pub struct Mvcc {
 impl Mvcc {
     /// The newest committed value of `key` (`None` if absent or deleted).
     #[must_use]
-    pub fn latest_value(&self, key: &[u8]) -> Option<Bytes> {
+    pub(crate) fn latest_value(&self, key: &[u8]) -> Option<Bytes> {
         let v = self.versions.get(key)?.last()?;
         (v.op == Op::Put).then(|| v.value.clone())
     }
@@ -147,7 +147,7 @@ impl Mvcc {
     }
 
     /// Checks and writes the locks of a transaction; the first mutation is the primary.
-    pub fn prewrite(
+    pub(crate) fn prewrite(
         &mut self,
         mutations: &[Mutation],
         start_ts: u64,
@@ -189,7 +189,7 @@ impl Mvcc {
     }
 
     /// Sets the TTL of every lock of `start_ts` to `ttl_ms` (never shortens it).
-    pub fn heartbeat(&mut self, start_ts: u64, ttl_ms: u64) -> usize {
+    pub(crate) fn heartbeat(&mut self, start_ts: u64, ttl_ms: u64) -> usize {
         let keys = self.locked_keys(start_ts);
         for k in &keys {
             if let Some(l) = self.locks.get_mut(k) {
@@ -201,13 +201,13 @@ impl Mvcc {
 
     /// The lock on `key`, if any.
     #[must_use]
-    pub fn lock(&self, key: &[u8]) -> Option<&Lock> {
+    pub(crate) fn lock(&self, key: &[u8]) -> Option<&Lock> {
         self.locks.get(key)
     }
 
     /// The keys still locked by the transaction `start_ts`.
     #[must_use]
-    pub fn locked_keys(&self, start_ts: u64) -> Vec<Bytes> {
+    pub(crate) fn locked_keys(&self, start_ts: u64) -> Vec<Bytes> {
         self.txn_keys.get(&start_ts).map_or_else(Vec::new, |keys| {
             keys.iter()
                 .filter(|k| self.locks.get(*k).is_some_and(|l| l.start_ts == start_ts))
@@ -217,7 +217,7 @@ impl Mvcc {
     }
 
     /// Commits the lock of `start_ts` on `key` at `commit_ts`; `None` if there is no such lock.
-    pub fn commit_key(
+    pub(crate) fn commit_key(
         &mut self,
         key: &Bytes,
         start_ts: u64,
@@ -232,7 +232,7 @@ impl Mvcc {
     }
 
     /// Writes a committed version directly (1PC).
-    pub fn write_version(
+    pub(crate) fn write_version(
         &mut self,
         key: Bytes,
         op: Op,
@@ -249,7 +249,7 @@ impl Mvcc {
 
     /// Rolls back the lock of `start_ts` on `key`; true if there was one. Leaves a rollback
     /// record either way (so a late prewrite or commit of that transaction fails).
-    pub fn rollback_key(&mut self, key: &Bytes, start_ts: u64) -> bool {
+    pub(crate) fn rollback_key(&mut self, key: &Bytes, start_ts: u64) -> bool {
         self.rollbacks.insert((key.clone(), start_ts));
         if self.locks.get(key).is_some_and(|l| l.start_ts == start_ts) {
             self.locks.remove(key);
@@ -271,19 +271,19 @@ impl Mvcc {
 
     /// Whether `key` has a rollback record for `start_ts`.
     #[must_use]
-    pub fn is_rolled_back(&self, key: &[u8], start_ts: u64) -> bool {
+    pub(crate) fn is_rolled_back(&self, key: &[u8], start_ts: u64) -> bool {
         self.rollbacks.contains(&(Bytes::copy_from_slice(key), start_ts))
     }
 
     /// The commit ts of the transaction `start_ts` on `key`, if it committed there.
     #[must_use]
-    pub fn commit_ts_of(&self, key: &[u8], start_ts: u64) -> Option<u64> {
+    pub(crate) fn commit_ts_of(&self, key: &[u8], start_ts: u64) -> Option<u64> {
         self.versions.get(key)?.iter().find(|v| v.start_ts == start_ts).map(|v| v.commit_ts)
     }
 
     /// Committed versions with `commit_ts > after` for keys in `[start, end)` (raw bounds,
     /// `None` unbounded), in key then commit-ts order, with their old values.
-    pub fn scan_committed(
+    pub(crate) fn scan_committed(
         &self,
         start: Option<&[u8]>,
         end: Option<&[u8]>,
@@ -312,7 +312,7 @@ impl Mvcc {
     }
 
     /// Locks on keys in `[start, end)` (raw bounds), in key order.
-    pub fn scan_locks(
+    pub(crate) fn scan_locks(
         &self,
         start: Option<&[u8]>,
         end: Option<&[u8]>,
@@ -321,7 +321,7 @@ impl Mvcc {
     }
 
     /// Every lock, in key order.
-    pub fn all_locks(&self) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
+    pub(crate) fn all_locks(&self) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
         self.locks.iter()
     }
 }

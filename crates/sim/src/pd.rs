@@ -19,7 +19,7 @@ use crate::region::RegionMeta;
 use crate::state::{Shared, StoreState, lock};
 
 /// The PD member id.
-pub const MEMBER_ID: u64 = 1;
+pub(crate) const MEMBER_ID: u64 = 1;
 
 /// The PD service.
 pub(crate) struct PdService {

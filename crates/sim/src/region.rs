@@ -89,7 +89,7 @@ impl RegionMeta {
 
 /// Whether raw `key` lies in the encoded range `[start, end)` (empty end: +inf).
 #[must_use]
-pub fn raw_in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+pub(crate) fn raw_in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
     cmp_raw_with_encoded(key, start) != Ordering::Less
         && (end.is_empty() || cmp_raw_with_encoded(key, end) == Ordering::Less)
 }
@@ -122,7 +122,7 @@ pub enum RegionError {
 
 /// All regions, covering the whole key space without overlap.
 #[derive(Debug)]
-pub struct RegionTable {
+pub(crate) struct RegionTable {
     by_start: BTreeMap<Bytes, u64>,
     by_id: HashMap<u64, RegionMeta>,
     next_id: u64,
@@ -132,7 +132,7 @@ impl RegionTable {
     /// One region over the whole key space with peers on `stores` (the first leads), cut at
     /// the encoded `splits` (sorted, deduplicated here). Leaders go round-robin over the stores.
     #[must_use]
-    pub fn new(stores: &[u64], replicas: usize, splits: &[Bytes]) -> Self {
+    pub(crate) fn new(stores: &[u64], replicas: usize, splits: &[Bytes]) -> Self {
         let mut table = Self { by_start: BTreeMap::new(), by_id: HashMap::new(), next_id: 1000 };
         let mut cuts: Vec<Bytes> = splits.iter().filter(|s| !s.is_empty()).cloned().collect();
         cuts.sort();
@@ -164,7 +164,7 @@ impl RegionTable {
     }
 
     /// A fresh id (regions and peers share the space, as with PD's AllocID).
-    pub fn alloc_id(&mut self) -> u64 {
+    pub(crate) fn alloc_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
     }
@@ -176,19 +176,19 @@ impl RegionTable {
 
     /// The region with this id.
     #[must_use]
-    pub fn get(&self, id: u64) -> Option<&RegionMeta> {
+    pub(crate) fn get(&self, id: u64) -> Option<&RegionMeta> {
         self.by_id.get(&id)
     }
 
     /// Number of regions.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
     /// The region containing the encoded `key`.
     #[must_use]
-    pub fn locate_encoded(&self, key: &[u8]) -> Option<&RegionMeta> {
+    pub(crate) fn locate_encoded(&self, key: &[u8]) -> Option<&RegionMeta> {
         let (_, id) =
             self.by_start.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
         self.by_id.get(id).filter(|r| r.contains_encoded(key))
@@ -196,14 +196,14 @@ impl RegionTable {
 
     /// The region containing the raw `key`.
     #[must_use]
-    pub fn locate_raw(&self, key: &[u8]) -> Option<&RegionMeta> {
+    pub(crate) fn locate_raw(&self, key: &[u8]) -> Option<&RegionMeta> {
         self.locate_encoded(&kvfeed_span::key::encode(key))
     }
 
     /// Regions overlapping the encoded `[start, end)` (empty end: +inf), in key order, at most
     /// `limit` (0: no limit).
     #[must_use]
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<&RegionMeta> {
+    pub(crate) fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<&RegionMeta> {
         let first = self.locate_encoded(start).map_or_else(|| start.to_vec(), |r| r.start.to_vec());
         let mut out = Vec::new();
         for (s, id) in
@@ -223,12 +223,16 @@ impl RegionTable {
     }
 
     /// Every region, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = &RegionMeta> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &RegionMeta> + '_ {
         self.by_start.values().filter_map(|id| self.by_id.get(id))
     }
 
     /// Splits `id` at the encoded `key`; returns `(left, right)`. The right half keeps the id.
-    pub fn split(&mut self, id: u64, key: &[u8]) -> Result<(RegionMeta, RegionMeta), RegionError> {
+    pub(crate) fn split(
+        &mut self,
+        id: u64,
+        key: &[u8],
+    ) -> Result<(RegionMeta, RegionMeta), RegionError> {
         let old = self.by_id.get(&id).ok_or(RegionError::NotFound(id))?.clone();
         if key <= &old.start[..] || !old.contains_encoded(key) {
             return Err(RegionError::BadSplitKey(id));
@@ -254,7 +258,7 @@ impl RegionTable {
     }
 
     /// Merges `source` into its neighbour `target`; returns the merged target.
-    pub fn merge(&mut self, source: u64, target: u64) -> Result<RegionMeta, RegionError> {
+    pub(crate) fn merge(&mut self, source: u64, target: u64) -> Result<RegionMeta, RegionError> {
         let s = self.by_id.get(&source).ok_or(RegionError::NotFound(source))?.clone();
         let t = self.by_id.get(&target).ok_or(RegionError::NotFound(target))?.clone();
         let mut merged = t.clone();
@@ -274,7 +278,11 @@ impl RegionTable {
     }
 
     /// Moves the leader of `id` to its peer on `store`; returns the region.
-    pub fn transfer_leader(&mut self, id: u64, store: u64) -> Result<RegionMeta, RegionError> {
+    pub(crate) fn transfer_leader(
+        &mut self,
+        id: u64,
+        store: u64,
+    ) -> Result<RegionMeta, RegionError> {
         let r = self.by_id.get_mut(&id).ok_or(RegionError::NotFound(id))?;
         if r.peer_on(store).is_none() {
             return Err(RegionError::NoPeer { region: id, store });

@@ -23,7 +23,7 @@ pub const fn physical_of(ts: u64) -> i64 {
 
 /// A monotonic timestamp oracle.
 #[derive(Debug, Clone)]
-pub struct Tso {
+pub(crate) struct Tso {
     physical: i64,
     logical: i64,
     offset_ms: i64,
@@ -38,17 +38,17 @@ impl Default for Tso {
 impl Tso {
     /// A fresh oracle at the current wall-clock time.
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { physical: wall_ms(), logical: 0, offset_ms: 0 }
     }
 
     /// Moves the physical clock `ms` milliseconds ahead of the wall clock (lock TTLs expire).
-    pub fn advance(&mut self, ms: i64) {
+    pub(crate) fn advance(&mut self, ms: i64) {
         self.offset_ms = self.offset_ms.saturating_add(ms.max(0));
     }
 
     /// Hands out `count` (at least 1) timestamps; returns `(physical, largest logical)`.
-    pub fn allocate(&mut self, count: u32) -> (i64, i64) {
+    pub(crate) fn allocate(&mut self, count: u32) -> (i64, i64) {
         let count = i64::from(count.max(1));
         let now = wall_ms().saturating_add(self.offset_ms);
         if now > self.physical {
@@ -64,7 +64,7 @@ impl Tso {
     }
 
     /// One new timestamp, larger than every one handed out before.
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let (physical, logical) = self.allocate(1);
         compose(physical, logical)
     }

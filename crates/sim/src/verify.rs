@@ -112,6 +112,29 @@ impl Report {
             && self.unexpected == 0
             && self.after_unsubscribe == 0
     }
+
+    /// The first thing the report found wrong, in words (`None` when [`Report::ok`]).
+    pub fn first_violation(&self) -> Option<String> {
+        if let Some(row) = &self.first_missing {
+            return Some(format!("missing {row:?} ({} missing)", self.missing));
+        }
+        if let Some(row) = &self.first_out_of_span {
+            return Some(format!("out of span {row:?}"));
+        }
+        if let Some((row, ts)) = &self.first_resolved_violation {
+            return Some(format!("{row:?} delivered after resolved ts {ts}"));
+        }
+        if let Some((before, after)) = self.first_resolved_regression {
+            return Some(format!("resolved ts went from {before} back to {after}"));
+        }
+        if let Some(row) = &self.first_unexpected {
+            return Some(format!("unexpected {row:?}"));
+        }
+        if let Some(event) = &self.first_after_unsubscribe {
+            return Some(format!("{event:?} after unsubscribe"));
+        }
+        None
+    }
 }
 
 fn note<T: Clone>(count: &mut usize, first: &mut Option<T>, what: &T) {
@@ -185,6 +208,32 @@ pub fn verify(commits: &[CommittedRow], span: &Span, start_ts: u64, log: &[FeedE
         }
     }
     report
+}
+
+/// The verifier's report on the log of a subscription that stopped (or was read) only up to
+/// the resolved ts `resolved`: rows committed above it are checked only if they were delivered
+/// (rows are not held back until their resolved ts, so some may have been).
+#[must_use]
+pub fn verify_up_to(
+    commits: &[CommittedRow],
+    span: &Span,
+    start_ts: u64,
+    log: &[FeedEvent],
+    resolved: u64,
+) -> Report {
+    let seen: std::collections::HashSet<(Bytes, u64)> = log
+        .iter()
+        .filter_map(|event| match event {
+            FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
+            _ => None,
+        })
+        .collect();
+    let due: Vec<CommittedRow> = commits
+        .iter()
+        .filter(|c| c.commit_ts <= resolved || seen.contains(&(c.key.clone(), c.commit_ts)))
+        .cloned()
+        .collect();
+    verify(&due, span, start_ts, log)
 }
 
 #[cfg(test)]

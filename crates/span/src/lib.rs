@@ -5,9 +5,6 @@
 //! - [`Span`] is a non-empty half-open key range with explicit unbounded ends, with intersection,
 //!   containment and ordering that honour plus and minus infinity everywhere.
 //! - [`table`] builds TiDB record keys and table spans.
-//! - [`cut_regions_left_cover`] picks the regions that cover a span from its start.
-//! - [`Partition`] cuts a span into pieces carrying values in `O(log n)` per operation, and
-//!   [`RangeTsMap`] tracks a timestamp per piece.
 //!
 //! ```
 //! use kvfeed_span::{Span, table};
@@ -24,6 +21,8 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// Items not reachable from the crate root say so (`pub(crate)`).
+#![warn(unreachable_pub)]
 // no_std honesty: what core or alloc provides is imported from there.
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
@@ -31,9 +30,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-mod cover;
 pub mod key;
-mod partition;
 mod span;
 pub mod table;
 
@@ -42,7 +39,5 @@ pub mod fuzzing;
 #[cfg(test)]
 mod tests;
 
-pub use cover::{LeftCover, cut_regions_left_cover};
 pub use key::{DecodeError, EncodedKey, RawKey};
-pub use partition::{OutOfSpan, Partition, Piece, RangeTsMap, TsMapError};
 pub use span::{Span, SpanError, below_end, cmp_end, cmp_start};

@@ -1,4 +1,4 @@
-//! Differential checking of the range lock's piece index against `kvfeed_span::Partition`, a plain
+//! Differential checking of the range lock's piece index against [`Partition`], a plain
 //! `BTreeMap` partition with the same semantics.
 //!
 //! The lock's own model (the parent module) uses eight keys, too few to split a leaf; here keys
@@ -11,8 +11,9 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use kvfeed_span::{EncodedKey, Partition, Span};
+use kvfeed_span::{EncodedKey, Span};
 
+use super::partition::Partition;
 use crate::pieces::Pieces;
 
 /// One operation on both partitions.

@@ -8,8 +8,8 @@ mod tso;
 
 use core::time::Duration;
 
-use kvfeed_regioncache::testing::FakePd;
 use kvfeed_regioncache::{Backoff, PdClient, PdConfig};
+use kvfeed_testkit::pd::FakePd;
 
 /// The cluster id of the fake PDs.
 pub const CLUSTER: u64 = 7;

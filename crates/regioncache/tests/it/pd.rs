@@ -4,9 +4,9 @@
 use core::time::Duration;
 
 use kvfeed_proto::metapb;
-use kvfeed_regioncache::testing::{FakePd, region, split_regions, store};
 use kvfeed_regioncache::{Error, PdClient, StoreState};
 use kvfeed_span::{EncodedKey, Span};
+use kvfeed_testkit::pd::{FakePd, region, split_regions, store};
 
 use crate::{CLUSTER, config, connect, dead_addr};
 
@@ -270,7 +270,7 @@ async fn legacy_scan_layout_is_accepted() {
 #[tokio::test]
 async fn mutual_tls() {
     use kvfeed_regioncache::TlsConfig;
-    use kvfeed_regioncache::testing::ServerTls;
+    use kvfeed_testkit::pd::ServerTls;
 
     const CA: &[u8] = include_bytes!("../data/ca.pem");
     let tls = ServerTls {

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use kvfeed_regioncache::testing::FakePd;
 use kvfeed_regioncache::{Error, LOGICAL_BITS, TimestampOracle};
+use kvfeed_testkit::pd::FakePd;
 
 use crate::{CLUSTER, connect};
 

@@ -10,9 +10,9 @@ use alloc::vec::Vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
-use crate::fuzzing::{self, KEYS, TsMapOp};
+use crate::Span;
+use crate::fuzzing;
 use crate::key::{cmp_raw_with_encoded, decode, encode};
-use crate::{Span, cut_regions_left_cover};
 
 /// The seed of every property below (any fixed value would do).
 const SEED: u64 = 0x6b76_6665_6564;
@@ -43,24 +43,6 @@ fn raw_key() -> impl Strategy<Value = Vec<u8>> {
 /// A span over small keys (either bound may be unbounded).
 fn small_span() -> impl Strategy<Value = Span> {
     (small_key(), small_key()).prop_filter_map("empty span", |(a, b)| Span::from_bytes(&a, &b).ok())
-}
-
-/// A `RangeTsMap` operation with bound indices a little past the alphabet, so the modulo mapping
-/// of `TsMapOp` is exercised too; ts values are few, so minimums tie.
-fn ts_map_op() -> impl Strategy<Value = TsMapOp> {
-    let bound = 0..(KEYS.len() as u8 + 4);
-    let ts = prop_oneof![0..4u64, Just(u64::MAX), any::<u64>()];
-    prop_oneof![
-        3 => (bound.clone(), bound.clone(), ts).prop_map(|(start, end, ts)| TsMapOp::Set { start, end, ts }),
-        3 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Unset { start, end }),
-        2 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::MinIn { start, end }),
-        1 => Just(TsMapOp::Min),
-        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::UnsetRuns { start, end }),
-        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Overlapping { start, end }),
-        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::OverlappingRev { start, end }),
-        1 => (bound, prop::option::of(prop::sample::select(&[0x00u8, 0x01, 0xFF][..])))
-            .prop_map(|(key, suffix)| TsMapOp::PieceAt { key, suffix }),
-    ]
 }
 
 proptest! {
@@ -146,80 +128,6 @@ proptest! {
             _ => data.push(byte),
         }
         fuzzing::span_codec(&data);
-    }
-
-    #[test]
-    fn left_cover_is_contiguous_from_the_start(
-        regions in prop::collection::vec(small_span(), 0..6),
-        span in small_span(),
-    ) {
-        let before = regions.clone();
-        let cover = cut_regions_left_cover(&regions, &span);
-        prop_assert_eq!(&regions, &before);
-        if let Some(first) = cover.regions.first() {
-            prop_assert!(first.contains_key(span.start().as_bytes()));
-        }
-        for pair in cover.regions.windows(2) {
-            prop_assert!(!pair[0].is_end_unbounded());
-            prop_assert_eq!(pair[0].end(), pair[1].start());
-        }
-        // Covered to the end iff the run's union holds the span.
-        let covers = cover.regions.last().is_some_and(|last| {
-            crate::cmp_end(last.end().as_bytes(), span.end().as_bytes()).is_ge()
-        });
-        prop_assert_eq!(cover.covers_end, covers);
-    }
-
-    #[test]
-    fn left_cover_of_disjoint_regions_matches_a_walk(
-        cuts in prop::collection::btree_set(small_key().prop_filter("not a bound", |k| !k.is_empty()), 0..6),
-        keep in prop::collection::vec(any::<bool>(), 7),
-        shuffle in any::<prop::sample::Index>(),
-        span in small_span(),
-    ) {
-        // PD's regions are disjoint: cut the key space at `cuts` and keep some of the pieces.
-        let bounds: Vec<&[u8]> = core::iter::once(&[][..]).chain(cuts.iter().map(Vec::as_slice)).chain([&[][..]]).collect();
-        let all: Vec<Span> = bounds.windows(2).map(|w| Span::from_bytes(w[0], w[1]).unwrap()).collect();
-        let kept: Vec<(usize, Span)> = all.iter().cloned().enumerate().filter(|(i, _)| keep[*i]).collect();
-        // The naive walk: the kept piece holding the span start, then the following pieces while
-        // they are kept, until one reaches the span end.
-        let mut expected = Vec::new();
-        let mut covers_end = false;
-        if let Some(first) = all.iter().position(|r| r.contains_key(span.start().as_bytes())) {
-            for (i, region) in all.iter().enumerate().skip(first) {
-                if !keep[i] {
-                    break;
-                }
-                expected.push(region.clone());
-                if crate::cmp_end(region.end().as_bytes(), span.end().as_bytes()).is_ge() {
-                    covers_end = true;
-                    break;
-                }
-            }
-        }
-        // The input order does not matter.
-        let mut input: Vec<Span> = kept.into_iter().map(|(_, r)| r).collect();
-        if !input.is_empty() {
-            let at = shuffle.index(input.len());
-            input.rotate_left(at);
-        }
-        let cover = cut_regions_left_cover(&input, &span);
-        let got: Vec<Span> = cover.regions.iter().map(|r| (*r).clone()).collect();
-        prop_assert_eq!((got, cover.covers_end), (expected, covers_end));
-    }
-}
-
-proptest! {
-    #![proptest_config(config(256))]
-
-    #[test]
-    fn ts_map_agrees_with_the_model(
-        start in 0..10u8,
-        end in 0..10u8,
-        initial_ts in prop_oneof![0..4u64, Just(u64::MAX)],
-        ops in prop::collection::vec(ts_map_op(), 0..64),
-    ) {
-        fuzzing::check_ts_map(start, end, initial_ts, &ops);
     }
 }
 

@@ -1,4 +1,4 @@
-//! A small in-process PD for tests and benchmarks (feature `testing`).
+//! [`FakePd`]: a small in-process PD for tests and benchmarks.
 //!
 //! [`FakePd::start`] serves the `pdpb.PD` gRPC service from one or more members on
 //! `127.0.0.1` ephemeral ports, all sharing one [`PdState`]: the cluster id, which member leads,
@@ -9,7 +9,9 @@
 //! leaves the region unset, and `BatchScanRegions` is `UNIMPLEMENTED` unless enabled. Tests
 //! change the state between calls with [`FakePd::with`] and read per-member call counts.
 //!
-//! It is deliberately small: the project's simulated cluster (`kvfeed-sim`) is the full PD.
+//! It is the PD double of the client's own tests: a PD whose every answer a test decides (several
+//! members, leader changes, stalls, headers left out, garbage scans, TLS), where the simulated
+//! cluster's PD (`kvfeed-sim`) is one well-behaved leader serving a whole cluster's regions.
 
 use core::pin::Pin;
 use std::collections::BTreeMap;
@@ -24,7 +26,10 @@ use tokio::sync::oneshot;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use crate::pd::lock;
+/// Locks a mutex; a poisoned one is used as is (no code panics while holding it).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Calls one member served, by method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,7 +102,6 @@ pub struct FakePd {
 }
 
 /// TLS material for the members (PEM).
-#[cfg(feature = "tls")]
 #[derive(Clone, Debug)]
 pub struct ServerTls {
     /// The server certificate chain.
@@ -116,7 +120,6 @@ impl FakePd {
     }
 
     /// Like [`FakePd::start`], serving TLS.
-    #[cfg(feature = "tls")]
     pub async fn start_tls(
         members: usize,
         cluster_id: u64,
@@ -134,8 +137,7 @@ impl FakePd {
     async fn start_inner(
         members: usize,
         cluster_id: u64,
-        #[cfg(feature = "tls")] tls: Option<tonic::transport::ServerTlsConfig>,
-        #[cfg(not(feature = "tls"))] tls: Option<()>,
+        tls: Option<tonic::transport::ServerTlsConfig>,
     ) -> std::io::Result<Self> {
         let mut listeners = Vec::with_capacity(members);
         let mut addrs = Vec::with_capacity(members);
@@ -167,7 +169,6 @@ impl FakePd {
             let (stop, stopped) = oneshot::channel::<()>();
             shutdown.push(Some(stop));
             let mut builder = tonic::transport::Server::builder();
-            #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
                 builder = builder
                     .tls_config(tls.clone())

@@ -1,4 +1,4 @@
-//! Test ChangeData servers on loopback gRPC, scripted by the tests.
+//! [`TestStore`]: ChangeData servers on loopback gRPC, scripted by the tests.
 //!
 //! [`TestStore::start`] serves `cdcpb.ChangeData` on `127.0.0.1:0` from a runtime of its own (so
 //! [`TestStore::kill`] can drop every connection at once, like a crashed TiKV). The server speaks
@@ -7,9 +7,8 @@
 //! Behaviour, after TiKV's (wire §7): `EventFeedV2` answers `UNIMPLEMENTED` on a V1-only store or
 //! when the `features` metadata names anything but `stream-multiplexing`; a call that ends its
 //! request side before sending anything is a probe and gets a clean end of stream; any other call
-//! is handed to the test as a [`ServerCall`].
-
-#![allow(dead_code, missing_docs)]
+//! is handed to the test as a [`ServerCall`]. The frame builders ([`rows`], [`resolved`], ...)
+//! make the replies most tests send.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,7 +19,6 @@ use std::time::Duration;
 use bytes::{Buf as _, Bytes};
 use kvfeed_proto::cdcpb::{self, ChangeDataEvent, ChangeDataRequest, event};
 use kvfeed_proto::errorpb;
-use kvfeed_transport::{Events, StreamEvent};
 use prost::Message as _;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::{Stream, StreamExt as _};
@@ -34,7 +32,9 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Which RPC a call came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `EventFeed`: one call per subscription.
     V1,
+    /// `EventFeedV2`: a multiplexed stream.
     V2,
 }
 
@@ -52,6 +52,7 @@ pub enum Reply {
 /// One non-probe call, from the server's side.
 #[derive(Debug)]
 pub struct ServerCall {
+    /// The RPC the call came in on.
     pub method: Method,
     /// The `features` metadata, if sent.
     pub features: Option<String>,
@@ -68,14 +69,19 @@ pub struct ServerCall {
 /// Counters of one store.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Probe calls (request side ended before a first request), answered with a clean end.
     pub probes: AtomicUsize,
+    /// Calls handed to the test.
     pub calls: AtomicUsize,
+    /// `EventFeedV2` calls refused with `UNIMPLEMENTED`.
     pub unimplemented: AtomicUsize,
 }
 
 /// A ChangeData server on loopback.
 pub struct TestStore {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// What it has seen so far.
     pub counters: Arc<Counters>,
     calls: Mutex<mpsc::UnboundedReceiver<ServerCall>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -94,10 +100,10 @@ impl TestStore {
         Self::start_with(v2, None)
     }
 
-    /// Starts a store serving mutual TLS with the certificates of `tests/data` (a CA, and one
+    /// Starts a store serving mutual TLS with the certificates of [`tls_data_dir`] (a CA, and one
     /// certificate for `localhost` and 127.0.0.1 that serves as both server and client identity).
     pub fn start_tls(v2: bool) -> Self {
-        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let data = tls_data_dir();
         let read = |name: &str| std::fs::read(data.join(name)).expect("test certificate");
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(read("server.pem"), read("server.key")))
@@ -323,6 +329,13 @@ impl Decoder for RequestDecoder {
     }
 }
 
+/// The directory of the test TLS material: `ca.pem`, and `server.pem` / `server.key`, a
+/// certificate for `localhost` and 127.0.0.1 signed by that CA, usable as server and client
+/// identity (see its `README.md`).
+pub fn tls_data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
 // Frame builders.
 
 /// `n` committed rows of `value_len`-byte values for one region.
@@ -371,24 +384,4 @@ pub fn resolved(request_id: u64, regions: Vec<u64>, ts: u64) -> Reply {
         events: Vec::new(),
         resolved_ts: Some(cdcpb::ResolvedTs { regions, ts, request_id }),
     })
-}
-
-/// The next transport event, failing the test if none comes in time.
-/// The next event, skipping the `Deregistered` markers of single-region deregistrations (the
-/// tests that check them use [`next_event_or_marker`]).
-pub async fn next_event(events: &mut Events) -> StreamEvent {
-    loop {
-        let event = next_event_or_marker(events).await;
-        if !matches!(event, StreamEvent::Deregistered { .. }) {
-            return event;
-        }
-    }
-}
-
-/// The next event, markers included.
-pub async fn next_event_or_marker(events: &mut Events) -> StreamEvent {
-    tokio::time::timeout(PATIENCE, events.recv())
-        .await
-        .expect("no event in time")
-        .expect("event channel closed")
 }

@@ -1,13 +1,12 @@
 //! [`Watcher`]: a subscriber that reads one subscription to its end, logging every event for
-//! the verifier and keeping the counters a progress display wants.
+//! the simulator's verifier and keeping the counters a progress display wants.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use kvfeed::{Event, Subscription, SubscriptionId};
-use kvfeed_sim::{CommittedRow, FeedEvent, Report, physical_of, verify};
+use kvfeed_sim::{CommittedRow, FeedEvent, Report, physical_of, verify, verify_up_to};
 use kvfeed_span::Span;
 use tokio::task::JoinHandle;
 
@@ -125,52 +124,4 @@ impl Watcher {
         }
         verify_up_to(commits, &self.span, self.start_ts, &log, self.resolved())
     }
-}
-
-/// The verifier's report on the log of a subscription that stopped (or was read) only up to
-/// the resolved ts `resolved`: rows committed above it are checked only if they were delivered
-/// (rows are not held back until their resolved ts, so some may have been).
-pub fn verify_up_to(
-    commits: &[CommittedRow],
-    span: &Span,
-    start_ts: u64,
-    log: &[FeedEvent],
-    resolved: u64,
-) -> Report {
-    let seen: std::collections::HashSet<(Bytes, u64)> = log
-        .iter()
-        .filter_map(|event| match event {
-            FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
-            _ => None,
-        })
-        .collect();
-    let due: Vec<CommittedRow> = commits
-        .iter()
-        .filter(|c| c.commit_ts <= resolved || seen.contains(&(c.key.clone(), c.commit_ts)))
-        .cloned()
-        .collect();
-    verify(&due, span, start_ts, log)
-}
-
-/// The first thing a report found wrong, in words.
-pub fn first_violation(report: &Report) -> Option<String> {
-    if let Some(row) = &report.first_missing {
-        return Some(format!("missing {row:?} ({} missing)", report.missing));
-    }
-    if let Some(row) = &report.first_out_of_span {
-        return Some(format!("out of span {row:?}"));
-    }
-    if let Some((row, ts)) = &report.first_resolved_violation {
-        return Some(format!("{row:?} delivered after resolved ts {ts}"));
-    }
-    if let Some((before, after)) = report.first_resolved_regression {
-        return Some(format!("resolved ts went from {before} back to {after}"));
-    }
-    if let Some(row) = &report.first_unexpected {
-        return Some(format!("unexpected {row:?}"));
-    }
-    if let Some(event) = &report.first_after_unsubscribe {
-        return Some(format!("{event:?} after unsubscribe"));
-    }
-    None
 }

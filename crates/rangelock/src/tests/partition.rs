@@ -1,11 +1,22 @@
-//! `Partition` and `RangeTsMap` (§3.2, §10 B items 8-9, §10 H item 29's `FindHoles`).
+//! The partition model of [`crate::fuzzing::partition`]: `Partition` and `RangeTsMap` (§3.2,
+//! §10 B items 8-9, §10 H item 29's `FindHoles`), scenario by scenario and as a property test
+//! against the naive model of [`crate::fuzzing::ts_map`].
 
 use alloc::format;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use super::sp;
-use crate::{OutOfSpan, Partition, RangeTsMap, Span, TsMapError};
+use kvfeed_span::{EncodedKey, Span, table};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed};
+
+use crate::fuzzing::partition::{OutOfSpan, Partition, RangeTsMap, TsMapError};
+use crate::fuzzing::ts_map::{self, KEYS, TsMapOp};
+
+/// The span `[start, end)` over encoded bytes (empty for an unbounded end); panics if empty.
+fn sp(start: &[u8], end: &[u8]) -> Span {
+    Span::from_bytes(start, end).unwrap_or_else(|e| panic!("bad test span: {e}"))
+}
 
 const MAX: u64 = u64::MAX;
 
@@ -516,4 +527,58 @@ fn partition_overlapping_rev() {
         pieces.map(|(k, v)| (k.to_vec(), *v)).collect::<Vec<_>>(),
         [(b"k".to_vec(), 1), (Vec::new(), 0)]
     );
+}
+
+/// A resolved ts per part of a table's span: unset while a region holds it, set when released
+/// (once the example of `kvfeed-span`'s README).
+#[test]
+fn a_table_head_is_unset_then_set() {
+    let span = table::table_span(8616);
+    let split = EncodedKey::encode(&table::record_key(8616, 1000));
+    let head = Span::new(span.start().clone(), split).unwrap();
+    let mut map = RangeTsMap::new(span.clone(), 100);
+    map.unset(&head).unwrap(); // a region locks the head of the table
+    assert!(map.min_in(&span).is_err()); // part of the span is unset
+    assert_eq!(map.min(), 100); // the tail is still at the start ts
+    map.set(&head, 120).unwrap(); // the region releases it at ts 120
+    assert_eq!(map.min_in(&span), Ok(100));
+    assert_eq!(map.partition().piece_count(), 2);
+}
+
+/// A `RangeTsMap` operation with bound indices a little past the alphabet, so the modulo mapping
+/// of `TsMapOp` is exercised too; ts values are few, so minimums tie.
+fn ts_map_op() -> impl Strategy<Value = TsMapOp> {
+    let bound = 0..(KEYS.len() as u8 + 4);
+    let ts = prop_oneof![0..4u64, Just(u64::MAX), any::<u64>()];
+    prop_oneof![
+        3 => (bound.clone(), bound.clone(), ts).prop_map(|(start, end, ts)| TsMapOp::Set { start, end, ts }),
+        3 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Unset { start, end }),
+        2 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::MinIn { start, end }),
+        1 => Just(TsMapOp::Min),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::UnsetRuns { start, end }),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::Overlapping { start, end }),
+        1 => (bound.clone(), bound.clone()).prop_map(|(start, end)| TsMapOp::OverlappingRev { start, end }),
+        1 => (bound, proptest::option::of(proptest::sample::select(&[0x00u8, 0x01, 0xFF][..])))
+            .prop_map(|(key, suffix)| TsMapOp::PieceAt { key, suffix }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 256,
+        rng_seed: RngSeed::Fixed(0x6b76_6665_6564),
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    })]
+
+    #[test]
+    fn ts_map_agrees_with_the_model(
+        start in 0..10u8,
+        end in 0..10u8,
+        initial_ts in prop_oneof![0..4u64, Just(u64::MAX)],
+        ops in proptest::collection::vec(ts_map_op(), 0..64),
+    ) {
+        ts_map::check_ts_map(start, end, initial_ts, &ops);
+    }
 }

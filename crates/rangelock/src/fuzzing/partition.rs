@@ -1,18 +1,22 @@
-//! An ordered partition of a span into pieces that each carry a value.
+//! An ordered partition of a span into pieces that each carry a value: the plain model of the
+//! range lock's piece index.
 //!
-//! [`Partition`] is the structure behind the original's `rangeTsMap` and span maps: the span is cut
-//! into contiguous pieces, each keyed by its start and running to the next piece's start (or the
-//! span's end). Lookups, splits and range replacements cost `O(log n + k)` for `n` pieces and `k`
-//! pieces touched. [`RangeTsMap`] builds the original's set/unset/min-ts map on top of it, with
-//! typed errors where the original panicked.
+//! [`Partition`] is the structure behind the original's `rangeTsMap` and span maps, on a
+//! `BTreeMap`: the span is cut into contiguous pieces, each keyed by its start and running to the
+//! next piece's start (or the span's end). Lookups, splits and range replacements cost
+//! `O(log n + k)` for `n` pieces and `k` pieces touched. [`super::pieces`] checks the lock's own
+//! B+tree ([`crate::pieces`]) against it. [`RangeTsMap`] builds the original's set/unset/min-ts
+//! map on top of it, with typed errors where the original panicked; [`super::ts_map`] checks it
+//! (and so the partition) against a naive cell-by-cell model.
+//!
+//! Test support only (`cfg(any(test, fuzzing))`), like the rest of [`crate::fuzzing`].
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Bound;
 
-use crate::key::EncodedKey;
-use crate::span::{Span, below_end};
+use kvfeed_span::{EncodedKey, Span, below_end};
 
 /// A partition of a span into contiguous pieces, each with a value.
 ///
