@@ -53,7 +53,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 const USAGE: &str = "usage: cargo xtask <ci | tidy | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
-const USAGE: &str = "usage: cargo xtask <ci | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
