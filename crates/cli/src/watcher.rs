@@ -77,6 +77,8 @@ impl Watcher {
                     self.resolved.store(ts, Ordering::Release);
                     lock(&self.log).push(FeedEvent::Resolved(ts));
                 }
+                // A kind of event this watcher does not know cannot be verified: say so.
+                Ok(other) => *lock(&self.failure) = Some(format!("unexpected event {other:?}")),
                 Err(error) => *lock(&self.failure) = Some(error.to_string()),
             }
         }

@@ -52,8 +52,10 @@ impl RowEvent {
     }
 }
 
-/// One item of a subscription's stream.
+/// One item of a subscription's stream. New kinds of items may come in any release: match
+/// with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A committed row in the span. Rows of one key arrive in commit order within one region's
     /// registration; after a region is re-requested (a split, a leader move, a failure) rows

@@ -22,6 +22,7 @@
 //!     match event? {
 //!         Event::Row(row) => println!("{:?} {:?} at {}", row.op, row.key, row.commit_ts),
 //!         Event::Resolved(ts) => println!("complete up to {ts}"),
+//!         _ => {} // kinds of events added in later releases
 //!     }
 //! }
 //! # Ok(())

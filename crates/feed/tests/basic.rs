@@ -196,6 +196,7 @@ async fn the_subscription_is_a_stream() {
             }
             kvfeed::Event::Resolved(ts) if ts >= target => break,
             kvfeed::Event::Resolved(_) => {}
+            other => panic!("unexpected event {other:?}"),
         }
     }
     assert_eq!(rows, 1);

@@ -119,6 +119,7 @@ impl Log {
                 self.resolved = ts;
                 self.events.push(FeedEvent::Resolved(ts));
             }
+            other => panic!("unexpected event {other:?}"),
         }
     }
 
