@@ -20,7 +20,6 @@ use kvfeed_proto::pdpb;
 use kvfeed_regioncache::testing::{FakePd, split_regions};
 use kvfeed_regioncache::{
     DEFAULT_SCAN_LIMIT, PdClient, PdConfig, PdRegionSource, Peer, Region, RegionCache, RegionEpoch,
-    RegionSource,
 };
 use kvfeed_span::{EncodedKey, Span};
 use prost::Message as _;

@@ -313,36 +313,27 @@ fn validate(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|error| Error::Config(format!("{}: {error}", path.display())))
+/// The shared TLS settings for PD (its files are read now, so that a bad file is a
+/// configuration error here).
+fn pd_tls(tls: &crate::config::TlsConfig) -> Result<kvfeed_base::TlsConfig, Error> {
+    let tls = transport_tls(tls);
+    tls.load().map_err(|error| Error::Config(error.to_string()))?;
+    Ok(tls)
 }
 
-fn pd_tls(tls: &crate::config::TlsConfig) -> Result<kvfeed_regioncache::TlsConfig, Error> {
-    let identity = match &tls.identity {
-        Some((cert, key)) => Some((read_file(cert)?, read_file(key)?)),
-        None => None,
-    };
-    Ok(kvfeed_regioncache::TlsConfig {
-        ca_pem: read_file(&tls.ca_file)?,
-        identity,
-        domain_name: tls.domain_name.clone(),
-    })
-}
-
-pub(crate) fn transport_tls(tls: &crate::config::TlsConfig) -> kvfeed_transport::TlsConfig {
-    kvfeed_transport::TlsConfig {
+pub(crate) fn transport_tls(tls: &crate::config::TlsConfig) -> kvfeed_base::TlsConfig {
+    kvfeed_base::TlsConfig {
         ca_file: tls.ca_file.clone(),
-        client_identity: tls.identity.as_ref().map(|(cert, key)| {
-            kvfeed_transport::ClientIdentity { cert_file: cert.clone(), key_file: key.clone() }
+        client_identity: tls.identity.as_ref().map(|(cert, key)| kvfeed_base::ClientIdentity {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
         }),
         domain_name: tls.domain_name.clone(),
     }
 }
 
 /// Locks a mutex, ignoring poisoning (no critical section leaves its data inconsistent).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use kvfeed_base::lock;
 
 impl Inner {
     pub(crate) fn lock_subs(&self) -> MutexGuard<'_, HashMap<u64, SubRef>> {

@@ -13,7 +13,7 @@ use hashbrown::HashMap;
 use kvfeed_proto::kvrpcpb::{CheckTxnStatusRequest, Context, ResolveLockRequest, ScanLockRequest};
 use kvfeed_proto::metapb;
 use kvfeed_proto::tikvpb::tikv_client::TikvClient;
-use kvfeed_regioncache::{Region, RegionSource, RpcContext};
+use kvfeed_regioncache::{Region, RpcContext};
 use kvfeed_span::EncodedKey;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kvfeed_rangelock::LockOutcome;
-use kvfeed_regioncache::{RegionSource, RegionVerId};
+use kvfeed_regioncache::RegionVerId;
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
 use tokio::time::Instant;

@@ -55,10 +55,10 @@
 //! when [`TransportConfig::tls`] is set.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 extern crate alloc;
 
-mod backoff;
 mod codec;
 mod config;
 pub mod demux;
@@ -72,12 +72,13 @@ mod transport;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
-pub use backoff::Backoff;
-pub use config::{ClientIdentity, Keepalive, TlsConfig, TransportConfig};
-pub use error::{StreamError, TransportError};
-pub use event::{
-    Peer, RegionEpoch, RegionError, RegionEvent, RegionMeta, Row, RowKind, RowOp, StreamEvent,
-};
+pub use config::{Keepalive, TransportConfig};
+pub use error::{FrameError, StreamError, TransportError};
+pub use event::{RegionError, RegionEvent, Row, RowKind, RowOp, StreamEvent};
+/// The shared vocabulary: TLS settings and backoff from `kvfeed-base`.
+pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig, TlsError};
+/// Region metadata from the layer below, `kvfeed-regioncache`.
+pub use kvfeed_regioncache::{Peer, PeerRole, Region, RegionEpoch};
 pub use pool::Mode;
 pub use request::{RegisterRequest, StoreTarget, TICDC_VERSION};
 pub use transport::{Events, StoreStats, Transport};

@@ -16,6 +16,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::sync::Mutex;
 
+use kvfeed_base::lock;
+
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
@@ -187,12 +189,6 @@ impl Drop for Lease {
             }
         }
     }
-}
-
-/// Locks a pool's entries; a panic while holding the lock leaves them consistent, so poisoning is
-/// ignored.
-fn lock(entries: &Mutex<Vec<Entry>>) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-    entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether a status ends a probe the way a multiplexing TiKV does.

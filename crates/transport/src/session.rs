@@ -22,10 +22,11 @@ use core::future::Future as _;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
+use kvfeed_base::lock;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::codec::Streaming;
@@ -187,7 +188,7 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     pub(crate) fn mode(&self) -> Mode {

@@ -19,7 +19,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::backoff::{Backoff, Jitter};
+use kvfeed_base::{Backoff, Jitter, lock};
+
 use crate::config::TransportConfig;
 use crate::demux::Route;
 use crate::error::{StreamError, TransportError, chain};
@@ -119,7 +120,7 @@ impl Drop for Connecting<'_> {
 
 impl Slot {
     fn lock_connecting(&self) -> MutexGuard<'_, Option<Arc<Notify>>> {
-        self.connecting.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.connecting)
     }
 
     /// Marks the slot connecting (the caller holds `state`, and saw it not connecting).
@@ -155,7 +156,7 @@ impl Transport {
     /// A transport for the cluster `cluster_id` (sent in every request header), and the receiver
     /// of its events. Fails only when a TLS file cannot be read.
     pub fn new(config: TransportConfig, cluster_id: u64) -> Result<(Self, Events), TransportError> {
-        let tls = config.tls.as_ref().map(crate::config::TlsConfig::load).transpose()?;
+        let tls = config.tls.as_ref().map(kvfeed_base::TlsConfig::load).transpose()?;
         let (events, receiver) = mpsc::channel(config.event_channel_capacity.max(1));
         let template = RequestTemplate::new(cluster_id, config.filter_loop);
         let inner = Inner {
@@ -244,7 +245,7 @@ impl Transport {
                 Ok(lease) => lease,
                 Err(error) => {
                     state.failures = state.failures.saturating_add(1);
-                    let delay = self.inner.config.backoff.delay(state.failures, &mut state.jitter);
+                    let delay = self.inner.config.backoff.delay(state.failures, &state.jitter);
                     state.retry_at = Some(Instant::now() + delay);
                     return Err(error);
                 }
@@ -434,7 +435,7 @@ impl Events {
 
 impl Inner {
     fn lock_stores(&self) -> MutexGuard<'_, HashMap<u64, Arc<Store>>> {
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.stores)
     }
 
     /// The store for a target, created (and conflicting stores evicted) as needed.
@@ -583,7 +584,7 @@ impl SlotState {
                 Some(End::Failed { at, healthy }) => {
                     // A call that delivered data proves the store works: start over.
                     self.failures = if healthy { 1 } else { self.failures.saturating_add(1) };
-                    let retry_at = at + backoff.delay(self.failures, &mut self.jitter);
+                    let retry_at = at + backoff.delay(self.failures, &self.jitter);
                     self.retry_at = Some(self.retry_at.map_or(retry_at, |old| old.max(retry_at)));
                 }
                 Some(End::Closed) => {}
