@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use bytes::Bytes;
-use kvfeed_proto::{cdcpb, metapb};
+use kvfeed_proto::{cdcpb, errorpb, metapb};
 use kvfeed_regioncache::{Peer, PeerRole, Region, RegionEpoch};
 use kvfeed_span::Span;
 
@@ -195,7 +195,8 @@ pub enum RegionError {
     },
     /// The store's sink or memory quota is full (TiKV 8.4 and later).
     Congested,
-    /// No known field was set: an error kind this client does not know.
+    /// No known field was set: an error kind this client does not know (from the lock RPCs also
+    /// a kind CDC streams never send, such as `KeyNotInRegion`).
     Unknown,
 }
 
@@ -275,6 +276,29 @@ impl RegionError {
         }
     }
 
+    /// Converts the region error of a unary `tikvpb.Tikv` answer (`errorpb.Error`): the kinds
+    /// a CDC stream also sends keep their variant; the others (`KeyNotInRegion`, `StoreNotMatch`,
+    /// `StaleCommand`, ...) are [`RegionError::Unknown`], their `message` saying which.
+    pub(crate) fn from_errorpb(error: errorpb::Error) -> Self {
+        if let Some(not_leader) = error.not_leader {
+            Self::NotLeader { leader: leader_from_wire(not_leader.leader) }
+        } else if error.region_not_found.is_some() {
+            Self::RegionNotFound
+        } else if let Some(epoch) = error.epoch_not_match {
+            Self::EpochNotMatch {
+                current_regions: epoch
+                    .current_regions
+                    .into_iter()
+                    .filter_map(region_from_wire)
+                    .collect(),
+            }
+        } else if let Some(busy) = error.server_is_busy {
+            Self::ServerIsBusy { reason: busy.reason, backoff_ms: busy.backoff_ms }
+        } else {
+            Self::Unknown
+        }
+    }
+
     /// Whether TiKV dropped the registration with this error. Only a duplicate request leaves the
     /// original registration alive.
     pub fn ends_registration(&self) -> bool {
@@ -296,6 +320,23 @@ fn peer_from_wire(peer: metapb::Peer) -> Peer {
         store_id: peer.store_id,
         role: role_from_wire(peer.role),
         is_witness: peer.is_witness,
+    }
+}
+
+/// The wire form of a peer.
+pub(crate) fn peer_to_wire(peer: Peer) -> metapb::Peer {
+    let role = match peer.role {
+        PeerRole::Voter => metapb::PeerRole::Voter,
+        PeerRole::Learner => metapb::PeerRole::Learner,
+        PeerRole::IncomingVoter => metapb::PeerRole::IncomingVoter,
+        PeerRole::DemotingVoter => metapb::PeerRole::DemotingVoter,
+    };
+    metapb::Peer {
+        id: peer.id,
+        store_id: peer.store_id,
+        role: role as i32,
+        is_witness: peer.is_witness,
+        ..metapb::Peer::default()
     }
 }
 
@@ -331,8 +372,6 @@ pub(crate) fn epoch_to_wire(epoch: RegionEpoch) -> metapb::RegionEpoch {
 
 #[cfg(test)]
 mod tests {
-    use kvfeed_proto::errorpb;
-
     use super::*;
 
     #[test]

@@ -64,6 +64,7 @@ mod config;
 pub mod demux;
 mod error;
 mod event;
+mod kv;
 mod pool;
 mod request;
 mod session;
@@ -75,6 +76,10 @@ pub mod fuzzing;
 pub use config::{Keepalive, TransportConfig};
 pub use error::{FrameError, StreamError, TransportError};
 pub use event::{RegionError, RegionEvent, Row, RowKind, RowOp, StreamEvent};
+pub use kv::{
+    CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
+    SecondaryLocks, TxnAction, TxnStatus,
+};
 /// The shared vocabulary: TLS settings and backoff from `kvfeed-base`.
 pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig, TlsError};
 /// Region metadata from the layer below, `kvfeed-regioncache`.

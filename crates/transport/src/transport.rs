@@ -406,6 +406,22 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// A channel of the store's pool for a unary call: the same pool, keyed by store id (and
+    /// address-checked), as the CDC streams.
+    pub(crate) async fn unary_channel(
+        &self,
+        target: &StoreTarget,
+    ) -> Result<tonic::transport::Channel, TransportError> {
+        Ok(self.inner.store(target).await?.pool.unary_channel())
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+}
+
 impl Events {
     /// The next event; `None` once the transport and all its streams are gone.
     pub async fn recv(&mut self) -> Option<StreamEvent> {
