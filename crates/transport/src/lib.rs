@@ -59,6 +59,7 @@
 
 extern crate alloc;
 
+mod call;
 mod codec;
 mod config;
 pub mod demux;

@@ -21,13 +21,14 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use kvfeed_base::{Backoff, Jitter, lock};
 
+use crate::call::SessionTask;
 use crate::config::TransportConfig;
 use crate::demux::Route;
 use crate::error::{StreamError, TransportError, chain};
 use crate::event::StreamEvent;
 use crate::pool::{Mode, Pool};
 use crate::request::{RegisterRequest, RequestTemplate, StoreTarget, WireRequest};
-use crate::session::{CloseRequest, End, Insert, Session, SessionTask};
+use crate::session::{CloseRequest, End, Insert, Session};
 
 /// A handle on kvfeed's CDC streams to TiKV stores. Cheap to clone; the streams close when the
 /// last clone is dropped.
