@@ -336,7 +336,6 @@ pub(crate) fn peer_to_wire(peer: Peer) -> metapb::Peer {
         store_id: peer.store_id,
         role: role as i32,
         is_witness: peer.is_witness,
-        ..metapb::Peer::default()
     }
 }
 

@@ -243,8 +243,8 @@ pub enum LockError {
         method: &'static str,
         /// The store asked.
         store_id: u64,
-        /// The key error.
-        error: KeyError,
+        /// The key error (boxed: it may carry a whole lock).
+        error: Box<KeyError>,
     },
     /// The call failed with a gRPC status: the store is unreachable (`UNAVAILABLE`, 14), the
     /// connection broke, the store is shutting down, ...
@@ -433,7 +433,9 @@ fn check(
         });
     }
     match key_error {
-        Some(error) => Err(LockError::Key { method, store_id, error: key_error_of(error) }),
+        Some(error) => {
+            Err(LockError::Key { method, store_id, error: Box::new(key_error_of(error)) })
+        }
         None => Ok(()),
     }
 }

@@ -8,8 +8,8 @@ use kvfeed_sim::{Cluster, ClusterConfig, Mutation};
 use kvfeed_span::EncodedKey;
 use kvfeed_span::table::record_key;
 use kvfeed_transport::{
-    CheckTxnStatus, Events, LockError, LockKind, RegionError, RegionTarget, ResolveLock, ScanLock,
-    StoreTarget, Transport, TransportConfig, TransportError, TxnAction, TxnStatus,
+    CheckTxnStatus, Events, KeyError, LockError, LockKind, RegionError, RegionTarget, ResolveLock,
+    ScanLock, StoreTarget, Transport, TransportConfig, TransportError, TxnAction, TxnStatus,
 };
 
 struct Harness {
@@ -83,7 +83,10 @@ async fn an_abandoned_lock_is_scanned_checked_resolved_and_gone() {
     assert!(h.transport.scan_lock(&target, &below).await.unwrap().is_empty());
     let one = ScanLock { max_ts: u64::MAX, limit: 1, start_key: secondary.clone(), ..scan };
     let page = h.transport.scan_lock(&target, &one).await.unwrap();
-    assert_eq!(page.iter().map(|l| l.key.clone()).collect::<Vec<_>>(), [secondary.clone()]);
+    assert_eq!(
+        page.iter().map(|l| l.key.clone()).collect::<Vec<_>>(),
+        core::slice::from_ref(&secondary)
+    );
 
     // The primary: alive within its TTL, rolled back after it.
     let check = |current_ts| CheckTxnStatus {
@@ -102,7 +105,11 @@ async fn an_abandoned_lock_is_scanned_checked_resolved_and_gone() {
     h.cluster.advance_tso(1_000);
     let status = h.transport.check_txn_status(&target, &check(h.cluster.now_ts())).await.unwrap();
     assert_eq!(status, TxnStatus::RolledBack { action: TxnAction::TtlExpireRollback });
-    assert_eq!(h.locks(&target).await, [secondary.clone()], "the secondary is left behind");
+    assert_eq!(
+        h.locks(&target).await,
+        core::slice::from_ref(&secondary),
+        "the secondary is left behind"
+    );
 
     // Resolving rolls the secondary back: no lock is left.
     let resolve = ResolveLock { start_ts, commit_ts: None, keys: Vec::new() };
@@ -135,7 +142,7 @@ async fn a_committed_primary_commits_its_secondaries() {
     let primary_only =
         ResolveLock { start_ts, commit_ts: Some(commit_ts), keys: vec![primary.clone()] };
     h.transport.resolve_lock(&target, &primary_only).await.unwrap();
-    assert_eq!(h.locks(&target).await, [secondary.clone()]);
+    assert_eq!(h.locks(&target).await, core::slice::from_ref(&secondary));
 
     let check = CheckTxnStatus {
         primary_key: primary.clone(),
@@ -161,17 +168,10 @@ async fn a_committed_primary_commits_its_secondaries() {
     let late = h.cluster.prewrite(&[Mutation::put(key(5), "x")], 100).unwrap();
     let bad = ResolveLock { start_ts: late, commit_ts: Some(late - 1), keys: Vec::new() };
     let error = h.transport.resolve_lock(&target, &bad).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            LockError::Key {
-                method: "KvResolveLock",
-                error: kvfeed_transport::KeyError::Abort(_),
-                ..
-            }
-        ),
-        "{error}"
-    );
+    let LockError::Key { method: "KvResolveLock", error: key_error, .. } = &error else {
+        panic!("expected a key error, got {error}");
+    };
+    assert!(matches!(**key_error, KeyError::Abort(_)), "{error}");
     h.cluster.shutdown().await;
 }
 
