@@ -7,8 +7,8 @@
 //! - [`Backoff`]: jittered exponential backoff, the delay before attempt `n` uniform in
 //!   `[d/2, d]` with `d = min(initial * 2^(n-1), max)`; [`Jitter`] is its seeded source of
 //!   randomness (splitmix64), [`mix`] the stateless finaliser for jitter derived from a salt.
-//! - [`lock`], [`read`], [`write`]: take a `Mutex`/`RwLock`, using a poisoned one as is (kvfeed
-//!   never leaves shared state half-updated across a panic).
+//! - [`lock`], [`get_mut`], [`read`], [`write`]: take a `Mutex`/`RwLock`, using a poisoned one as
+//!   is (kvfeed never leaves shared state half-updated across a panic).
 //!
 //! ```
 //! use core::time::Duration;
@@ -35,5 +35,5 @@ mod tls;
 struct ReadmeDoctests;
 
 pub use backoff::{Backoff, Jitter, mix};
-pub use sync::{lock, read, write};
+pub use sync::{get_mut, lock, read, write};
 pub use tls::{ClientIdentity, TlsConfig, TlsError};

@@ -8,6 +8,11 @@ pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The data of a mutex held exclusively (no locking needed); a poisoned one is used as is.
+pub fn get_mut<T: ?Sized>(mutex: &mut Mutex<T>) -> &mut T {
+    mutex.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Read-locks an `RwLock`; a poisoned one is used as is.
 pub fn read<T: ?Sized>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
@@ -39,6 +44,9 @@ mod tests {
         assert!(mutex.is_poisoned() && rw.is_poisoned());
         *lock(&mutex) += 1;
         assert_eq!(*lock(&mutex), 2);
+        let mut mutex = Arc::try_unwrap(mutex).unwrap();
+        *get_mut(&mut mutex) += 1;
+        assert_eq!(*lock(&mutex), 3);
         *write(&rw) += 2;
         assert_eq!(*read(&rw), 3);
     }

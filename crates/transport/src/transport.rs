@@ -12,14 +12,14 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use kvfeed_base::{Backoff, Jitter, lock};
+use kvfeed_base::{Backoff, Jitter, get_mut, lock};
 
 use crate::call::SessionTask;
 use crate::config::TransportConfig;
@@ -486,7 +486,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let stores = self.stores.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let stores = get_mut(&mut self.stores);
         for store in stores.values() {
             store.pool.retire_all();
             for slot in &store.slots {
