@@ -7,7 +7,7 @@
 //! - [`Backoff`]: jittered exponential backoff, the delay before attempt `n` uniform in
 //!   `[d/2, d]` with `d = min(initial * 2^(n-1), max)`; [`Jitter`] is its seeded source of
 //!   randomness (splitmix64), [`mix`] the stateless finaliser for jitter derived from a salt.
-//! - [`lock`], [`get_mut`], [`read`], [`write`]: take a `Mutex`/`RwLock`, using a poisoned one as
+//! - [`lock`], [`get_mut`], [`read`], [`write()`]: take a `Mutex`/`RwLock`, using a poisoned one as
 //!   is (kvfeed never leaves shared state half-updated across a panic).
 //!
 //! ```
