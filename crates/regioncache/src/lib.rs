@@ -14,9 +14,9 @@
 //!   [`RegionCache`] from PD and de-duplicates identical loads in flight.
 //!
 //! The feed uses [`PdRegionSource`]. Retries use `kvfeed-base`'s [`Backoff`], TLS its
-//! [`TlsConfig`] (file paths, read at connect time). Protobuf types stay inside: the API speaks [`Region`],
-//! [`Peer`], [`Store`] and [`kvfeed_span::Span`] (region boundaries are memcomparable-encoded
-//! keys; an empty start is minus infinity and an empty end plus infinity).
+//! [`TlsConfig`] (file paths, read at connect time). Protobuf types stay inside: the API speaks
+//! [`Region`], [`Peer`], [`Store`] and [`kvfeed_span::Span`] (region boundaries are
+//! memcomparable-encoded keys; an empty start is minus infinity and an empty end plus infinity).
 //!
 //! ```
 //! use kvfeed_regioncache::{Insert, Peer, Region, RegionCache, RegionEpoch};
