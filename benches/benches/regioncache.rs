@@ -19,7 +19,6 @@ use kvfeed_benches::{criterion_config as config, row_key, scatter};
 use kvfeed_proto::pdpb;
 use kvfeed_regioncache::{
     DEFAULT_SCAN_LIMIT, PdClient, PdConfig, PdRegionSource, Peer, Region, RegionCache, RegionEpoch,
-    RegionSource,
 };
 use kvfeed_span::{EncodedKey, Span};
 use kvfeed_testkit::pd::{FakePd, split_regions};

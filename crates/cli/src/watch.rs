@@ -95,7 +95,11 @@ fn tls_of(args: &Args) -> Result<Option<TlsConfig>, Failure> {
     }
     Ok(Some(TlsConfig {
         ca_file: ca.clone(),
-        identity: args.cert.clone().zip(args.key.clone()),
+        client_identity: args
+            .cert
+            .clone()
+            .zip(args.key.clone())
+            .map(|(cert_file, key_file)| kvfeed::ClientIdentity { cert_file, key_file }),
         domain_name: None,
     }))
 }

@@ -2,10 +2,11 @@
 //! the simulator's verifier and keeping the counters a progress display wants.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvfeed::{Event, Subscription, SubscriptionId};
+use kvfeed_base::lock;
 use kvfeed_sim::{CommittedRow, FeedEvent, Report, physical_of, verify, verify_up_to};
 use kvfeed_span::Span;
 use tokio::task::JoinHandle;
@@ -26,10 +27,6 @@ pub struct Watcher {
     log: Mutex<Vec<FeedEvent>>,
     lags: Mutex<Vec<u64>>,
     failure: Mutex<Option<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Watcher {

@@ -19,7 +19,7 @@ use crate::event::SubscriptionId;
 use crate::housekeeping;
 use crate::lifecycle::{FinishedReceiver, FinishedSender, WorkerMsg, Workers};
 use crate::publish::ResolvedPublisher;
-use crate::resolver::LockResolver;
+use crate::resolver;
 use crate::scheduler::Scheduler;
 use crate::shared::{Shared, lock};
 use crate::subscription::{Delivery, Sub, SubRef, Subscription};
@@ -70,7 +70,6 @@ struct RunParts {
     queues: Vec<mpsc::Receiver<WorkerMsg>>,
     finished: (FinishedSender, FinishedReceiver),
     events: Events,
-    resolver: LockResolver,
 }
 
 impl Client {
@@ -84,26 +83,23 @@ impl Client {
         pd_config.cluster_id = config.cluster_id;
         pd_config.timeout = config.timeout;
         pd_config.connect_timeout = config.timeout;
-        if let Some(tls) = &config.tls {
-            pd_config.tls = Some(config::pd_tls(tls)?);
-        }
+        pd_config.tls.clone_from(&config.tls);
         let pd = PdClient::connect(pd_config).await?;
         let cluster_id = pd.cluster_id();
         let transport_config = TransportConfig {
             streams_per_store: config.streams_per_store,
             filter_loop: config.filter_loop,
             connect_timeout: config.timeout,
-            tls: config.tls.as_ref().map(config::transport_tls),
+            request_timeout: config.timeout,
+            tls: config.tls.clone(),
             ..TransportConfig::default()
         };
         let (transport, events) = Transport::new(transport_config, cluster_id)
             .map_err(|error| Error::Config(error.to_string()))?;
-        let resolver = LockResolver::new(&config)?;
         let (workers, queues) = Workers::new(config.worker_count);
         let shared = Arc::new(Shared::new(config, PdRegionSource::new(pd), transport, cluster_id));
         let scheduler = Arc::new(Scheduler::new(Arc::clone(&shared), workers.clone()));
-        let parts =
-            RunParts { workers, queues, finished: mpsc::unbounded_channel(), events, resolver };
+        let parts = RunParts { workers, queues, finished: mpsc::unbounded_channel(), events };
         let inner = ClientInner { shared, scheduler, parts: Mutex::new(Some(parts)) };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -129,7 +125,7 @@ impl Client {
         // Whatever way `run` ends (shutdown, a failed task, its future dropped), the client
         // stops and every stream ends.
         let _guard = RunGuard(shared);
-        let RunParts { workers, queues, finished: (hand_back, finished), events, resolver } = parts;
+        let RunParts { workers, queues, finished: (hand_back, finished), events } = parts;
         let mut tasks = JoinSet::new();
         for (index, queue) in queues.into_iter().enumerate() {
             let hand_back = hand_back.clone();
@@ -139,7 +135,7 @@ impl Client {
         tasks.spawn(Arc::clone(&self.inner.scheduler).run(finished));
         tasks.spawn(worker::run_dispatcher(Arc::clone(shared), workers, events));
         tasks.spawn(housekeeping::run(Arc::clone(shared)));
-        tasks.spawn(resolver.run(Arc::clone(shared)));
+        tasks.spawn(resolver::run(Arc::clone(shared)));
         let failure = tokio::select! {
             () = shared.shutdown_requested() => None,
             Some(result) = tasks.join_next() => Some(Error::Internal(match result {

@@ -1,9 +1,11 @@
 //! How a [`Client`](crate::Client) connects and behaves: [`Config`], with the production
-//! defaults of reference §8 where the original had them, and [`TlsConfig`].
+//! defaults of TiCDC where it has them. TLS settings are [`kvfeed_base::TlsConfig`], re-exported
+//! as [`crate::TlsConfig`]: one type for PD and the stores.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::time::Duration;
+
+use kvfeed_base::TlsConfig;
 
 use crate::error::Error;
 use crate::version::TikvVersion;
@@ -99,17 +101,6 @@ impl Config {
     }
 }
 
-/// TLS through rustls: PEM files for the CA and, for mutual TLS, the client certificate and key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// The CA certificate(s) the servers' certificates must chain to.
-    pub ca_file: PathBuf,
-    /// The client certificate chain and its private key, for mutual TLS.
-    pub identity: Option<(PathBuf, PathBuf)>,
-    /// The name to verify the servers' certificates against; by default each server's host.
-    pub domain_name: Option<String>,
-}
-
 /// Checks the settings a client cannot work with.
 pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     let positive = [
@@ -135,6 +126,11 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     if config.advance_interval.is_zero() {
         return Err(Error::Config("advance_interval must be positive".to_owned()));
     }
+    if let Some(tls) = &config.tls {
+        // Read the files now: a missing or unreadable one is a configuration error here, not a
+        // connection failure later.
+        tls.load().map_err(|error| Error::Config(error.to_string()))?;
+    }
     if let Some(versions) = &config.store_versions
         && versions.is_empty()
     {
@@ -144,32 +140,4 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         )));
     }
     Ok(())
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|error| Error::Config(format!("{}: {error}", path.display())))
-}
-
-/// The PD client's TLS settings (the files read).
-pub(crate) fn pd_tls(tls: &TlsConfig) -> Result<kvfeed_regioncache::TlsConfig, Error> {
-    let identity = match &tls.identity {
-        Some((cert, key)) => Some((read_file(cert)?, read_file(key)?)),
-        None => None,
-    };
-    Ok(kvfeed_regioncache::TlsConfig {
-        ca_pem: read_file(&tls.ca_file)?,
-        identity,
-        domain_name: tls.domain_name.clone(),
-    })
-}
-
-/// The transport's TLS settings.
-pub(crate) fn transport_tls(tls: &TlsConfig) -> kvfeed_transport::TlsConfig {
-    kvfeed_transport::TlsConfig {
-        ca_file: tls.ca_file.clone(),
-        client_identity: tls.identity.as_ref().map(|(cert, key)| {
-            kvfeed_transport::ClientIdentity { cert_file: cert.clone(), key_file: key.clone() }
-        }),
-        domain_name: tls.domain_name.clone(),
-    }
 }

@@ -86,9 +86,10 @@ mod worker;
 pub mod fuzzing;
 
 pub use client::{Client, SubscriptionStats};
-pub use config::{Config, TlsConfig};
+pub use config::Config;
 pub use error::{ClusterPeer, Error};
 pub use event::{Event, Op, RowEvent, SubscriptionId};
+pub use kvfeed_base::{ClientIdentity, TlsConfig};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};

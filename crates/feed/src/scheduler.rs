@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 use kvfeed_rangelock::LockOutcome;
-use kvfeed_regioncache::RegionSource;
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
 use tokio::sync::Semaphore;

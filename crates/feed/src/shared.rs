@@ -5,7 +5,7 @@
 //! other.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -248,9 +248,7 @@ impl ResolveRequests {
 }
 
 /// Locks a mutex, ignoring poisoning (no critical section leaves its data inconsistent).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use kvfeed_base::lock;
 
 /// Physical milliseconds of a TSO timestamp.
 pub(crate) fn physical_ms(ts: u64) -> u64 {

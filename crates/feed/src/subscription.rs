@@ -211,7 +211,7 @@ impl Sub {
     /// The subscription's state. Poisoning is ignored: every critical section leaves the state
     /// consistent before anything that could panic.
     pub(crate) fn state(&self) -> MutexGuard<'_, SubState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        kvfeed_base::lock(&self.state)
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

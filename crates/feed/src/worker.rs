@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hashbrown::HashMap;
-use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RegionSource, RpcContext};
+use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RpcContext};
 use kvfeed_transport::{
     Events, RegionError, RegionEvent, Row, RowKind, StreamEvent, TransportError,
 };

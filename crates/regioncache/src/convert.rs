@@ -4,8 +4,7 @@
 //! [`Store`]s. Whatever PD sends, the result is a valid domain value or a typed [`Error`]: an
 //! empty or inverted key range, a zero id, a missing epoch, a region without peers, a leader that
 //! is not a peer, an unknown enum value, or a scan answer whose regions overlap or stray outside
-//! the range asked for. It is public so that other kvfeed crates (the transport, which decodes
-//! TiKV's `NotLeader` errors) convert the same way.
+//! the range asked for. Private: the crate's API speaks domain types only.
 
 use hashbrown::HashSet;
 use kvfeed_proto::{metapb, pdpb};
@@ -16,10 +15,10 @@ use crate::error::{Error, PdErrorKind, RegionListError};
 use crate::meta::{InvalidRegion, Peer, PeerRole, Region, RegionEpoch, Store, StoreState};
 
 /// A region with its leader (if any), as PD sends them in scans and look-ups.
-pub type RegionWithLeader = (metapb::Region, Option<metapb::Peer>);
+pub(crate) type RegionWithLeader = (metapb::Region, Option<metapb::Peer>);
 
 /// Converts a `metapb.Peer`. A peer with id 0 or store id 0 is refused.
-pub fn peer(pb: &metapb::Peer) -> Result<Peer, InvalidRegion> {
+pub(crate) fn peer(pb: &metapb::Peer) -> Result<Peer, InvalidRegion> {
     if pb.id == 0 || pb.store_id == 0 {
         return Err(InvalidRegion::ZeroPeerId { peer_id: pb.id, store_id: pb.store_id });
     }
@@ -35,12 +34,15 @@ pub fn peer(pb: &metapb::Peer) -> Result<Peer, InvalidRegion> {
 
 /// The leader PD or TiKV named, if any: an absent peer and an empty one (id 0) both mean "no
 /// leader known".
-pub fn leader(pb: Option<&metapb::Peer>) -> Option<&metapb::Peer> {
+pub(crate) fn leader(pb: Option<&metapb::Peer>) -> Option<&metapb::Peer> {
     pb.filter(|p| p.id != 0)
 }
 
 /// Converts a `metapb.Region` and its leader (see [`leader`] for what counts as none).
-pub fn region(pb: &metapb::Region, leader_pb: Option<&metapb::Peer>) -> Result<Region, Error> {
+pub(crate) fn region(
+    pb: &metapb::Region,
+    leader_pb: Option<&metapb::Peer>,
+) -> Result<Region, Error> {
     let invalid = |reason| Error::InvalidRegion { region_id: pb.id, reason };
     let epoch = pb.region_epoch.ok_or(invalid(InvalidRegion::MissingEpoch))?;
     let span = Span::from_bytes(&pb.start_key, &pb.end_key).map_err(|_| {
@@ -58,7 +60,7 @@ pub fn region(pb: &metapb::Region, leader_pb: Option<&metapb::Peer>) -> Result<R
 /// The regions of a `ScanRegionsResponse` with their leaders: the `regions` list when PD sent
 /// one, the legacy parallel `region_metas`/`leaders` arrays otherwise (a missing or empty leader
 /// means none).
-pub fn scan_response(resp: pdpb::ScanRegionsResponse) -> Vec<RegionWithLeader> {
+pub(crate) fn scan_response(resp: pdpb::ScanRegionsResponse) -> Vec<RegionWithLeader> {
     if !resp.regions.is_empty() {
         return pd_regions(resp.regions);
     }
@@ -68,13 +70,13 @@ pub fn scan_response(resp: pdpb::ScanRegionsResponse) -> Vec<RegionWithLeader> {
 
 /// The regions of a list of `pdpb.Region` (BatchScanRegions, ScanRegions) with their leaders.
 /// Entries without a region are dropped.
-pub fn pd_regions(regions: Vec<pdpb::Region>) -> Vec<RegionWithLeader> {
+pub(crate) fn pd_regions(regions: Vec<pdpb::Region>) -> Vec<RegionWithLeader> {
     regions.into_iter().filter_map(|r| Some((r.region?, r.leader))).collect()
 }
 
 /// Converts and checks the answer to a scan of `span` with at most `limit` regions: every region
 /// valid, no two overlapping, in key order, each overlapping `span`, no id twice.
-pub fn region_list(
+pub(crate) fn region_list(
     items: &[RegionWithLeader],
     span: &Span,
     limit: usize,
@@ -104,7 +106,7 @@ pub fn region_list(
 }
 
 /// Converts a `metapb.Store`. A zero id or an unknown state is refused.
-pub fn store(pb: metapb::Store) -> Result<Store, Error> {
+pub(crate) fn store(pb: metapb::Store) -> Result<Store, Error> {
     let invalid = |reason| Error::InvalidStore { store_id: pb.id, reason };
     if pb.id == 0 {
         return Err(invalid("zero id"));
@@ -125,7 +127,7 @@ pub fn store(pb: metapb::Store) -> Result<Store, Error> {
 }
 
 /// The kind of a PD header error type.
-pub fn pd_error_kind(value: i32) -> PdErrorKind {
+pub(crate) fn pd_error_kind(value: i32) -> PdErrorKind {
     use pdpb::ErrorType as T;
     match T::try_from(value) {
         Ok(T::Unknown) => PdErrorKind::Unknown,
@@ -146,7 +148,7 @@ pub fn pd_error_kind(value: i32) -> PdErrorKind {
 
 /// A PD member URL without its scheme: `http://host:port` and `https://host:port` become
 /// `host:port`; a URL without a scheme is returned as is (trailing slashes dropped).
-pub fn strip_scheme(url: &str) -> &str {
+pub(crate) fn strip_scheme(url: &str) -> &str {
     let url = url.trim();
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.trim_end_matches('/')

@@ -112,6 +112,9 @@ pub enum Error {
     /// The client configuration is unusable (no endpoint, a malformed URL, bad TLS material).
     #[error("invalid PD client configuration: {0}")]
     Config(String),
+    /// A TLS file of [`PdConfig::tls`](crate::PdConfig::tls) cannot be read.
+    #[error(transparent)]
+    Tls(#[from] kvfeed_base::TlsError),
     /// The client's background TSO task is gone (the runtime is shutting down).
     #[error("PD client closed")]
     Closed,

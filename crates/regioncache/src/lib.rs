@@ -13,10 +13,10 @@
 //!   stream, region and store look-ups, optional TLS) and [`PdRegionSource`], which fills a
 //!   [`RegionCache`] from PD and de-duplicates identical loads in flight.
 //!
-//! The feed depends on the [`RegionSource`] and [`TimestampOracle`] traits, so it can run against
-//! [`PdRegionSource`] or a test double. Protobuf types stay inside: the API speaks [`Region`],
-//! [`Peer`], [`Store`] and [`kvfeed_span::Span`] (region boundaries are memcomparable-encoded
-//! keys; an empty start is minus infinity and an empty end plus infinity).
+//! The feed uses [`PdRegionSource`]. Retries use `kvfeed-base`'s [`Backoff`], TLS its
+//! [`TlsConfig`] (file paths, read at connect time). Protobuf types stay inside: the API speaks
+//! [`Region`], [`Peer`], [`Store`] and [`kvfeed_span::Span`] (region boundaries are
+//! memcomparable-encoded keys; an empty start is minus infinity and an empty end plus infinity).
 //!
 //! ```
 //! use kvfeed_regioncache::{Insert, Peer, Region, RegionCache, RegionEpoch};
@@ -43,13 +43,15 @@
 //! - `tls` (default): TLS to PD ([`TlsConfig`]), through rustls with the ring provider.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod cache;
-pub mod convert;
+mod config;
+mod conn;
+mod convert;
 mod error;
 mod meta;
 mod pd;
-mod retry;
 mod source;
 mod tso;
 
@@ -64,14 +66,13 @@ mod tests;
 struct ReadmeDoctests;
 
 pub use cache::{Insert, InvariantViolation, LeaderUpdate, RegionCache, SendFail};
+pub use config::PdConfig;
 pub use error::{Error, PdErrorKind, RegionListError};
+pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig, TlsError};
 pub use meta::{
     InvalidRegion, Peer, PeerId, PeerRole, Region, RegionEpoch, RegionId, RegionVerId, Store,
     StoreId, StoreState,
 };
-pub use pd::{PdClient, PdConfig, TlsConfig};
-pub use retry::Backoff;
-pub use source::{
-    DEFAULT_SCAN_LIMIT, PdRegionSource, RegionBatch, RegionSource, RpcContext, TimestampOracle,
-};
+pub use pd::PdClient;
+pub use source::{DEFAULT_SCAN_LIMIT, PdRegionSource, RegionBatch, RpcContext};
 pub use tso::LOGICAL_BITS;

@@ -1,12 +1,11 @@
-//! The seam between the feed and PD: the [`RegionSource`] and [`TimestampOracle`] traits, and
-//! [`PdRegionSource`], their implementation over [`PdClient`] and a [`RegionCache`].
+//! The seam between the feed and PD: [`PdRegionSource`], a [`PdClient`] and the [`RegionCache`]
+//! it fills.
 //!
-//! The feed asks a region source three things: which regions cover a range
-//! ([`RegionSource::load_regions`], always from PD, in batches, with the holes reported), where to
-//! send a request for one region version ([`RegionSource::rpc_context`], from the cache, loading
+//! The feed asks it three things: which regions cover a range
+//! ([`PdRegionSource::load_regions`], always from PD, in batches, with the holes reported), where to
+//! send a request for one region version ([`PdRegionSource::rpc_context`], from the cache, loading
 //! stores from PD as needed), and it reports what TiKV answered (`NotLeader`, a failed send,
-//! `EpochNotMatch`/`RegionNotFound`) so the next answer differs. A test double implements the same
-//! traits without any network.
+//! `EpochNotMatch`/`RegionNotFound`) so the next answer differs.
 //!
 //! [`PdRegionSource`] de-duplicates identical loads in flight: concurrent callers loading the same
 //! range (or the same region id, or the same store) share one PD call and its result.
@@ -16,18 +15,19 @@ use core::hash::Hash;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hashbrown::HashMap;
+use kvfeed_base::{lock, read, write};
 use kvfeed_span::{EncodedKey, Span, cmp_end};
 use tokio::sync::OnceCell;
 
 use crate::cache::{Insert, RegionCache, SendFail};
 use crate::error::Error;
 use crate::meta::{Peer, Region, RegionId, RegionVerId, Store, StoreId};
-use crate::pd::{PdClient, lock, read, write};
+use crate::pd::PdClient;
 
-/// The number of regions [`RegionSource::load_regions`] asks PD for per call when given 0.
+/// The number of regions [`PdRegionSource::load_regions`] asks PD for per call when given 0.
 pub const DEFAULT_SCAN_LIMIT: usize = 1024;
 
-/// The answer to [`RegionSource::load_regions`].
+/// The answer to [`PdRegionSource::load_regions`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionBatch {
     /// The regions overlapping the span, in key order, unclipped (a region may extend past the
@@ -35,7 +35,7 @@ pub struct RegionBatch {
     pub regions: Vec<Region>,
     /// The parts of the scanned part of the span that no region covers: PD knows no region
     /// there yet (a split being reported), or PD reported a region there that is stale against
-    /// the cache (see [`RegionSource::load_regions`]) and the cache does not cover it. Load them
+    /// the cache (see [`PdRegionSource::load_regions`]) and the cache does not cover it. Load them
     /// again later.
     pub holes: Vec<Span>,
     /// Where the next call should start: the limit cut the scan short before the span's end.
@@ -56,59 +56,7 @@ pub struct RpcContext {
     pub store_version: Arc<str>,
 }
 
-/// Where regions are and where their requests go: the feed's view of PD and the region cache.
-pub trait RegionSource: Send + Sync {
-    /// The regions overlapping `span`, loaded from PD (at most `limit` of them; 0 means
-    /// [`DEFAULT_SCAN_LIMIT`]), with the holes in the scanned part and where to resume.
-    ///
-    /// Every region returned is one [`RegionSource::rpc_context`] knows at the time: when PD
-    /// reports a region older than the cached one(s) over its range (a PD leader lagging after
-    /// a failover), the answer carries the cached newer region(s) instead, and any part of the
-    /// stale region's range the cache does not cover is reported as a hole, to load again
-    /// later.
-    fn load_regions(
-        &self,
-        span: &Span,
-        limit: usize,
-    ) -> impl Future<Output = Result<RegionBatch, Error>> + Send;
-
-    /// Where to send a request for this region version, or `None` when that version is no
-    /// longer cached (it was invalidated, or replaced by a newer one) or has no usable peer: the
-    /// caller should re-divide its range with [`RegionSource::load_regions`].
-    fn rpc_context(
-        &self,
-        region: RegionVerId,
-    ) -> impl Future<Output = Result<Option<RpcContext>, Error>> + Send;
-
-    /// TiKV answered `NotLeader` for this region version, naming `leader` if it knows it.
-    fn on_not_leader(&self, region: RegionVerId, leader: Option<Peer>);
-
-    /// Sending to `ctx` failed (the store is unreachable or the stream broke).
-    fn on_send_fail(&self, ctx: &RpcContext);
-
-    /// TiKV answered `EpochNotMatch` or `RegionNotFound` for this region version.
-    fn invalidate(&self, region: RegionVerId);
-}
-
-/// A source of timestamps from PD's TSO.
-pub trait TimestampOracle: Send + Sync {
-    /// A fresh timestamp; successive calls on one oracle return increasing values.
-    fn get_ts(&self) -> impl Future<Output = Result<u64, Error>> + Send;
-}
-
-impl TimestampOracle for PdClient {
-    async fn get_ts(&self) -> Result<u64, Error> {
-        PdClient::get_ts(self).await
-    }
-}
-
-impl TimestampOracle for PdRegionSource {
-    async fn get_ts(&self) -> Result<u64, Error> {
-        self.pd.get_ts().await
-    }
-}
-
-/// The [`RegionSource`] over PD: a [`PdClient`] and a [`RegionCache`] it fills.
+/// The feed's view of PD and the region cache: a [`PdClient`] and a [`RegionCache`] it fills.
 pub struct PdRegionSource {
     pd: PdClient,
     cache: RwLock<RegionCache>,
@@ -224,10 +172,16 @@ impl PdRegionSource {
     pub fn mark_store_stale(&self, id: StoreId) {
         write(&self.cache).mark_store_stale(id);
     }
-}
 
-impl RegionSource for PdRegionSource {
-    async fn load_regions(&self, span: &Span, limit: usize) -> Result<RegionBatch, Error> {
+    /// The regions overlapping `span`, loaded from PD (at most `limit` of them; 0 means
+    /// [`DEFAULT_SCAN_LIMIT`]), with the holes in the scanned part and where to resume.
+    ///
+    /// Every region returned is one [`PdRegionSource::rpc_context`] knows at the time: when PD
+    /// reports a region older than the cached one(s) over its range (a PD leader lagging after
+    /// a failover), the answer carries the cached newer region(s) instead, and any part of the
+    /// stale region's range the cache does not cover is reported as a hole, to load again
+    /// later.
+    pub async fn load_regions(&self, span: &Span, limit: usize) -> Result<RegionBatch, Error> {
         let limit = if limit == 0 { DEFAULT_SCAN_LIMIT } else { limit }.min(i32::MAX as usize);
         let key = (span.start().clone(), span.end().clone(), limit);
         self.scans
@@ -252,7 +206,10 @@ impl RegionSource for PdRegionSource {
             .await
     }
 
-    async fn rpc_context(&self, region: RegionVerId) -> Result<Option<RpcContext>, Error> {
+    /// Where to send a request for this region version, or `None` when that version is no
+    /// longer cached (it was invalidated, or replaced by a newer one) or has no usable peer: the
+    /// caller should re-divide its range with [`PdRegionSource::load_regions`].
+    pub async fn rpc_context(&self, region: RegionVerId) -> Result<Option<RpcContext>, Error> {
         // Each round either answers or skips a peer, and skipping every peer removes the region,
         // so this ends within (peers + 1) rounds; the bound is a backstop.
         for _ in 0..64 {
@@ -285,18 +242,26 @@ impl RegionSource for PdRegionSource {
         Ok(None)
     }
 
-    fn on_not_leader(&self, region: RegionVerId, leader: Option<Peer>) {
+    /// TiKV answered `NotLeader` for this region version, naming `leader` if it knows it.
+    pub fn on_not_leader(&self, region: RegionVerId, leader: Option<Peer>) {
         let outcome = write(&self.cache).update_leader(region, leader);
         tracing::debug!(?region, ?leader, ?outcome, "not leader");
     }
 
-    fn on_send_fail(&self, ctx: &RpcContext) {
+    /// Sending to `ctx` failed (the store is unreachable or the stream broke).
+    pub fn on_send_fail(&self, ctx: &RpcContext) {
         let outcome: SendFail = write(&self.cache).on_send_fail(ctx.region, ctx.peer.id);
         tracing::debug!(region = ?ctx.region, peer = ctx.peer.id, ?outcome, "send failed");
     }
 
-    fn invalidate(&self, region: RegionVerId) {
+    /// TiKV answered `EpochNotMatch` or `RegionNotFound` for this region version.
+    pub fn invalidate(&self, region: RegionVerId) {
         write(&self.cache).invalidate(region);
+    }
+
+    /// A fresh timestamp from PD's TSO ([`PdClient::get_ts`]).
+    pub async fn get_ts(&self) -> Result<u64, Error> {
+        self.pd.get_ts().await
     }
 }
 
@@ -306,7 +271,7 @@ impl RegionSource for PdRegionSource {
 /// region is replaced by the newer cached region(s) over its range, and what of its range the
 /// cache does not cover becomes a hole ([`batch_cut`] finds it) to load again later. Everything
 /// comes from the cache at one moment, so the list is sorted and disjoint, and each of its
-/// regions answers [`RegionSource::rpc_context`].
+/// regions answers [`PdRegionSource::rpc_context`].
 fn cached_cover(cache: &RegionCache, span: &Span, scanned: &[Region]) -> Vec<Region> {
     let mut regions: Vec<Region> = Vec::new();
     for region in scanned {

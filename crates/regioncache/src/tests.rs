@@ -3,7 +3,6 @@
 //! [`crate::fuzzing::cache_ops`] with random operation sequences.
 
 use bytes::Bytes;
-use core::time::Duration;
 use kvfeed_proto::{metapb, pdpb};
 use kvfeed_span::{EncodedKey, Span};
 use proptest::prelude::*;
@@ -12,7 +11,6 @@ use proptest::test_runner::{Config, RngSeed};
 use crate::cache::{Insert, LeaderUpdate, RegionCache, SendFail};
 use crate::error::{Error, RegionListError};
 use crate::meta::{InvalidRegion, Peer, PeerRole, Region, RegionEpoch, RegionVerId};
-use crate::retry::Backoff;
 use crate::{convert, fuzzing, source, tso};
 
 /// `[start, end)` over encoded bytes (empty for unbounded).
@@ -486,21 +484,6 @@ fn batches_report_holes_and_where_to_resume() {
     assert_eq!(b.holes, [sp(b"b", b"c")]);
     let b = source::batch(&span, vec![], 5);
     assert_eq!(b.holes, core::slice::from_ref(&span));
-}
-
-#[test]
-fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
-    let backoff =
-        Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1), retries: 5 };
-    for (retry, full_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (60, 1000)] {
-        let full = Duration::from_millis(full_ms);
-        assert_eq!(backoff.delay(retry, 0), full / 2, "retry {retry}");
-        let top = backoff.delay(retry, u64::MAX);
-        assert!(top <= full && top > full * 99 / 100, "retry {retry}: {top:?}");
-    }
-    let jitter = crate::retry::Jitter::new();
-    let draws: Vec<u64> = (0..4).map(|_| jitter.next()).collect();
-    assert!(draws.windows(2).all(|w| w[0] != w[1]), "jitter repeats: {draws:?}");
 }
 
 #[test]

@@ -18,8 +18,8 @@ use kvfeed_proto::pdpb;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::conn::{Conn, Leader, missing_header};
 use crate::error::Error;
-use crate::pd::{Conn, Leader};
 
 /// Bits of the logical part of a timestamp.
 pub const LOGICAL_BITS: u32 = 18;
@@ -111,7 +111,7 @@ async fn request(
             Ok(first) => return Ok(first),
             Err(error) => error,
         };
-        if !error.is_retryable() || retry >= conn.config.backoff.retries {
+        if !error.is_retryable() || retry >= conn.config.retries {
             return Err(error);
         }
         retry += 1;
@@ -159,7 +159,7 @@ async fn round_trip(
         }
     };
     // The cluster-id check is required on every response: PD always sends a header.
-    let header = resp.header.as_ref().ok_or_else(|| crate::pd::missing_header(METHOD))?;
+    let header = resp.header.as_ref().ok_or_else(|| missing_header(METHOD))?;
     conn.check_header(METHOD, header)?;
     let first = first_of_batch(&resp, count)?;
     if first <= last {

@@ -230,8 +230,7 @@ impl Cluster {
     pub async fn shutdown(mut self) {
         self.stop_all();
         let tasks: Vec<JoinHandle<()>> = {
-            let mut servers =
-                self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut servers = kvfeed_base::lock(&self.servers);
             servers.values_mut().filter_map(|s| s.task.take()).collect()
         };
         for task in tasks {
@@ -255,7 +254,7 @@ impl Cluster {
         if let Some(stop) = self.pd_stop.take() {
             let _ = stop.send(());
         }
-        let mut servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut servers = kvfeed_base::lock(&self.servers);
         for s in servers.values_mut() {
             if let Some(stop) = s.stop.take() {
                 let _ = stop.send(());
@@ -394,7 +393,7 @@ impl Cluster {
     }
 
     pub(crate) fn stop_server(&self, id: u64) -> Option<JoinHandle<()>> {
-        let mut servers = self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut servers = kvfeed_base::lock(&self.servers);
         let s = servers.get_mut(&id)?;
         if let Some(stop) = s.stop.take() {
             let _ = stop.send(());
@@ -417,7 +416,7 @@ impl Cluster {
             }
         };
         let server = serve_store(&self.shared, id, listener);
-        self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, server);
+        kvfeed_base::lock(&self.servers).insert(id, server);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ pub(crate) const EVENTS_PER_MESSAGE: usize = 128;
 
 /// Locks the state, ignoring poisoning (a panicked test thread must not wedge the servers).
 pub(crate) fn lock(state: &Mutex<ClusterState>) -> MutexGuard<'_, ClusterState> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    kvfeed_base::lock(state)
 }
 
 /// Everything the servers share.

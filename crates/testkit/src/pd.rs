@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use kvfeed_base::lock;
 use kvfeed_proto::pdpb::pd_server::{Pd, PdServer};
 use kvfeed_proto::{metapb, pdpb};
 use kvfeed_span::EncodedKey;
@@ -25,11 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
-
-/// Locks a mutex; a poisoned one is used as is (no code panics while holding it).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Calls one member served, by method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

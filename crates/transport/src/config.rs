@@ -1,14 +1,10 @@
 //! Transport settings (design §3: HTTP/2 windows of 64 KiB per stream and 8 MiB per connection,
-//! a 256 MiB decode limit, keepalive) and optional TLS.
+//! a 256 MiB decode limit, keepalive), the reconnect [`Backoff`], the deadline of unary calls and
+//! optional TLS (`kvfeed-base`'s [`TlsConfig`]).
 
-use alloc::string::String;
 use core::time::Duration;
-use std::path::PathBuf;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-
-use crate::backoff::Backoff;
-use crate::error::TransportError;
+use kvfeed_base::{Backoff, TlsConfig};
 
 /// How the transport connects and streams. [`TransportConfig::default`] gives the production
 /// values; every field can be changed before [`Transport::new`](crate::Transport::new).
@@ -39,6 +35,8 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// Delays before reconnecting a stream after failures.
     pub backoff: Backoff,
+    /// The deadline of one unary call (the lock-resolution RPCs), dialling excluded.
+    pub request_timeout: Duration,
     /// TLS, or plain HTTP/2 when `None`.
     pub tls: Option<TlsConfig>,
 }
@@ -50,27 +48,6 @@ pub struct Keepalive {
     pub interval: Duration,
     /// How long to wait for a ping's answer before closing the connection.
     pub timeout: Duration,
-}
-
-/// TLS through rustls: PEM files for the CA and, for mutual TLS, the client certificate and key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// The CA certificate(s) the stores' certificates must chain to.
-    pub ca_file: PathBuf,
-    /// The client certificate and its private key, for mutual TLS.
-    pub client_identity: Option<ClientIdentity>,
-    /// The name to verify the stores' certificates against; by default the host of each store's
-    /// address.
-    pub domain_name: Option<String>,
-}
-
-/// A client certificate and key, PEM.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientIdentity {
-    /// The certificate chain file.
-    pub cert_file: PathBuf,
-    /// The private key file.
-    pub key_file: PathBuf,
 }
 
 impl Default for TransportConfig {
@@ -89,32 +66,9 @@ impl Default for TransportConfig {
             connection_window: 8 * 1024 * 1024,
             max_decoding_message_size: 256 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
-            backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            request_timeout: Duration::from_secs(3),
             tls: None,
         }
-    }
-}
-
-impl TlsConfig {
-    /// Reads the files into tonic's client TLS settings.
-    pub fn load(&self) -> Result<ClientTlsConfig, TransportError> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|error| TransportError::Tls {
-                path: path.clone(),
-                reason: error.to_string(),
-            })
-        };
-        let mut tls =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&self.ca_file)?));
-        if let Some(identity) = &self.client_identity {
-            tls = tls.identity(Identity::from_pem(
-                read(&identity.cert_file)?,
-                read(&identity.key_file)?,
-            ));
-        }
-        if let Some(domain) = &self.domain_name {
-            tls = tls.domain_name(domain.clone());
-        }
-        Ok(tls)
     }
 }

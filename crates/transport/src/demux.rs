@@ -14,6 +14,7 @@ use bytes::Bytes;
 use kvfeed_proto::cdcpb::{self, ChangeDataEvent, event};
 use prost::Message as _;
 
+use crate::error::FrameError;
 use crate::event::{RegionError, RegionEvent, Row, StreamEvent};
 
 /// Where the frames of one stream come from.
@@ -34,9 +35,9 @@ pub struct Demux {
     resolved: Option<cdcpb::ResolvedTs>,
 }
 
-/// Decodes one frame. Malformed bytes give a [`prost::DecodeError`], never a panic.
-pub fn decode_frame(frame: Bytes, route: Route) -> Result<Demux, prost::DecodeError> {
-    let decoded = ChangeDataEvent::decode(frame)?;
+/// Decodes one frame. Malformed bytes give a [`FrameError`], never a panic.
+pub fn decode_frame(frame: Bytes, route: Route) -> Result<Demux, FrameError> {
+    let decoded = ChangeDataEvent::decode(frame).map_err(FrameError::new)?;
     Ok(Demux { route, events: decoded.events.into_iter(), resolved: decoded.resolved_ts })
 }
 

@@ -1,9 +1,9 @@
-//! Typed errors: [`TransportError`] for calls that fail before a region reaches a stream, and
-//! [`StreamError`] for the failure of a stream that carried registered regions.
+//! Typed errors: [`TransportError`] for calls that fail before a region reaches a stream,
+//! [`StreamError`] for the failure of a stream that carried registered regions, and
+//! [`FrameError`] for a frame that does not decode.
 
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
-use std::path::PathBuf;
 
 use tonic::Code;
 
@@ -46,14 +46,9 @@ pub enum TransportError {
         /// The status message.
         message: String,
     },
-    /// A TLS file cannot be read or parsed.
-    #[error("cannot use TLS file {path}: {reason}")]
-    Tls {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
+    /// A TLS file cannot be read (the error names it).
+    #[error(transparent)]
+    Tls(#[from] kvfeed_base::TlsError),
 }
 
 /// Why a stream failed, reported with every region it carried
@@ -72,8 +67,8 @@ pub enum StreamError {
         message: Arc<str>,
     },
     /// A frame was not a valid `ChangeDataEvent`.
-    #[error("malformed ChangeDataEvent frame: {0}")]
-    Decode(prost::DecodeError),
+    #[error("{0}")]
+    Decode(FrameError),
     /// The store ended the stream (a clean end of stream, which TiKV never sends while regions
     /// are registered).
     #[error("the store ended the stream")]
@@ -101,6 +96,17 @@ impl StreamError {
     /// The error for a gRPC status.
     pub fn from_status(status: &tonic::Status) -> Self {
         Self::Status { code: status.code(), message: Arc::from(status.message()) }
+    }
+}
+
+/// A frame is not a valid `ChangeDataEvent` ([`decode_frame`](crate::demux::decode_frame)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed ChangeDataEvent frame: {0}")]
+pub struct FrameError(prost::DecodeError);
+
+impl FrameError {
+    pub(crate) fn new(error: prost::DecodeError) -> Self {
+        Self(error)
     }
 }
 

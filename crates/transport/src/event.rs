@@ -1,6 +1,7 @@
 //! What the transport hands to the feed: [`StreamEvent`]s and the domain types inside them.
 //!
-//! The conversions from the prost types of `kvfeed_proto::cdcpb` live here too. They move, never
+//! Region metadata is regioncache's vocabulary ([`Region`], [`RegionEpoch`], [`Peer`]); the
+//! conversions from the prost types of `kvfeed_proto::cdcpb` and `metapb` live here. They move, never
 //! copy, the key and value bytes: a [`Row`]'s `key`, `value` and `old_value` are slices of the
 //! received frame, and a `Vec` of wire rows becomes a `Vec<Row>` in place (the two types have the
 //! same size and alignment, see the unit test `row_layout_allows_in_place_conversion`). Enum
@@ -10,8 +11,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use bytes::Bytes;
-use kvfeed_proto::{cdcpb, metapb};
-use kvfeed_span::EncodedKey;
+use kvfeed_proto::{cdcpb, errorpb, metapb};
+use kvfeed_regioncache::{Peer, PeerRole, Region, RegionEpoch};
+use kvfeed_span::Span;
 
 use crate::error::StreamError;
 
@@ -153,16 +155,18 @@ pub enum RowOp {
 /// set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegionError {
-    /// The peer is not the leader; `leader` is the new leader when TiKV knows it.
+    /// The peer is not the leader; `leader` is the new leader when TiKV knows it (regioncache's
+    /// [`Peer`], ready for `PdRegionSource::on_not_leader`).
     NotLeader {
         /// The new leader, if known.
         leader: Option<Peer>,
     },
     /// The region split or merged: `current_regions` are the regions now covering the old range
-    /// (empty after a merge).
+    /// (empty after a merge), as regioncache's validated [`Region`]s without leaders (a region
+    /// that breaks a `Region` invariant is left out).
     EpochNotMatch {
         /// The regions now covering the old range.
-        current_regions: Vec<RegionMeta>,
+        current_regions: Vec<Region>,
     },
     /// The region is not on this store, or any other internal TiKV error, or the answer to a
     /// deregistration.
@@ -191,42 +195,9 @@ pub enum RegionError {
     },
     /// The store's sink or memory quota is full (TiKV 8.4 and later).
     Congested,
-    /// No known field was set: an error kind this client does not know.
+    /// No known field was set: an error kind this client does not know (from the lock RPCs also
+    /// a kind CDC streams never send, such as `KeyNotInRegion`).
     Unknown,
-}
-
-/// A region as described in an [`RegionError::EpochNotMatch`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegionMeta {
-    /// The region id.
-    pub id: u64,
-    /// Encoded start key (empty: unbounded).
-    pub start_key: EncodedKey,
-    /// Encoded end key, exclusive (empty: unbounded).
-    pub end_key: EncodedKey,
-    /// The region's epoch.
-    pub epoch: RegionEpoch,
-    /// The region's peers.
-    pub peers: Vec<Peer>,
-}
-
-/// A region epoch: bumped by membership changes (`conf_ver`) and by splits and merges
-/// (`version`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RegionEpoch {
-    /// Configuration version.
-    pub conf_ver: u64,
-    /// Split/merge version.
-    pub version: u64,
-}
-
-/// One replica of a region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Peer {
-    /// The peer id.
-    pub id: u64,
-    /// The store holding it.
-    pub store_id: u64,
 }
 
 impl RowKind {
@@ -279,9 +250,7 @@ impl RegionError {
     pub fn from_wire(error: cdcpb::Error) -> Self {
         if let Some(not_leader) = error.not_leader {
             // An empty peer (id 0) means "leader unknown", as regioncache's converter reads it.
-            Self::NotLeader {
-                leader: not_leader.leader.filter(|peer| peer.id != 0).map(Peer::from_wire),
-            }
+            Self::NotLeader { leader: leader_from_wire(not_leader.leader) }
         } else if error.region_not_found.is_some() {
             Self::RegionNotFound
         } else if let Some(epoch) = error.epoch_not_match {
@@ -289,7 +258,7 @@ impl RegionError {
                 current_regions: epoch
                     .current_regions
                     .into_iter()
-                    .map(RegionMeta::from_wire)
+                    .filter_map(region_from_wire)
                     .collect(),
             }
         } else if error.duplicate_request.is_some() {
@@ -307,6 +276,29 @@ impl RegionError {
         }
     }
 
+    /// Converts the region error of a unary `tikvpb.Tikv` answer (`errorpb.Error`): the kinds
+    /// a CDC stream also sends keep their variant; the others (`KeyNotInRegion`, `StoreNotMatch`,
+    /// `StaleCommand`, ...) are [`RegionError::Unknown`], their `message` saying which.
+    pub(crate) fn from_errorpb(error: errorpb::Error) -> Self {
+        if let Some(not_leader) = error.not_leader {
+            Self::NotLeader { leader: leader_from_wire(not_leader.leader) }
+        } else if error.region_not_found.is_some() {
+            Self::RegionNotFound
+        } else if let Some(epoch) = error.epoch_not_match {
+            Self::EpochNotMatch {
+                current_regions: epoch
+                    .current_regions
+                    .into_iter()
+                    .filter_map(region_from_wire)
+                    .collect(),
+            }
+        } else if let Some(busy) = error.server_is_busy {
+            Self::ServerIsBusy { reason: busy.reason, backoff_ms: busy.backoff_ms }
+        } else {
+            Self::Unknown
+        }
+    }
+
     /// Whether TiKV dropped the registration with this error. Only a duplicate request leaves the
     /// original registration alive.
     pub fn ends_registration(&self) -> bool {
@@ -314,42 +306,71 @@ impl RegionError {
     }
 }
 
-impl RegionMeta {
-    /// Converts a wire region (copies its two boundary keys).
-    pub fn from_wire(region: metapb::Region) -> Self {
-        Self {
-            id: region.id,
-            start_key: EncodedKey::from_encoded(&region.start_key),
-            end_key: EncodedKey::from_encoded(&region.end_key),
-            epoch: region.region_epoch.map(RegionEpoch::from_wire).unwrap_or_default(),
-            peers: region.peers.into_iter().map(Peer::from_wire).collect(),
-        }
+/// The leader a `NotLeader` names: an absent peer, or an empty one (id 0 or store id 0), means
+/// "leader unknown", as the region cache reads PD's answers. A role this client does not know
+/// is read as a voter (the peer leads, after all).
+pub(crate) fn leader_from_wire(peer: Option<metapb::Peer>) -> Option<Peer> {
+    peer.filter(|peer| peer.id != 0 && peer.store_id != 0).map(peer_from_wire)
+}
+
+/// A wire peer.
+fn peer_from_wire(peer: metapb::Peer) -> Peer {
+    Peer {
+        id: peer.id,
+        store_id: peer.store_id,
+        role: role_from_wire(peer.role),
+        is_witness: peer.is_witness,
     }
 }
 
-impl RegionEpoch {
-    /// Converts a wire epoch.
-    pub fn from_wire(epoch: metapb::RegionEpoch) -> Self {
-        Self { conf_ver: epoch.conf_ver, version: epoch.version }
-    }
-
-    /// The wire epoch.
-    pub fn to_wire(self) -> metapb::RegionEpoch {
-        metapb::RegionEpoch { conf_ver: self.conf_ver, version: self.version }
+/// The wire form of a peer.
+pub(crate) fn peer_to_wire(peer: Peer) -> metapb::Peer {
+    let role = match peer.role {
+        PeerRole::Voter => metapb::PeerRole::Voter,
+        PeerRole::Learner => metapb::PeerRole::Learner,
+        PeerRole::IncomingVoter => metapb::PeerRole::IncomingVoter,
+        PeerRole::DemotingVoter => metapb::PeerRole::DemotingVoter,
+    };
+    metapb::Peer {
+        id: peer.id,
+        store_id: peer.store_id,
+        role: role as i32,
+        is_witness: peer.is_witness,
     }
 }
 
-impl Peer {
-    /// Converts a wire peer.
-    pub fn from_wire(peer: metapb::Peer) -> Self {
-        Self { id: peer.id, store_id: peer.store_id }
+/// A wire `PeerRole`.
+fn role_from_wire(role: i32) -> PeerRole {
+    match metapb::PeerRole::try_from(role) {
+        Ok(metapb::PeerRole::Learner) => PeerRole::Learner,
+        Ok(metapb::PeerRole::IncomingVoter) => PeerRole::IncomingVoter,
+        Ok(metapb::PeerRole::DemotingVoter) => PeerRole::DemotingVoter,
+        Ok(metapb::PeerRole::Voter) | Err(_) => PeerRole::Voter,
     }
+}
+
+/// A region of an `EpochNotMatch`, as a validated [`Region`] (no leader: TiKV names none), or
+/// `None` when it breaks a `Region` invariant (a zero id, an empty range, no or zero peers, no
+/// epoch): such a region is dropped, never a panic.
+pub(crate) fn region_from_wire(region: metapb::Region) -> Option<Region> {
+    let epoch = region.region_epoch?;
+    let span = Span::from_bytes(&region.start_key, &region.end_key).ok()?;
+    let peers = region.peers.into_iter().map(peer_from_wire).collect();
+    Region::new(region.id, span, epoch_from_wire(epoch), peers, None).ok()
+}
+
+/// A wire epoch.
+pub(crate) fn epoch_from_wire(epoch: metapb::RegionEpoch) -> RegionEpoch {
+    RegionEpoch::new(epoch.version, epoch.conf_ver)
+}
+
+/// The wire form of an epoch.
+pub(crate) fn epoch_to_wire(epoch: RegionEpoch) -> metapb::RegionEpoch {
+    metapb::RegionEpoch { conf_ver: epoch.conf_ver, version: epoch.version }
 }
 
 #[cfg(test)]
 mod tests {
-    use kvfeed_proto::errorpb;
-
     use super::*;
 
     #[test]
@@ -383,7 +404,7 @@ mod tests {
         };
         assert_eq!(
             RegionError::from_wire(not_leader),
-            RegionError::NotLeader { leader: Some(Peer { id: 9, store_id: 4 }) }
+            RegionError::NotLeader { leader: Some(Peer::voter(9, 4)) }
         );
         let unknown_leader = cdcpb::Error {
             not_leader: Some(errorpb::NotLeader {
@@ -418,23 +439,38 @@ mod tests {
         );
         let split = cdcpb::Error {
             epoch_not_match: Some(errorpb::EpochNotMatch {
-                current_regions: alloc::vec![metapb::Region {
-                    id: 5,
-                    start_key: Bytes::from_static(b"a"),
-                    end_key: Bytes::new(),
-                    region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
-                    ..metapb::Region::default()
-                }],
+                current_regions: alloc::vec![
+                    metapb::Region {
+                        id: 5,
+                        start_key: Bytes::from_static(b"a"),
+                        end_key: Bytes::new(),
+                        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
+                        peers: alloc::vec![metapb::Peer {
+                            id: 6,
+                            store_id: 2,
+                            ..metapb::Peer::default()
+                        }],
+                        ..metapb::Region::default()
+                    },
+                    metapb::Region {
+                        // No peers: not a valid region, left out.
+                        id: 8,
+                        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
+                        ..metapb::Region::default()
+                    }
+                ],
             }),
             ..cdcpb::Error::default()
         };
         let RegionError::EpochNotMatch { current_regions } = RegionError::from_wire(split) else {
             panic!("not an EpochNotMatch");
         };
-        assert_eq!(current_regions[0].id, 5);
-        assert_eq!(current_regions[0].start_key.as_bytes(), b"a");
-        assert!(current_regions[0].end_key.is_empty());
-        assert_eq!(current_regions[0].epoch, RegionEpoch { conf_ver: 1, version: 2 });
+        assert_eq!(current_regions.len(), 1);
+        assert_eq!(current_regions[0].id(), 5);
+        assert_eq!(current_regions[0].start().as_bytes(), b"a");
+        assert!(current_regions[0].end().is_empty());
+        assert_eq!(current_regions[0].epoch(), RegionEpoch { conf_ver: 1, version: 2 });
+        assert_eq!(current_regions[0].peers(), [Peer::voter(6, 2)]);
         assert_eq!(RegionError::from_wire(cdcpb::Error::default()), RegionError::Unknown);
         let congested = cdcpb::Error {
             congested: Some(cdcpb::Congested { region_id: 1 }),

@@ -1,6 +1,11 @@
-//! Pooled HTTP/2 connections and multiplexed CDC streams to TiKV stores.
+//! Pooled HTTP/2 connections and multiplexed CDC streams to TiKV stores, and the lock-resolution
+//! RPCs on the same connections.
 //!
-//! [`Transport`] is the part of kvfeed that talks gRPC to TiKV's `cdcpb.ChangeData` service. The
+//! [`Transport`] is the part of kvfeed that owns every TiKV connection. It talks gRPC to TiKV's
+//! `cdcpb.ChangeData` service and, for lock resolution, to `tikvpb.Tikv`
+//! ([`Transport::scan_lock`], [`Transport::check_txn_status`],
+//! [`Transport::check_secondary_locks`], [`Transport::resolve_lock`]: domain types in and out,
+//! failures as [`LockError`]). The
 //! feed gives it domain requests ("register this region of this subscription on this store",
 //! "deregister that") and reads domain events from one bounded channel ([`Events`]):
 //!
@@ -18,7 +23,13 @@
 //! so again after every reconnect. Every request carries the header
 //! `{cluster_id, ticdc_version: "8.1.0"}`; only Register and Deregister can be sent. A failed
 //! stream is torn down in both directions and reopened by the next registration after a jittered
-//! exponential backoff; a stream without regions for 60 s closes.
+//! exponential backoff; a stream without regions for 60 s closes. Unary lock calls share a
+//! store's stream connection (or its one unary channel), each with a `kvrpcpb::Context` naming
+//! region, epoch and peer ([`RegionTarget`], from regioncache's `RpcContext`).
+//!
+//! The vocabulary is shared: [`RegionEpoch`], [`Peer`] and [`Region`] are regioncache's (the
+//! layer below: PD and region metadata), [`Backoff`] and [`TlsConfig`] are `kvfeed-base`'s;
+//! protobuf types stay inside ([`demux::decode_frame`] fails with [`FrameError`]).
 //!
 //! ```no_run
 //! use kvfeed_span::{EncodedKey, Span};
@@ -55,15 +66,17 @@
 //! when [`TransportConfig::tls`] is set.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 extern crate alloc;
 
-mod backoff;
+mod call;
 mod codec;
 mod config;
 pub mod demux;
 mod error;
 mod event;
+mod kv;
 mod pool;
 mod request;
 mod session;
@@ -72,12 +85,17 @@ mod transport;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
-pub use backoff::Backoff;
-pub use config::{ClientIdentity, Keepalive, TlsConfig, TransportConfig};
-pub use error::{StreamError, TransportError};
-pub use event::{
-    Peer, RegionEpoch, RegionError, RegionEvent, RegionMeta, Row, RowKind, RowOp, StreamEvent,
+pub use config::{Keepalive, TransportConfig};
+pub use error::{FrameError, StreamError, TransportError};
+pub use event::{RegionError, RegionEvent, Row, RowKind, RowOp, StreamEvent};
+pub use kv::{
+    CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
+    SecondaryLocks, TxnAction, TxnStatus,
 };
+/// The shared vocabulary: TLS settings and backoff from `kvfeed-base`.
+pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig, TlsError};
+/// Region metadata from the layer below, `kvfeed-regioncache`.
+pub use kvfeed_regioncache::{Peer, PeerRole, Region, RegionEpoch};
 pub use pool::Mode;
 pub use request::{RegisterRequest, StoreTarget, TICDC_VERSION};
 pub use transport::{Events, StoreStats, Transport};

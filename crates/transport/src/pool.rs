@@ -6,6 +6,9 @@
 //! (`broken`), so the next call dials and probes afresh: the mode of a store is re-probed after
 //! every reconnect.
 //!
+//! Unary calls (lock resolution) take no lease: they share a healthy stream connection, or the
+//! pool's one lazily connected unary channel when the store has no stream ([`Pool::unary_channel`]).
+//!
 //! The probe (reference §5.1, wire §7): open `EventFeedV2` with the metadata
 //! `features: stream-multiplexing`, half-close at once and read once. A clean end (or
 //! `CANCELLED`, or `UNKNOWN` "EOF") means multiplexing; `UNIMPLEMENTED` means an older TiKV, served
@@ -15,6 +18,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::sync::Mutex;
+
+use kvfeed_base::lock;
 
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -71,6 +76,9 @@ pub(crate) struct Pool {
     entries: Arc<Mutex<Vec<Entry>>>,
     /// Held while dialling: one dial at a time per store.
     dialling: tokio::sync::Mutex<()>,
+    /// The channel of unary calls while no stream connection is up: connected lazily, kept
+    /// (tonic reconnects it) until the connections are retired.
+    unary: Mutex<Option<Channel>>,
 }
 
 /// The right to run one call on a connection; dropping it gives the slot back.
@@ -96,6 +104,7 @@ impl Pool {
             max_calls: max_calls.max(1),
             entries: Arc::default(),
             dialling: tokio::sync::Mutex::new(()),
+            unary: Mutex::new(None),
         }
     }
 
@@ -146,16 +155,30 @@ impl Pool {
         Some(Lease { conn: Arc::clone(&entry.conn), entries: Arc::clone(&self.entries) })
     }
 
+    /// A channel for a unary call (the lock-resolution RPCs, which need no probe and no lease:
+    /// HTTP/2 multiplexes them with the streams): a healthy stream connection's if there is one,
+    /// else the pool's unary channel, connected lazily (must be called within a tokio runtime).
+    pub(crate) fn unary_channel(&self) -> Channel {
+        let healthy = lock(&self.entries)
+            .iter()
+            .find(|entry| !entry.conn.broken.load(Ordering::Relaxed))
+            .map(|entry| entry.conn.channel.clone());
+        healthy.unwrap_or_else(|| {
+            lock(&self.unary).get_or_insert_with(|| self.endpoint.connect_lazy()).clone()
+        })
+    }
+
     /// Stops every connection from taking new calls (their current calls run on).
     pub(crate) fn retire_all(&self) {
         for entry in lock(&self.entries).iter() {
             entry.conn.broken.store(true, Ordering::Relaxed);
         }
+        lock(&self.unary).take();
     }
 
-    /// The number of connections in the pool.
+    /// The number of connections in the pool (the unary channel included, when there is one).
     pub(crate) fn connections(&self) -> usize {
-        lock(&self.entries).len()
+        lock(&self.entries).len() + usize::from(lock(&self.unary).is_some())
     }
 }
 
@@ -187,12 +210,6 @@ impl Drop for Lease {
             }
         }
     }
-}
-
-/// Locks a pool's entries; a panic while holding the lock leaves them consistent, so poisoning is
-/// ignored.
-fn lock(entries: &Mutex<Vec<Entry>>) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-    entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether a status ends a probe the way a multiplexing TiKV does.

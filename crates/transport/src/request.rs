@@ -14,7 +14,9 @@ use kvfeed_proto::cdcpb::{self, ChangeDataRequest, Header, change_data_request};
 use kvfeed_proto::kvrpcpb::ExtraOp;
 use kvfeed_span::Span;
 
-use crate::event::RegionEpoch;
+use kvfeed_regioncache::RegionEpoch;
+
+use crate::event::epoch_to_wire;
 
 /// The client version announced in every request header (any semver >= 5.3.0 enables the feature
 /// gates kvfeed relies on).
@@ -76,7 +78,7 @@ impl WireRequest {
         Self(ChangeDataRequest {
             header: Some(template.header.clone()),
             region_id: request.region_id,
-            region_epoch: Some(request.epoch.to_wire()),
+            region_epoch: Some(epoch_to_wire(request.epoch)),
             checkpoint_ts: request.checkpoint_ts,
             // Empty means unbounded on both sides, as in `Span`.
             start_key: Bytes::copy_from_slice(request.span.start().as_bytes()),

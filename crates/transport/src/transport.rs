@@ -12,21 +12,23 @@
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::backoff::{Backoff, Jitter};
+use kvfeed_base::{Backoff, Jitter, get_mut, lock};
+
+use crate::call::SessionTask;
 use crate::config::TransportConfig;
 use crate::demux::Route;
 use crate::error::{StreamError, TransportError, chain};
 use crate::event::StreamEvent;
 use crate::pool::{Mode, Pool};
 use crate::request::{RegisterRequest, RequestTemplate, StoreTarget, WireRequest};
-use crate::session::{CloseRequest, End, Insert, Session, SessionTask};
+use crate::session::{CloseRequest, End, Insert, Session};
 
 /// A handle on kvfeed's CDC streams to TiKV stores. Cheap to clone; the streams close when the
 /// last clone is dropped.
@@ -119,7 +121,7 @@ impl Drop for Connecting<'_> {
 
 impl Slot {
     fn lock_connecting(&self) -> MutexGuard<'_, Option<Arc<Notify>>> {
-        self.connecting.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.connecting)
     }
 
     /// Marks the slot connecting (the caller holds `state`, and saw it not connecting).
@@ -155,7 +157,7 @@ impl Transport {
     /// A transport for the cluster `cluster_id` (sent in every request header), and the receiver
     /// of its events. Fails only when a TLS file cannot be read.
     pub fn new(config: TransportConfig, cluster_id: u64) -> Result<(Self, Events), TransportError> {
-        let tls = config.tls.as_ref().map(crate::config::TlsConfig::load).transpose()?;
+        let tls = config.tls.as_ref().map(kvfeed_base::TlsConfig::load).transpose()?;
         let (events, receiver) = mpsc::channel(config.event_channel_capacity.max(1));
         let template = RequestTemplate::new(cluster_id, config.filter_loop);
         let inner = Inner {
@@ -244,7 +246,7 @@ impl Transport {
                 Ok(lease) => lease,
                 Err(error) => {
                     state.failures = state.failures.saturating_add(1);
-                    let delay = self.inner.config.backoff.delay(state.failures, &mut state.jitter);
+                    let delay = self.inner.config.backoff.delay(state.failures, &state.jitter);
                     state.retry_at = Some(Instant::now() + delay);
                     return Err(error);
                 }
@@ -405,6 +407,22 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// A channel of the store's pool for a unary call: the same pool, keyed by store id (and
+    /// address-checked), as the CDC streams.
+    pub(crate) async fn unary_channel(
+        &self,
+        target: &StoreTarget,
+    ) -> Result<tonic::transport::Channel, TransportError> {
+        Ok(self.inner.store(target).await?.pool.unary_channel())
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+}
+
 impl Events {
     /// The next event; `None` once the transport and all its streams are gone.
     pub async fn recv(&mut self) -> Option<StreamEvent> {
@@ -434,7 +452,7 @@ impl Events {
 
 impl Inner {
     fn lock_stores(&self) -> MutexGuard<'_, HashMap<u64, Arc<Store>>> {
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.stores)
     }
 
     /// The store for a target, created (and conflicting stores evicted) as needed.
@@ -468,7 +486,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let stores = self.stores.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let stores = get_mut(&mut self.stores);
         for store in stores.values() {
             store.pool.retire_all();
             for slot in &store.slots {
@@ -583,7 +601,7 @@ impl SlotState {
                 Some(End::Failed { at, healthy }) => {
                     // A call that delivered data proves the store works: start over.
                     self.failures = if healthy { 1 } else { self.failures.saturating_add(1) };
-                    let retry_at = at + backoff.delay(self.failures, &mut self.jitter);
+                    let retry_at = at + backoff.delay(self.failures, &self.jitter);
                     self.retry_at = Some(self.retry_at.map_or(retry_at, |old| old.max(retry_at)));
                 }
                 Some(End::Closed) => {}

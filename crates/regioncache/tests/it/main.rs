@@ -19,8 +19,8 @@ pub fn config(endpoints: impl IntoIterator<Item = String>) -> PdConfig {
     let mut config = PdConfig::new(endpoints);
     config.timeout = Duration::from_secs(5);
     config.connect_timeout = Duration::from_secs(2);
-    config.backoff =
-        Backoff { base: Duration::from_millis(1), max: Duration::from_millis(10), retries: 5 };
+    config.backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
+    config.retries = 5;
     config
 }
 

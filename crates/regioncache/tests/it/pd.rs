@@ -173,7 +173,7 @@ async fn calls_time_out() {
     fake.set_regions(split_regions(&[], &[1]));
     let mut quick = config(fake.urls());
     quick.timeout = Duration::from_millis(250);
-    quick.backoff.retries = 2;
+    quick.retries = 2;
     let pd = PdClient::connect(quick).await.unwrap();
     fake.with(|s| s.stalled = true);
     let error = pd.get_region(b"").await.unwrap_err();
@@ -269,7 +269,7 @@ async fn legacy_scan_layout_is_accepted() {
 
 #[tokio::test]
 async fn mutual_tls() {
-    use kvfeed_regioncache::TlsConfig;
+    use kvfeed_regioncache::{ClientIdentity, TlsConfig};
     use kvfeed_testkit::pd::ServerTls;
 
     const CA: &[u8] = include_bytes!("../data/ca.pem");
@@ -283,12 +283,13 @@ async fn mutual_tls() {
     assert!(fake.urls()[0].starts_with("https://"));
 
     let mut with_tls = config(fake.urls());
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     with_tls.tls = Some(TlsConfig {
-        ca_pem: CA.to_vec(),
-        identity: Some((
-            include_bytes!("../data/client.pem").to_vec(),
-            include_bytes!("../data/client.key").to_vec(),
-        )),
+        ca_file: data.join("ca.pem"),
+        client_identity: Some(ClientIdentity {
+            cert_file: data.join("client.pem"),
+            key_file: data.join("client.key"),
+        }),
         domain_name: Some("localhost".to_owned()),
     });
     let pd = PdClient::connect(with_tls).await.unwrap();
@@ -297,7 +298,18 @@ async fn mutual_tls() {
 
     // Plain text against a TLS server does not get through.
     let mut plain = config(fake.addrs().to_vec());
-    plain.backoff.retries = 0;
+    plain.retries = 0;
     let error = PdClient::connect(plain).await.unwrap_err();
     assert!(matches!(error, Error::Unavailable { .. } | Error::Timeout { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_missing_tls_file_is_a_typed_error_naming_it() {
+    let mut with_tls = config(["127.0.0.1:1".to_owned()]);
+    let missing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/missing.pem");
+    with_tls.tls = Some(kvfeed_regioncache::TlsConfig::new(&missing));
+    match PdClient::connect(with_tls).await {
+        Err(Error::Tls(error)) => assert_eq!(error.path, missing),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
 }

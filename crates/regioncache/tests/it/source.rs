@@ -3,9 +3,7 @@
 
 use bytes::Bytes;
 use kvfeed_proto::{metapb, pdpb};
-use kvfeed_regioncache::{
-    Error, PdRegionSource, Peer, RegionListError, RegionSource, RegionVerId, RpcContext,
-};
+use kvfeed_regioncache::{Error, PdRegionSource, Peer, RegionListError, RegionVerId, RpcContext};
 use kvfeed_span::{EncodedKey, Span};
 use kvfeed_testkit::pd::{FakePd, region, split_regions, store};
 

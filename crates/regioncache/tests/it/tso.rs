@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use kvfeed_regioncache::{Error, LOGICAL_BITS, TimestampOracle};
+use kvfeed_regioncache::{Error, LOGICAL_BITS};
 use kvfeed_testkit::pd::FakePd;
 
 use crate::{CLUSTER, connect};
@@ -20,7 +20,7 @@ async fn tso_is_monotonic_under_concurrency() {
             tokio::spawn(async move {
                 let mut seen = Vec::with_capacity(EACH);
                 for _ in 0..EACH {
-                    seen.push(TimestampOracle::get_ts(&pd).await.unwrap());
+                    seen.push(pd.get_ts().await.unwrap());
                 }
                 seen
             })
