@@ -19,7 +19,9 @@ pub enum Error {
     Pd(kvfeed_regioncache::Error),
     /// PD or a store belongs to another cluster than the one the client works with: the
     /// endpoints are wrong. Never retried.
-    #[error("{peer} belongs to cluster {got}, the client works with cluster {expected}")]
+    #[error(
+        "cluster id mismatch: {peer} belongs to cluster {got}, the client works with cluster {expected}"
+    )]
     ClusterIdMismatch {
         /// Who answered for the other cluster.
         peer: ClusterPeer,
