@@ -2,8 +2,8 @@
 //! source, and poison-tolerant locking.
 //!
 //! - [`TlsConfig`] (with [`ClientIdentity`]): PEM files for PD and TiKV connections alike;
-//!   `TlsConfig::load` (feature `tls`, on by default) turns them into tonic's client TLS
-//!   settings, failing with a [`TlsError`] that names the file.
+//!   [`TlsConfig::check`] reads them, and `tonic_tls` (feature `tls`, on by default) turns them
+//!   into tonic's client TLS settings, both failing with a [`TlsError`] that names the file.
 //! - [`Backoff`]: jittered exponential backoff, the delay before attempt `n` uniform in
 //!   `[d/2, d]` with `d = min(initial * 2^(n-1), max)`; [`Jitter`] is its seeded source of
 //!   randomness (splitmix64), [`mix`] the stateless finaliser for jitter derived from a salt.
@@ -36,4 +36,6 @@ struct ReadmeDoctests;
 
 pub use backoff::{Backoff, Jitter, mix};
 pub use sync::{get_mut, lock, read, write};
+#[cfg(feature = "tls")]
+pub use tls::tonic_tls;
 pub use tls::{ClientIdentity, TlsConfig, TlsError};

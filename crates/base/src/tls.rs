@@ -39,28 +39,43 @@ impl TlsConfig {
         Self { ca_file: ca_file.into(), client_identity: None, domain_name: None }
     }
 
-    /// Reads the files into tonic's client TLS settings.
-    #[cfg(feature = "tls")]
-    pub fn load(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
-        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    /// Reads every file the settings name, failing with the first that cannot be read.
+    pub fn check(&self) -> Result<(), TlsError> {
+        self.read_all().map(drop)
+    }
 
+    /// The CA and the optional identity's certificate and key, as read from their files.
+    #[allow(clippy::type_complexity)]
+    fn read_all(&self) -> Result<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>), TlsError> {
         let read = |path: &PathBuf| {
             std::fs::read(path)
                 .map_err(|error| TlsError { path: path.clone(), reason: error.to_string() })
         };
-        let mut tls =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&self.ca_file)?));
-        if let Some(identity) = &self.client_identity {
-            tls = tls.identity(Identity::from_pem(
-                read(&identity.cert_file)?,
-                read(&identity.key_file)?,
-            ));
-        }
-        if let Some(domain) = &self.domain_name {
-            tls = tls.domain_name(domain.clone());
-        }
-        Ok(tls)
+        let ca = read(&self.ca_file)?;
+        let identity = match &self.client_identity {
+            Some(identity) => Some((read(&identity.cert_file)?, read(&identity.key_file)?)),
+            None => None,
+        };
+        Ok((ca, identity))
     }
+}
+
+/// Reads the files of `config` into tonic's client TLS settings (for the crates that dial PD
+/// and TiKV; a free function, so that the types which re-export [`TlsConfig`] show no tonic
+/// type).
+#[cfg(feature = "tls")]
+pub fn tonic_tls(config: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+    let (ca, identity) = config.read_all()?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    if let Some(domain) = &config.domain_name {
+        tls = tls.domain_name(domain.clone());
+    }
+    Ok(tls)
 }
 
 #[cfg(all(test, feature = "tls"))]
@@ -75,14 +90,16 @@ mod tests {
         std::fs::write(&ca, b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
         let mut config = TlsConfig::new(&ca);
         config.domain_name = Some("localhost".to_owned());
-        assert!(config.load().is_ok());
+        assert!(config.check().is_ok());
+        assert!(tonic_tls(&config).is_ok());
         let missing = dir.join("client.key");
         config.client_identity =
             Some(ClientIdentity { cert_file: ca.clone(), key_file: missing.clone() });
-        let error = config.load().unwrap_err();
+        let error = tonic_tls(&config).unwrap_err();
+        assert_eq!(config.check().unwrap_err().path, missing);
         assert_eq!(error.path, missing);
         assert!(error.to_string().contains("client.key"), "{error}");
-        let error = TlsConfig::new(dir.join("nope.pem")).load().unwrap_err();
+        let error = TlsConfig::new(dir.join("nope.pem")).check().unwrap_err();
         assert!(error.to_string().starts_with("cannot use TLS file "), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -129,7 +129,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     if let Some(tls) = &config.tls {
         // Read the files now: a missing or unreadable one is a configuration error here, not a
         // connection failure later.
-        tls.load().map_err(|error| Error::Config(error.to_string()))?;
+        tls.check().map_err(|error| Error::Config(error.to_string()))?;
     }
     if let Some(versions) = &config.store_versions
         && versions.is_empty()

@@ -10,12 +10,11 @@ mod common;
 use bytes::Bytes;
 use common::{Harness, Log, TICK, start_with, workload};
 use kvfeed::{Event, Subscription};
-use kvfeed_proto::cdcpb::{self, ChangeDataEvent, ChangeDataRequest, change_data_request, event};
+use kvfeed_proto::cdcpb::{self, ChangeDataRequest, change_data_request, event};
 use kvfeed_sim::ClusterConfig;
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
 use kvfeed_testkit::store::{self, Reply, ServerCall, TestStore};
-use prost::Message as _;
 
 const START_TS: u64 = 1000;
 
@@ -268,9 +267,8 @@ async fn garbage_and_truncated_frames_fail_the_stream_and_the_region_comes_back(
     let call = s.accept().await;
     call.send(Reply::Raw(Bytes::from_static(b"\xff\xff\xff\xff garbage"))).await;
     let call = s.accept().await; // a new stream, the region registered again
-    let whole = ChangeDataEvent { events: vec![s.entries(vec![initialized()])], resolved_ts: None }
-        .encode_to_vec();
-    call.send(Reply::Raw(Bytes::copy_from_slice(&whole[..whole.len() - 1]))).await;
+    let whole = store::encoded(vec![s.entries(vec![initialized()])]);
+    call.send(Reply::Raw(whole.slice(..whole.len() - 1))).await;
     let call = s.accept().await;
     call.send(store::frame(vec![s.entries(vec![initialized()])])).await;
     call.send(s.resolved(2000)).await;

@@ -112,7 +112,7 @@ impl Conn {
         }
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         #[cfg(feature = "tls")]
-        let tls = config.tls.as_ref().map(kvfeed_base::TlsConfig::load).transpose()?;
+        let tls = config.tls.as_ref().map(kvfeed_base::tonic_tls).transpose()?;
         #[cfg(not(feature = "tls"))]
         if config.tls.is_some() {
             return Err(Error::Config("TLS needs the `tls` feature".to_owned()));
@@ -257,7 +257,7 @@ impl Conn {
                 }
             }
             Code::Unimplemented => Error::Unimplemented { method },
-            code => Error::Grpc { method, code, message: message.to_owned() },
+            code => Error::Grpc { method, code: code as i32, message: message.to_owned() },
         }
     }
 

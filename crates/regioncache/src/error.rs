@@ -52,12 +52,13 @@ pub enum Error {
         method: &'static str,
     },
     /// PD failed the call with a gRPC status that is neither transient nor otherwise mapped.
-    #[error("PD {method} failed with gRPC {code:?}: {message}")]
+    #[error("PD {method} failed with gRPC status {code}: {message}")]
     Grpc {
         /// The PD method.
         method: &'static str,
-        /// The gRPC status code.
-        code: tonic::Code,
+        /// The gRPC status code, as numbered by gRPC (3 is `INVALID_ARGUMENT`, 7
+        /// `PERMISSION_DENIED`, ...).
+        code: i32,
         /// The status message.
         message: String,
     },

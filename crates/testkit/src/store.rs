@@ -378,6 +378,11 @@ pub fn frame(events: Vec<cdcpb::Event>) -> Reply {
     Reply::Event(ChangeDataEvent { events, resolved_ts: None })
 }
 
+/// The wire bytes of a frame of events (to send cut short, say).
+pub fn encoded(events: Vec<cdcpb::Event>) -> Bytes {
+    Bytes::from(ChangeDataEvent { events, resolved_ts: None }.encode_to_vec())
+}
+
 /// A resolved-ts frame.
 pub fn resolved(request_id: u64, regions: Vec<u64>, ts: u64) -> Reply {
     Reply::Event(ChangeDataEvent {

@@ -157,7 +157,7 @@ impl Transport {
     /// A transport for the cluster `cluster_id` (sent in every request header), and the receiver
     /// of its events. Fails only when a TLS file cannot be read.
     pub fn new(config: TransportConfig, cluster_id: u64) -> Result<(Self, Events), TransportError> {
-        let tls = config.tls.as_ref().map(kvfeed_base::TlsConfig::load).transpose()?;
+        let tls = config.tls.as_ref().map(kvfeed_base::tonic_tls).transpose()?;
         let (events, receiver) = mpsc::channel(config.event_channel_capacity.max(1));
         let template = RequestTemplate::new(cluster_id, config.filter_loop);
         let inner = Inner {
