@@ -11,6 +11,7 @@
 //! seed is rerun with the same faults in the same order.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! The command itself is the `kvfeed` binary of this package (`src/main.rs`).
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod watcher;
 

@@ -34,6 +34,8 @@
 //! assert_eq!(ChangeDataRequest::decode(frame.as_slice()).unwrap(), request);
 //! ```
 
+#![warn(unreachable_pub)]
+
 /// Compiles the README's example as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
