@@ -97,7 +97,8 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let mut client_config = Config::new([cluster.pd_address()]);
     client_config.advance_interval = Duration::from_millis(50);
     client_config.worker_count = 4;
-    client_config.region_backoff = (Duration::from_millis(10), Duration::from_millis(500));
+    client_config.region_backoff =
+        kvfeed::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
     client_config.lock_resolve_fence = Some(Duration::from_secs(1));
     client_config.lock_resolve_cooldown = Duration::from_millis(500);
     let client = Client::connect(client_config)

@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use kvfeed_base::TlsConfig;
+use kvfeed_base::{Backoff, TlsConfig};
 
 use crate::error::Error;
 use crate::version::TikvVersion;
@@ -44,7 +44,7 @@ pub struct Config {
     pub region_scan_limit: usize,
     /// Backoff bounds for re-requesting a region after busy, congested, not-leader, stream and
     /// unknown errors (jittered, doubling per consecutive failure of the region).
-    pub region_backoff: (Duration, Duration),
+    pub region_backoff: Backoff,
     /// Locks are resolved automatically in regions whose resolved ts lags PD's clock by more
     /// than this; `None` turns the automatic trigger off ([`Client::resolve_lock`] still
     /// works).
@@ -87,7 +87,7 @@ impl Config {
             tls: None,
             range_concurrency: 64,
             region_scan_limit: 1024,
-            region_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            region_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             lock_resolve_fence: Some(Duration::from_secs(20)),
             lock_resolve_cooldown: Duration::from_secs(10),
             lock_resolve_queue: 4096,

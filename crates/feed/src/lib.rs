@@ -54,7 +54,7 @@
 //! - **Lock resolution** ([`Client::resolve_lock`], and automatically when a subscription lags
 //!   PD's clock by [`Config::lock_resolve_fence`]) settles abandoned transactions so the
 //!   resolved ts moves again ([`LockResolveQueue`] decides which regions and when).
-//! - **Metrics** ([`Client::metrics`]) follow TiCDC's `kvclient` set; logs go through
+//! - **Metrics** ([`Client::metrics_text`]) follow TiCDC's `kvclient` set; logs go through
 //!   `tracing` with subscription and region ids.
 //!
 //! The sans-IO pieces ([`RegionRows`], [`ResolvedPublisher`], [`LockResolveQueue`]) are public
@@ -89,7 +89,7 @@ pub use client::{Client, SubscriptionStats};
 pub use config::Config;
 pub use error::{ClusterPeer, Error};
 pub use event::{Event, Op, RowEvent, SubscriptionId};
-pub use kvfeed_base::{ClientIdentity, TlsConfig};
+pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};

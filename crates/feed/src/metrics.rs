@@ -1,6 +1,6 @@
 //! Prometheus metrics, named after TiCDC's `kvclient` set (reference §8.3) under the `kvfeed`
 //! namespace. Each [`Client`](crate::Client) registers its own in its own registry
-//! ([`Client::metrics`](crate::Client::metrics)).
+//! ([`Client::metrics_text`](crate::Client::metrics_text)).
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hashbrown::HashMap;
+use kvfeed_base::Backoff;
 use kvfeed_rangelock::LockOutcome;
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
@@ -32,7 +33,7 @@ use crate::version::TikvVersion;
 
 /// Backoff bounds for reloading a range whose regions PD does not know yet (holes, stale
 /// answers, PD errors).
-const RELOAD_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(2));
+const RELOAD_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
 
 /// Region request tasks running at most (each locates one region, waits for its store's
 /// initial-scan window and registers it, then takes the next from the backlog).
@@ -360,7 +361,7 @@ impl Scheduler {
     /// A range task: loads the regions of `span` from PD in batches, and locks each region's
     /// part of it. Holes (regions PD does not know yet) are reloaded after a backoff.
     async fn load_range(self: Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
-        let delay = backoff::delay(RELOAD_BACKOFF, attempt, sub.id ^ span_salt(&span));
+        let delay = backoff::delay(&RELOAD_BACKOFF, attempt, sub.id ^ span_salt(&span));
         if !self.pause(&sub, delay).await {
             return;
         }
@@ -389,7 +390,7 @@ impl Scheduler {
                     failures += 1;
                     tracing::warn!(subscription = sub.id, %error, failures, "loading regions failed");
                     self.shared.metrics.region_errors.with_label_values(&["LoadRegions"]).inc();
-                    let delay = backoff::delay(RELOAD_BACKOFF, failures, sub.id);
+                    let delay = backoff::delay(&RELOAD_BACKOFF, failures, sub.id);
                     if !self.pause(&sub, delay).await {
                         return;
                     }
@@ -480,7 +481,7 @@ impl Scheduler {
                     owned.failures = owned.failures.saturating_add(1);
                     self.shared.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
                     let delay = backoff::delay(
-                        self.shared.config.region_backoff,
+                        &self.shared.config.region_backoff,
                         owned.failures,
                         owned.region.id,
                     );
@@ -512,7 +513,7 @@ impl Scheduler {
                     tracing::debug!(region = owned.region.id, %error, "locating the leader failed");
                     if error.is_retryable() {
                         let delay = backoff::delay(
-                            self.shared.config.region_backoff,
+                            &self.shared.config.region_backoff,
                             owned.failures,
                             owned.region.id,
                         );

@@ -291,7 +291,7 @@ impl Worker {
                 }
                 owned.failures = owned.failures.saturating_add(1);
                 let delay = backoff::delay(
-                    shared.config.region_backoff,
+                    &shared.config.region_backoff,
                     owned.failures,
                     owned.region.id ^ shared.now().as_nanos() as u64,
                 );

@@ -149,7 +149,10 @@ async fn stream_resets() {
 async fn server_is_busy_storm_backs_off() {
     let h = start_with(
         ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
-        |config| config.region_backoff = (Duration::from_millis(20), Duration::from_millis(400)),
+        |config| {
+            config.region_backoff =
+                kvfeed::Backoff::new(Duration::from_millis(20), Duration::from_millis(400));
+        },
     )
     .await;
     let span = table_span(100);

@@ -53,7 +53,8 @@ pub fn test_config(cluster: &Cluster) -> Config {
     let mut config = Config::new([cluster.pd_address()]);
     config.advance_interval = Duration::from_millis(20);
     config.worker_count = 4;
-    config.region_backoff = (Duration::from_millis(5), Duration::from_millis(200));
+    config.region_backoff =
+        kvfeed::Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
     config
 }
 
