@@ -5,7 +5,7 @@
 //!   and the Go client's caches do) plus a `std` `HashMap` for the region;
 //! - `regioncache/lookup_by_id` at the same sizes: `RegionCache::get`, beside a `std` `HashMap`;
 //! - `regioncache/load_100k`: loading 100k regions (1024 per call, the default) from an
-//!   in-process PD over gRPC on 127.0.0.1 through `PdRegionSource` (decode, validation and cache
+//!   in-process PD (`kvfeed-sim`'s `ScriptedPd`) over gRPC on 127.0.0.1 through `PdRegionSource` (decode, validation and cache
 //!   inserts included) and through `PdClient::scan_regions` alone, beside decoding the same
 //!   `ScanRegionsResponse` frames with prost and nothing else.
 //!
@@ -20,8 +20,8 @@ use kvfeed_proto::pdpb;
 use kvfeed_regioncache::{
     DEFAULT_SCAN_LIMIT, PdClient, PdConfig, PdRegionSource, Peer, Region, RegionCache, RegionEpoch,
 };
+use kvfeed_sim::scripted::{ScriptedPd, split_regions};
 use kvfeed_span::{EncodedKey, Span};
-use kvfeed_testkit::pd::{FakePd, split_regions};
 use prost::Message as _;
 
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
@@ -163,7 +163,7 @@ fn load(c: &mut Criterion) {
         })
         .collect();
     let (fake, pd) = runtime.block_on(async {
-        let fake = FakePd::start(1, 1).await.expect("fake PD");
+        let fake = ScriptedPd::start(1, 1).await.expect("scripted PD");
         fake.set_regions(pd_regions);
         let pd = PdClient::connect(PdConfig::new(fake.urls())).await.expect("connect");
         (fake, pd)

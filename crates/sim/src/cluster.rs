@@ -1,4 +1,4 @@
-//! Starting and stopping the simulated cluster: one PD and N stores, each a tonic server on a
+//! Starting and stopping the simulated cluster: one PD (`pd.rs`) and N stores, each a tonic server on a
 //! `127.0.0.1` ephemeral port, plus the per-store resolved-ts tickers.
 //!
 //! [`Cluster`] is the handle tests hold: addresses, the cluster id, transactions
@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kvfeed_proto::cdcpb::change_data_server::ChangeDataServer;
-use kvfeed_proto::pdpb::pd_server::PdServer;
 use kvfeed_proto::tikvpb::tikv_server::TikvServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -22,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::cdc::CdcService;
 use crate::kv::KvService;
 use crate::mvcc::{CommittedRow, Mutation, TxnError};
-use crate::pd::PdService;
+use crate::pd::{Backend, PdCalls, PdKnobs, PdMembers, ScanLayout};
 use crate::region::{RegionMeta, RegionTable};
 use crate::state::{CdcStats, ClusterState, Shared, StoreState, lock};
 use crate::tso::Tso;
@@ -73,7 +72,7 @@ struct StoreServer {
 pub struct Cluster {
     pub(crate) shared: Arc<Shared>,
     pd_addr: SocketAddr,
-    pd_stop: Option<oneshot::Sender<()>>,
+    pd: PdMembers,
     store_addrs: BTreeMap<u64, SocketAddr>,
     servers: Mutex<HashMap<u64, StoreServer>>,
     tickers: Vec<JoinHandle<()>>,
@@ -152,19 +151,15 @@ impl Cluster {
             cluster_id: config.cluster_id,
             pd_url: format!("http://{pd_addr}"),
         });
-        let (pd_stop, stopped) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
-            .add_service(PdServer::new(PdService { shared: Arc::clone(&shared) }));
-        tokio::spawn(async move {
-            let stopped = async {
-                let _ = stopped.await;
-            };
-            if let Err(error) =
-                router.serve_with_incoming_shutdown(incoming(pd_listener), stopped).await
-            {
-                tracing::warn!(%error, "sim PD stopped");
-            }
-        });
+        let mut knobs = PdKnobs::new(config.cluster_id, vec![pd_addr.to_string()]);
+        knobs.batch_scan = true;
+        knobs.scan_layout = ScanLayout::Both;
+        let pd = PdMembers::serve(
+            vec![pd_listener],
+            &None,
+            Arc::new(Mutex::new(knobs)),
+            &Backend::Cluster(Arc::clone(&shared)),
+        )?;
         let mut servers = HashMap::new();
         let mut store_addrs = BTreeMap::new();
         for (id, (addr, listener)) in listeners {
@@ -186,14 +181,7 @@ impl Cluster {
                 }));
             }
         }
-        Ok(Self {
-            shared,
-            pd_addr,
-            pd_stop: Some(pd_stop),
-            store_addrs,
-            servers: Mutex::new(servers),
-            tickers,
-        })
+        Ok(Self { shared, pd_addr, pd, store_addrs, servers: Mutex::new(servers), tickers })
     }
 
     /// PD's address, `127.0.0.1:PORT`.
@@ -206,6 +194,18 @@ impl Cluster {
     #[must_use]
     pub fn pd_url(&self) -> String {
         self.shared.pd_url.clone()
+    }
+
+    /// Runs `f` on PD's knobs (leader, stalls, missing headers, scan layout, `BatchScanRegions`
+    /// served or not, call counts). Regions, stores and timestamps stay the cluster's own.
+    pub fn with_pd<R>(&self, f: impl FnOnce(&mut PdKnobs) -> R) -> R {
+        f(&mut kvfeed_base::lock(self.pd.knobs()))
+    }
+
+    /// The calls PD served so far.
+    #[must_use]
+    pub fn pd_calls(&self) -> PdCalls {
+        self.with_pd(|k| k.total_calls())
     }
 
     /// A store's address, `127.0.0.1:PORT` (stable across restarts).
@@ -251,9 +251,7 @@ impl Cluster {
                 st.remove_conn(c, Some(tonic::Status::unavailable("cluster shut down")));
             }
         }
-        if let Some(stop) = self.pd_stop.take() {
-            let _ = stop.send(());
-        }
+        self.pd.stop_all();
         let mut servers = kvfeed_base::lock(&self.servers);
         for s in servers.values_mut() {
             if let Some(stop) = s.stop.take() {

@@ -7,13 +7,16 @@
 //!   faults (split, merge, leader transfer, store stop/restart, stream reset, busy, congested,
 //!   slow store, V1-only store, abandoned locks), on demand or from a seeded [`FaultSchedule`].
 //! - [`Workload`] generates a deterministic transactional workload from a seed.
+//! - [`scripted::ScriptedPd`] serves the same PD without a cluster: regions, stores and TSO a
+//!   test scripts, several members, and the misbehaviour of [`PdKnobs`] (also settable on a
+//!   cluster's PD through [`Cluster::with_pd`]).
 //! - [`verify()`] checks a subscriber's event log against the recorded commits
 //!   ([`verify_up_to`]: of a subscription read only up to a resolved ts), and
 //!   [`Report::first_violation`] says what it found wrong first.
 //!
 //! Behaviour worth knowing (details in each module):
 //!
-//! - One PD member (the leader) and stores `1..=N`; every region has a peer on `replicas`
+//! - One PD member (the leader, serving `BatchScanRegions` and both `ScanRegions` layouts) and stores `1..=N`; every region has a peer on `replicas`
 //!   stores, leaders spread round-robin. Region ids and peer ids come from one allocator.
 //! - Splits keep the id on the right half (TiKV's `right-derive-when-split`), both halves get
 //!   `version + 1`; merges extend the target with `version = max + 1`.
@@ -53,6 +56,7 @@ mod kv;
 mod mvcc;
 mod pd;
 mod region;
+pub mod scripted;
 mod state;
 mod tso;
 mod verify;
@@ -62,6 +66,9 @@ pub use cdc::STREAM_MULTIPLEXING;
 pub use cluster::{Cluster, ClusterConfig};
 pub use faults::{Fault, FaultError, FaultSchedule};
 pub use mvcc::{CommittedRow, Lock, Mutation, Op, TxnError};
+#[cfg(feature = "tls")]
+pub use pd::ServerTls;
+pub use pd::{PdCalls, PdKnobs, ScanLayout, ScriptedData};
 pub use region::{PeerMeta, RegionError, RegionMeta};
 pub use state::CdcStats;
 pub use tso::{LOGICAL_BITS, compose, physical_of};

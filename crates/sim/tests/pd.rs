@@ -1,4 +1,4 @@
-//! The PD server through a raw tonic client.
+//! The PD server through a raw tonic client: the live topology, and the knobs of a cluster's PD.
 
 mod common;
 
@@ -144,4 +144,43 @@ async fn pd_apis_follow_the_topology() {
     tx.send(pdpb::TsoRequest { header: wrong, count: 1, ..Default::default() }).await.unwrap();
     assert_eq!(tso.next().await.unwrap().unwrap_err().code(), tonic::Code::FailedPrecondition);
     cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn pd_knobs_apply_to_a_cluster_pd() {
+    let cluster = manual_cluster(1, Vec::new()).await;
+    let mut pd = PdClient::new(channel(&cluster.pd_address()).await);
+    let header =
+        Some(RequestHeader { cluster_id: cluster.cluster_id(), ..RequestHeader::default() });
+
+    // PD 8.1: no BatchScanRegions.
+    cluster.with_pd(|k| k.batch_scan = false);
+    let err = pd
+        .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+            header: header.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+
+    // The legacy layout only.
+    cluster.with_pd(|k| k.scan_layout = kvfeed_sim::ScanLayout::Legacy);
+    let scan = pd
+        .scan_regions(pdpb::ScanRegionsRequest { header: header.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(scan.regions.is_empty());
+    assert_eq!((scan.region_metas.len(), scan.leaders.len()), (1, 1));
+
+    // No leader: "not leader".
+    cluster.with_pd(|k| k.leader = None);
+    let err =
+        pd.get_region(pdpb::GetRegionRequest { header, ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    let calls = cluster.pd_calls();
+    assert_eq!((calls.batch_scan_regions, calls.scan_regions), (1, 1));
+    assert_eq!((calls.get_region, calls.not_leader), (1, 1));
 }

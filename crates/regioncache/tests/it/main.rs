@@ -1,5 +1,5 @@
-//! Integration tests: the PD client and the region source against [`FakePd`], an in-process PD
-//! serving real gRPC on 127.0.0.1 ephemeral ports. Nothing here sleeps to synchronise: every wait
+//! Integration tests: the PD client and the region source against [`ScriptedPd`], the simulator's
+//! PD serving scripted regions and stores over real gRPC on 127.0.0.1 ephemeral ports. Nothing here sleeps to synchronise: every wait
 //! is on a response, and the only timers are the client's own (small) backoffs and timeouts.
 
 mod pd;
@@ -9,9 +9,9 @@ mod tso;
 use core::time::Duration;
 
 use kvfeed_regioncache::{Backoff, PdClient, PdConfig};
-use kvfeed_testkit::pd::FakePd;
+use kvfeed_sim::scripted::ScriptedPd;
 
-/// The cluster id of the fake PDs.
+/// The cluster id of the scripted PDs.
 pub const CLUSTER: u64 = 7;
 
 /// A configuration with quick retries, for tests.
@@ -25,8 +25,8 @@ pub fn config(endpoints: impl IntoIterator<Item = String>) -> PdConfig {
 }
 
 /// A client of `fake`, through all its members' URLs.
-pub async fn connect(fake: &FakePd) -> PdClient {
-    PdClient::connect(config(fake.urls())).await.expect("connect to the fake PD")
+pub async fn connect(fake: &ScriptedPd) -> PdClient {
+    PdClient::connect(config(fake.urls())).await.expect("connect to the scripted PD")
 }
 
 /// An address nothing listens on (a port bound, then released).

@@ -5,14 +5,14 @@ use core::time::Duration;
 
 use kvfeed_proto::metapb;
 use kvfeed_regioncache::{Error, PdClient, StoreState};
+use kvfeed_sim::scripted::{ScriptedPd, region, split_regions, store};
 use kvfeed_span::{EncodedKey, Span};
-use kvfeed_testkit::pd::{FakePd, region, split_regions, store};
 
 use crate::{CLUSTER, config, connect, dead_addr};
 
 #[tokio::test]
 async fn leader_change_between_calls() {
-    let fake = FakePd::start(3, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(3, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[], &[1]));
     let pd = connect(&fake).await;
     assert_eq!(pd.cluster_id(), CLUSTER);
@@ -31,7 +31,7 @@ async fn leader_change_between_calls() {
 
 #[tokio::test]
 async fn one_endpoint_down() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[], &[1]));
     let endpoints = [format!("http://{}", dead_addr()), fake.addrs()[0].clone()];
     let pd = PdClient::connect(config(endpoints)).await.unwrap();
@@ -41,7 +41,7 @@ async fn one_endpoint_down() {
 
 #[tokio::test]
 async fn leader_down_falls_back_to_another_member() {
-    let mut fake = FakePd::start(2, CLUSTER).await.unwrap();
+    let mut fake = ScriptedPd::start(2, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[], &[1]));
     // Only member 0 is configured; member 1 is learned from GetMembers.
     let pd = PdClient::connect(config([fake.urls()[0].clone()])).await.unwrap();
@@ -61,7 +61,7 @@ async fn all_endpoints_down_is_unavailable() {
 
 #[tokio::test]
 async fn no_leader_is_unavailable_after_retries() {
-    let fake = FakePd::start(2, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(2, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     fake.set_leader(None);
     let error = pd.get_region(b"").await.unwrap_err();
@@ -73,7 +73,7 @@ async fn no_leader_is_unavailable_after_retries() {
 
 #[tokio::test]
 async fn cluster_id_mismatch_is_a_typed_error() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
 
     // Told to expect another cluster.
     let mut wrong = config(fake.urls());
@@ -98,7 +98,7 @@ async fn cluster_id_mismatch_is_a_typed_error() {
 
 #[tokio::test]
 async fn responses_without_a_header_are_invalid() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions([region(1, b"", b"", 1, &[1])]);
     fake.put_store(store(1, "127.0.0.1:20161"));
     let pd = connect(&fake).await;
@@ -137,7 +137,7 @@ async fn responses_without_a_header_are_invalid() {
 
 #[tokio::test]
 async fn region_answers_must_match_the_request() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions([region(1, b"", b"m", 1, &[1]), region(2, b"m", b"", 1, &[1])]);
     let pd = connect(&fake).await;
     assert_eq!(pd.get_region(b"x").await.unwrap().map(|r| r.id()), Some(2));
@@ -155,8 +155,8 @@ async fn region_answers_must_match_the_request() {
 
 #[tokio::test]
 async fn endpoint_of_another_cluster_is_a_typed_error() {
-    let ours = FakePd::start(1, CLUSTER).await.unwrap();
-    let theirs = FakePd::start(1, CLUSTER + 1).await.unwrap();
+    let ours = ScriptedPd::start(1, CLUSTER).await.unwrap();
+    let theirs = ScriptedPd::start(1, CLUSTER + 1).await.unwrap();
     let pd = PdClient::connect(config([ours.urls()[0].clone(), theirs.urls()[0].clone()]))
         .await
         .unwrap();
@@ -169,7 +169,7 @@ async fn endpoint_of_another_cluster_is_a_typed_error() {
 
 #[tokio::test]
 async fn calls_time_out() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[], &[1]));
     let mut quick = config(fake.urls());
     quick.timeout = Duration::from_millis(250);
@@ -185,7 +185,7 @@ async fn calls_time_out() {
 
 #[tokio::test]
 async fn regions_by_key_and_id() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     assert_eq!(pd.get_region(b"a").await.unwrap(), None);
     assert_eq!(pd.get_region_by_id(2).await.unwrap(), None);
@@ -199,7 +199,7 @@ async fn regions_by_key_and_id() {
 
 #[tokio::test]
 async fn garbage_from_pd_is_a_typed_error() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     let mut garbage = region(3, b"b", b"a", 1, &[1]);
     fake.set_regions([garbage.clone()]);
@@ -214,7 +214,7 @@ async fn garbage_from_pd_is_a_typed_error() {
 
 #[tokio::test]
 async fn stores_by_id() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.put_store(store(1, "127.0.0.1:20160"));
     fake.put_store(metapb::Store {
         state: metapb::StoreState::Tombstone as i32,
@@ -238,7 +238,7 @@ async fn stores_by_id() {
 async fn batch_scan_regions_when_served_else_scan_regions() {
     let splits: Vec<EncodedKey> = (1..10u8).map(|i| EncodedKey::encode(&[i])).collect();
     for served in [false, true] {
-        let fake = FakePd::start(1, CLUSTER).await.unwrap();
+        let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
         fake.set_regions(split_regions(&splits, &[1]));
         fake.with(|s| s.batch_scan = served);
         let pd = connect(&fake).await;
@@ -258,9 +258,9 @@ async fn batch_scan_regions_when_served_else_scan_regions() {
 
 #[tokio::test]
 async fn legacy_scan_layout_is_accepted() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[EncodedKey::encode(b"m")], &[1, 2]));
-    fake.with(|s| s.legacy_scan = true);
+    fake.with(|s| s.scan_layout = kvfeed_sim::ScanLayout::Legacy);
     let pd = connect(&fake).await;
     let regions = pd.scan_regions(&Span::full(), 10).await.unwrap();
     let leaders: Vec<_> = regions.iter().map(|r| r.leader().map(|p| p.store_id)).collect();
@@ -270,7 +270,7 @@ async fn legacy_scan_layout_is_accepted() {
 #[tokio::test]
 async fn mutual_tls() {
     use kvfeed_regioncache::{ClientIdentity, TlsConfig};
-    use kvfeed_testkit::pd::ServerTls;
+    use kvfeed_sim::ServerTls;
 
     const CA: &[u8] = include_bytes!("../data/ca.pem");
     let tls = ServerTls {
@@ -278,7 +278,7 @@ async fn mutual_tls() {
         key_pem: include_bytes!("../data/server.key").to_vec(),
         client_ca_pem: Some(CA.to_vec()),
     };
-    let fake = FakePd::start_tls(1, CLUSTER, tls).await.unwrap();
+    let fake = ScriptedPd::start_tls(1, CLUSTER, tls).await.unwrap();
     fake.set_regions(split_regions(&[], &[1]));
     assert!(fake.urls()[0].starts_with("https://"));
 

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use kvfeed_proto::{metapb, pdpb};
 use kvfeed_regioncache::{Error, PdRegionSource, Peer, RegionListError, RegionVerId, RpcContext};
+use kvfeed_sim::scripted::{ScriptedPd, region, split_regions, store};
 use kvfeed_span::{EncodedKey, Span};
-use kvfeed_testkit::pd::{FakePd, region, split_regions, store};
 
 use crate::{CLUSTER, connect};
 
@@ -17,7 +17,7 @@ fn span(start: &[u8], end: &[u8]) -> Span {
     Span::from_bytes(start, end).unwrap()
 }
 
-async fn source(fake: &FakePd) -> PdRegionSource {
+async fn source(fake: &ScriptedPd) -> PdRegionSource {
     PdRegionSource::new(connect(fake).await)
 }
 
@@ -35,7 +35,7 @@ async fn context(src: &PdRegionSource, ver: RegionVerId) -> RpcContext {
 
 #[tokio::test]
 async fn loads_in_batches_reporting_holes() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let splits: Vec<_> = [b"b", b"d", b"f", b"h"].iter().map(|k| key(*k)).collect();
     let mut regions = split_regions(&splits, &[1]);
     regions.remove(2); // [d, f): a hole, PD has not heard of that region yet
@@ -60,7 +60,7 @@ async fn loads_in_batches_reporting_holes() {
 
 #[tokio::test]
 async fn identical_loads_in_flight_share_one_call() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[key(b"m")], &[1]));
     fake.put_store(store(1, "127.0.0.1:20160"));
     let src = source(&fake).await;
@@ -85,7 +85,7 @@ async fn identical_loads_in_flight_share_one_call() {
 
 #[tokio::test]
 async fn region_split_seen_after_invalidation() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     for s in 1..=3 {
         fake.put_store(store(s, &format!("127.0.0.1:{}", 20160 + s)));
     }
@@ -113,7 +113,7 @@ async fn region_split_seen_after_invalidation() {
 
 #[tokio::test]
 async fn stale_regions_from_a_lagging_pd_are_replaced_by_cached_ones() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     for s in 1..=3 {
         fake.put_store(store(s, &format!("127.0.0.1:{}", 20160 + s)));
     }
@@ -153,7 +153,7 @@ async fn stale_regions_from_a_lagging_pd_are_replaced_by_cached_ones() {
 
 #[tokio::test]
 async fn garbage_region_lists_leave_the_cache_consistent() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[key(b"f"), key(b"p")], &[1]));
     let src = source(&fake).await;
     src.load_regions(&Span::full(), 0).await.unwrap();
@@ -193,7 +193,7 @@ async fn garbage_region_lists_leave_the_cache_consistent() {
 
 #[tokio::test]
 async fn store_address_reused_by_another_store_id() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let (addr_a, addr_b) = ("127.0.0.1:20161", "127.0.0.1:20162");
     fake.put_store(store(1, addr_a));
     fake.put_store(store(2, addr_b));
@@ -231,7 +231,7 @@ async fn store_address_reused_by_another_store_id() {
 
 #[tokio::test]
 async fn routing_follows_not_leader_and_send_failures() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     for s in 1..=3 {
         fake.put_store(store(s, &format!("127.0.0.1:{}", 20160 + s)));
     }
@@ -266,7 +266,7 @@ async fn routing_follows_not_leader_and_send_failures() {
 
 #[tokio::test]
 async fn unusable_stores_are_skipped() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.put_store(metapb::Store {
         state: metapb::StoreState::Tombstone as i32,
         ..store(1, "127.0.0.1:20161")
@@ -288,7 +288,7 @@ async fn unusable_stores_are_skipped() {
 
 #[tokio::test]
 async fn look_ups_fill_the_cache() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     fake.set_regions(split_regions(&[key(b"m")], &[1]));
     let src = source(&fake).await;
     assert_eq!(src.region_at(b"z").await.unwrap().map(|r| r.id()), Some(2));
@@ -298,8 +298,8 @@ async fn look_ups_fill_the_cache() {
     assert_eq!(src.region_by_id(5).await.unwrap(), None);
     assert_eq!(cached(&src), [1, 2]);
     // A region whose bytes are shared with the request is still validated.
-    fake.with(|s| {
-        let r = s.regions.get_mut(&Bytes::from_static(b"m")).unwrap();
+    fake.with_data(|d| {
+        let r = d.regions.get_mut(&Bytes::from_static(b"m")).unwrap();
         r.region.as_mut().unwrap().peers.clear();
     });
     src.invalidate(src.with_cache(|c| c.get(2).unwrap().ver_id()));

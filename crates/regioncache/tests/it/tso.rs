@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use kvfeed_regioncache::{Error, LOGICAL_BITS};
-use kvfeed_testkit::pd::FakePd;
+use kvfeed_sim::scripted::ScriptedPd;
 
 use crate::{CLUSTER, connect};
 
@@ -12,7 +12,7 @@ use crate::{CLUSTER, connect};
 async fn tso_is_monotonic_under_concurrency() {
     const TASKS: usize = 32;
     const EACH: usize = 50;
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -41,7 +41,7 @@ async fn tso_is_monotonic_under_concurrency() {
 #[tokio::test]
 async fn concurrent_requests_are_batched() {
     const CALLERS: usize = 100;
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -58,13 +58,13 @@ async fn concurrent_requests_are_batched() {
     assert_eq!(all.len(), CALLERS);
     let requests = fake.calls(0).tso_requests;
     assert!(requests < CALLERS as u64 / 10, "{requests} TSO requests for {CALLERS} callers");
-    // The physical part is the fake's clock, in the high bits.
+    // The physical part is the scripted PD's clock, in the high bits.
     assert_eq!(all[0] >> LOGICAL_BITS, 1 << 40);
 }
 
 #[tokio::test]
 async fn tso_follows_a_leader_change() {
-    let fake = FakePd::start(2, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(2, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     let before = pd.get_ts().await.unwrap();
     fake.set_leader(Some(1));
@@ -76,22 +76,22 @@ async fn tso_follows_a_leader_change() {
 
 #[tokio::test]
 async fn tso_never_goes_backwards() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
     let first = pd.get_ts().await.unwrap();
     // PD's clock jumps back (a misconfigured failover).
-    fake.with(|s| s.tso = (s.tso.0 - 10, 0));
+    fake.with_data(|d| d.tso = (d.tso.0 - 10, 0));
     let error = pd.get_ts().await.unwrap_err();
     assert!(matches!(error, Error::TsoNotMonotonic { last, .. } if last == first), "{error:?}");
-    fake.with(|s| s.tso = (s.tso.0 + 20, 0));
+    fake.with_data(|d| d.tso = (d.tso.0 + 20, 0));
     assert!(pd.get_ts().await.unwrap() > first);
 }
 
 #[tokio::test]
 async fn tso_at_the_end_of_time_does_not_panic() {
-    let fake = FakePd::start(1, CLUSTER).await.unwrap();
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
     let pd = connect(&fake).await;
-    fake.with(|s| s.tso = ((1 << 46) - 1, (1 << 18) - 2));
+    fake.with_data(|d| d.tso = ((1 << 46) - 1, (1 << 18) - 2));
     assert_eq!(pd.get_ts().await.unwrap(), u64::MAX);
     // The next batch would need a physical time past 46 bits: refused, not wrapped.
     let error = pd.get_ts().await.unwrap_err();
