@@ -31,7 +31,10 @@
 //!
 //! # How it works
 //!
-//! Reference: TiCDC's shared KV client, rebuilt (ARCHITECTURE.md has the map).
+//! TiCDC's shared KV client, rebuilt as a few stages that talk one way (ARCHITECTURE.md has the
+//! map): a scheduler gets regions onto streams, region workers process their events and hand
+//! finished regions back to it as messages, a resolver settles stale locks, and a housekeeping
+//! task publishes on a timer.
 //!
 //! - **Range tasks** load the regions of a span from PD in batches and lock each region's part
 //!   of the span in the subscription's range lock ([`kvfeed_rangelock`]), which yields the ts
@@ -39,7 +42,8 @@
 //!   waited for.
 //! - **Region requests** find the region's leader, wait for a place in the store's
 //!   initial-scan window ([`Config::initial_scan_window`]), and register the region on one of a
-//!   few multiplexed streams to the store ([`kvfeed_transport`]). A store whose version PD
+//!   few multiplexed streams to the store ([`kvfeed_transport`], which owns every connection
+//!   to TiKV). A store whose version PD
 //!   reports outside [`Config::store_versions`] is waited for (asked about again, with backoff)
 //!   until it is upgraded.
 //! - **Region workers** (a region is pinned to one by a hash of its id) pair prewrites with

@@ -347,6 +347,15 @@ impl Scheduler {
         }
     }
 
+    /// Counts a failed attempt of the region and waits its backoff; returns whether the
+    /// subscription is still live.
+    async fn back_off(&self, owned: &mut Owned) -> bool {
+        owned.failures = owned.failures.saturating_add(1);
+        let delay =
+            backoff::delay(&self.shared.config.region_backoff, owned.failures, owned.region.id);
+        self.pause(&owned.sub, delay).await
+    }
+
     /// Sleeps `delay`, unless the subscription stops first. Returns whether it is still live.
     async fn pause(&self, sub: &SubRef, delay: Duration) -> bool {
         if !delay.is_zero() {
@@ -478,14 +487,8 @@ impl Scheduler {
             match self.shared.source.rpc_context(owned.region).await {
                 Ok(Some(ctx)) if self.refuses_store(ctx.peer.store_id, &ctx.store_version) => {
                     // Not a store to talk to yet: keep the range locked and ask again.
-                    owned.failures = owned.failures.saturating_add(1);
                     self.shared.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
-                    let delay = backoff::delay(
-                        &self.shared.config.region_backoff,
-                        owned.failures,
-                        owned.region.id,
-                    );
-                    if !self.pause(&sub, delay).await {
+                    if !self.back_off(&mut owned).await {
                         self.unlock(owned, AfterUnlock::Release);
                         return;
                     }
@@ -508,20 +511,15 @@ impl Scheduler {
                     return;
                 }
                 Err(error) => {
-                    owned.failures = owned.failures.saturating_add(1);
                     self.shared.metrics.region_errors.with_label_values(&["GetStoreErr"]).inc();
                     tracing::debug!(region = owned.region.id, %error, "locating the leader failed");
                     if error.is_retryable() {
-                        let delay = backoff::delay(
-                            &self.shared.config.region_backoff,
-                            owned.failures,
-                            owned.region.id,
-                        );
-                        if !self.pause(&sub, delay).await {
+                        if !self.back_off(&mut owned).await {
                             self.unlock(owned, AfterUnlock::Release);
                             return;
                         }
                     } else {
+                        owned.failures = owned.failures.saturating_add(1);
                         self.shared.source.invalidate(owned.region);
                         self.unlock(owned, AfterUnlock::Reload);
                         return;

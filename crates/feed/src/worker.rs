@@ -293,7 +293,8 @@ impl Worker {
                 let delay = backoff::delay(
                     &shared.config.region_backoff,
                     owned.failures,
-                    owned.region.id ^ shared.now().as_nanos() as u64,
+                    // A pure function of the region and its attempt: reproducible in tests.
+                    owned.region.id ^ owned.sub.id.rotate_left(32),
                 );
                 if deregister {
                     // Requested again once the transport's marker comes through.
