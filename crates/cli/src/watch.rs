@@ -54,6 +54,10 @@ pub(crate) struct Args {
     /// 10.0.0 (excluded) are, as TiCDC; regions on other stores wait for an upgrade.
     #[arg(long)]
     any_store_version: bool,
+    /// Seconds a region's incremental scan may go without ending before the region is
+    /// deregistered and requested again (a wedged store). At least 1.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    region_stuck_timeout: u64,
 }
 
 /// The span of `--table` or `--span`.
@@ -111,8 +115,12 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         Some(text) => Some(crate::metrics_http::parse_listen_addr(text).map_err(Failure::Usage)?),
         None => None,
     };
+    if args.region_stuck_timeout == 0 {
+        return Err(Failure::usage("--region-stuck-timeout must be at least 1 second"));
+    }
     let mut config = Config::new(args.pd.iter().cloned());
     config.cluster_id = args.cluster_id;
+    config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     config.tls = tls;
     if args.any_store_version {
         config.store_versions = None;

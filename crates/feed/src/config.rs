@@ -42,9 +42,20 @@ pub struct Config {
     pub range_concurrency: usize,
     /// Regions asked of PD per call.
     pub region_scan_limit: usize,
-    /// Backoff bounds for re-requesting a region after busy, congested, not-leader, stream and
-    /// unknown errors (jittered, doubling per consecutive failure of the region).
+    /// Backoff bounds for requesting a region again after any failure (busy, congested, not
+    /// leader, stream, epoch, region not found, unknown errors; jittered, doubling per
+    /// consecutive failure of the region). The count survives reloads and completed scans and
+    /// starts again only after the region went 30 s without a failure; a `ServerIsBusy` backoff
+    /// hint from TiKV is honoured up to `max`.
     pub region_backoff: Backoff,
+    /// A region whose rows cannot be interpreted (an unknown row type or operation, a commit
+    /// not after its start, ...) is requested again, up to this many times in a row; then its
+    /// subscription fails with [`Error::BadRow`](crate::Error::BadRow). At least 1.
+    pub bad_row_attempts: u32,
+    /// A region whose incremental scan has not ended this long after its registration (a
+    /// wedged store that accepted the register and sends nothing) is deregistered and requested
+    /// again, giving back its place in the store's initial-scan window; `None` waits forever.
+    pub region_stuck_timeout: Option<Duration>,
     /// Locks are resolved automatically in regions whose resolved ts lags PD's clock by more
     /// than this; `None` turns the automatic trigger off ([`Client::resolve_lock`] still
     /// works).
@@ -88,6 +99,8 @@ impl Config {
             range_concurrency: 64,
             region_scan_limit: 1024,
             region_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+            bad_row_attempts: 3,
+            region_stuck_timeout: Some(Duration::from_secs(60)),
             lock_resolve_fence: Some(Duration::from_secs(20)),
             lock_resolve_cooldown: Duration::from_secs(10),
             lock_resolve_queue: 4096,
@@ -111,6 +124,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         ("range_concurrency", config.range_concurrency),
         ("region_scan_limit", config.region_scan_limit),
         ("lock_resolve_queue", config.lock_resolve_queue),
+        ("bad_row_attempts", config.bad_row_attempts as usize),
     ];
     for (name, value) in positive {
         if value == 0 {
@@ -122,6 +136,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.memory_quota > tokio::sync::Semaphore::MAX_PERMITS {
         return Err(Error::Config("memory_quota is too large".to_owned()));
+    }
+    if config.region_stuck_timeout.is_some_and(|timeout| timeout.is_zero()) {
+        return Err(Error::Config("region_stuck_timeout must be positive".to_owned()));
     }
     if config.advance_interval.is_zero() {
         return Err(Error::Config("advance_interval must be positive".to_owned()));

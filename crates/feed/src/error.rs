@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::event::SubscriptionId;
+use crate::region::RowError;
 
 /// An error of the client or of one subscription.
 ///
@@ -37,6 +38,18 @@ pub enum Error {
         store_id: u64,
         /// The version TiKV asked for.
         required_version: String,
+    },
+    /// A region kept sending a row that cannot be interpreted, on every attempt
+    /// ([`Config::bad_row_attempts`](crate::Config::bad_row_attempts) in a row): the
+    /// subscription cannot go on without losing it.
+    #[error("region {region_id} sent a row that cannot be interpreted {attempts} times in a row: {error}")]
+    BadRow {
+        /// The region.
+        region_id: u64,
+        /// The attempts made.
+        attempts: u32,
+        /// What is wrong with the row (the last attempt's).
+        error: RowError,
     },
     /// No subscription has this id (never subscribed, or already drained).
     #[error("unknown subscription {0}")]

@@ -9,7 +9,8 @@ use crate::shared::{Shared, physical_ms};
 
 /// How often gauges are refreshed and the automatic lock-resolution trigger runs.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often expired lock-resolution cooldowns are forgotten.
+/// How often expired lock-resolution cooldowns and healthy regions' failure histories are
+/// forgotten.
 const FORGET_INTERVAL: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -30,6 +31,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if now >= forget_at {
             forget_at = now + FORGET_INTERVAL;
             shared.resolve_requests.forget_old(now);
+            let failing = shared.forget_healthy_regions();
+            tracing::debug!(failing, "regions with a recent failure");
         }
         if now >= report_at {
             report_at = now + shared.config.slow_region_interval;

@@ -33,8 +33,6 @@ pub(crate) struct Owned {
     pub(crate) span: Span,
     /// Where the next registration starts: the region's resolved ts.
     pub(crate) checkpoint_ts: u64,
-    /// Consecutive failed registrations (reset when the incremental scan completes).
-    pub(crate) failures: u32,
 }
 
 /// A message to a region worker.
@@ -62,8 +60,9 @@ pub(crate) enum WorkerMsg {
 pub(crate) enum RegionEnd {
     /// Request the same region again after the delay, keeping its range locked.
     Retry(Duration),
-    /// Unlock and re-divide the range through PD (the region split, merged or moved).
-    Reload,
+    /// Unlock and re-divide the range through PD after the delay (the region split, merged or
+    /// moved).
+    Reload(Duration),
     /// Unlock: the subscription stopped.
     Release,
     /// Unlock, and fail the subscription with the error.

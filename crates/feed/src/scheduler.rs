@@ -2,10 +2,19 @@
 //!
 //! It owns the work between PD and the workers: range tasks (PD -> regions -> range lock, at
 //! most `range_concurrency` at once), region requests (range lock -> leader -> store version
-//! check -> the store's initial-scan window -> worker -> `Transport::register`, at most
-//! [`MAX_REQUESTERS`] tasks, the other regions waiting in a backlog), and what happens when a
-//! region comes back from its worker ([`Finished`]: retry, unlock and reload, release, or fail the
-//! subscription). Stopping a subscription and ending its stream once drained live here too.
+//! check -> the store's initial-scan window -> worker -> `Transport::register`), and what
+//! happens when a region comes back from its worker ([`Finished`]: retry, unlock and reload,
+//! release, or fail the subscription). Stopping a subscription and ending its stream once drained
+//! live here too.
+//!
+//! Region requests run on at most [`MAX_REQUESTERS`] tasks shared by every store (the other
+//! regions wait in a backlog), and no request task ever waits for one store: a region whose
+//! store is refused for its version is parked in that store's queue (looked at again once per
+//! [`STORE_RECHECK`]), one that finds its store's initial-scan window full waits in the store's
+//! queue for a place (one admission task per store hands the places out in order), and the
+//! register call, which may wait for a connection to the store, runs on a task of its own (there
+//! are at most as many as the windows have places). A store that is refused, full or
+//! unreachable holds up only its own regions.
 //!
 //! The scheduler sends to the workers ([`Workers`]) and reads their hand-backs from one channel;
 //! it never calls into a worker. No service loop waits for a lock: a request that must wait is
@@ -19,10 +28,10 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use kvfeed_base::Backoff;
 use kvfeed_rangelock::LockOutcome;
+use kvfeed_regioncache::RpcContext;
 use kvfeed_span::Span;
 use kvfeed_transport::{RegionEpoch, RegisterRequest, StoreTarget};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backoff;
 use crate::error::Error;
@@ -35,8 +44,8 @@ use crate::version::TikvVersion;
 /// answers, PD errors).
 const RELOAD_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
 
-/// Region request tasks running at most (each locates one region, waits for its store's
-/// initial-scan window and registers it, then takes the next from the backlog).
+/// Region request tasks running at most (each locates one region and passes it to its store's
+/// queue, then takes the next from the backlog).
 pub(crate) const MAX_REQUESTERS: usize = 512;
 
 /// How often a store refused for its version is looked up in PD again.
@@ -48,12 +57,24 @@ pub(crate) struct Scheduler {
     workers: Workers,
     /// Regions waiting for a request task.
     backlog: Mutex<Backlog>,
-    /// Per-store initial-scan windows.
-    admission: Mutex<HashMap<u64, Arc<Semaphore>>>,
-    /// Stores refused for their version: what was logged, and when PD is asked again.
-    refused_stores: Mutex<HashMap<u64, RefusedStore>>,
+    /// Per store: its initial-scan window and the regions waiting for it or for the store's
+    /// version. Entries live while the store has a window in use, waiting regions or a refusal.
+    stores: Mutex<HashMap<u64, StoreQueue>>,
     /// Range tasks running at once.
     range_slots: Arc<Semaphore>,
+}
+
+/// One store's side of region requests.
+#[derive(Debug)]
+struct StoreQueue {
+    /// The initial-scan window: one permit per region that may scan at once.
+    window: Arc<Semaphore>,
+    /// Regions located on the store waiting for a place in its window, oldest first.
+    waiting: VecDeque<(Owned, RpcContext)>,
+    /// Whether the store's admission task runs (it alone takes from `waiting`).
+    admitting: bool,
+    /// Set while PD reports the store at a version outside `Config::store_versions`.
+    refused: Option<RefusedStore>,
 }
 
 /// A store refused for its version (see [`Scheduler::refuses_store`]).
@@ -61,8 +82,11 @@ pub(crate) struct Scheduler {
 struct RefusedStore {
     /// The version last logged.
     version: String,
-    /// When its metadata is next reloaded from PD.
-    recheck_at: Instant,
+    /// Regions waiting for the store to be looked up again; requested anew once per
+    /// [`STORE_RECHECK`] by the store's recheck task.
+    parked: Vec<Owned>,
+    /// Whether the recheck task runs.
+    rechecking: bool,
 }
 
 /// Regions waiting for a request task.
@@ -78,15 +102,16 @@ struct Backlog {
 enum FollowUp {
     /// Request a locked region after the delay.
     Request(Owned, Duration),
-    /// Load the range's regions from PD and lock them, after `attempt` backoffs.
-    Reload(SubRef, Span, u32),
+    /// Load the range's regions from PD and lock them, after `attempt` backoffs of
+    /// [`RELOAD_BACKOFF`] and at least `delay`.
+    Reload { sub: SubRef, span: Span, attempt: u32, delay: Duration },
 }
 
 /// What to do with a region's range once it is unlocked.
 #[derive(Debug)]
 enum AfterUnlock {
-    /// Re-divide the range through PD (the region split, merged or moved).
-    Reload,
+    /// Re-divide the range through PD after the delay (the region split, merged or moved).
+    Reload(Duration),
     /// Nothing: the subscription stopped.
     Release,
 }
@@ -98,8 +123,7 @@ impl Scheduler {
             shared,
             workers,
             backlog: Mutex::default(),
-            admission: Mutex::default(),
-            refused_stores: Mutex::default(),
+            stores: Mutex::default(),
             range_slots,
         }
     }
@@ -107,7 +131,7 @@ impl Scheduler {
     /// Starts a new subscription: loads and locks the regions of its whole span.
     pub(crate) fn start(self: &Arc<Self>, sub: SubRef) {
         let span = sub.state().lock.span().clone();
-        self.spawn_range(sub, span, 0);
+        self.spawn_range(sub, span, 0, Duration::ZERO);
     }
 
     /// The scheduler's loop: regions handed back by the workers.
@@ -115,7 +139,7 @@ impl Scheduler {
         while let Some(Finished { owned, end }) = finished.recv().await {
             match end {
                 RegionEnd::Retry(delay) => self.spawn_request(owned, delay),
-                RegionEnd::Reload => self.unlock(owned, AfterUnlock::Reload),
+                RegionEnd::Reload(delay) => self.unlock(owned, AfterUnlock::Reload(delay)),
                 RegionEnd::Release => self.unlock(owned, AfterUnlock::Release),
                 RegionEnd::Fail(error) => {
                     let sub = Arc::clone(&owned.sub);
@@ -168,6 +192,29 @@ impl Scheduler {
         for owned in waiting {
             self.unlock(owned, AfterUnlock::Release);
         }
+        // So are those waiting in a store's queue.
+        let queued: Vec<Owned> = {
+            let mut stores = lock(&self.stores);
+            let mut mine = Vec::new();
+            for queue in stores.values_mut() {
+                let (gone, kept) = std::mem::take(&mut queue.waiting)
+                    .into_iter()
+                    .partition(|(owned, _): &(Owned, RpcContext)| owned.sub.id == sub.id);
+                queue.waiting = kept;
+                mine.extend(gone.into_iter().map(|(owned, _)| owned));
+                if let Some(refused) = &mut queue.refused {
+                    let (gone, kept) = std::mem::take(&mut refused.parked)
+                        .into_iter()
+                        .partition(|owned: &Owned| owned.sub.id == sub.id);
+                    refused.parked = kept;
+                    mine.extend(gone);
+                }
+            }
+            mine
+        };
+        for owned in queued {
+            self.unlock(owned, AfterUnlock::Release);
+        }
         if self.shared.is_running() {
             let workers = self.workers.clone();
             let id = sub.id;
@@ -199,13 +246,6 @@ impl Scheduler {
         });
     }
 
-    /// The initial-scan window of a store.
-    fn admission(&self, store_id: u64) -> Arc<Semaphore> {
-        let mut windows = lock(&self.admission);
-        let window = self.shared.config.initial_scan_window;
-        Arc::clone(windows.entry(store_id).or_insert_with(|| Arc::new(Semaphore::new(window))))
-    }
-
     /// Locks one region's part of the span, recording what to do next in `out`.
     /// `attempt` is the backoff step for reloading what the lock reports stale (it grows with
     /// consecutive reloads of a range).
@@ -226,7 +266,6 @@ impl Scheduler {
                     region: request.region,
                     span: request.span,
                     checkpoint_ts,
-                    failures: 0,
                 };
                 out.push(FollowUp::Request(owned, Duration::ZERO));
             }
@@ -236,9 +275,12 @@ impl Scheduler {
             }
             Ok(LockOutcome::Stale { retry }) => {
                 tracing::debug!(subscription = sub.id, region = region_id, ?retry, "stale lock");
-                out.extend(
-                    retry.into_iter().map(|span| FollowUp::Reload(Arc::clone(sub), span, attempt)),
-                );
+                out.extend(retry.into_iter().map(|span| FollowUp::Reload {
+                    sub: Arc::clone(sub),
+                    span,
+                    attempt,
+                    delay: Duration::ZERO,
+                }));
             }
             Ok(LockOutcome::Cancelled) => {}
             Err(error) => {
@@ -254,7 +296,9 @@ impl Scheduler {
         for follow_up in out {
             match follow_up {
                 FollowUp::Request(owned, delay) => self.spawn_request(owned, delay),
-                FollowUp::Reload(sub, span, attempt) => self.spawn_range(sub, span, attempt),
+                FollowUp::Reload { sub, span, attempt, delay } => {
+                    self.spawn_range(sub, span, attempt, delay);
+                }
             }
         }
     }
@@ -298,8 +342,8 @@ impl Scheduler {
         });
     }
 
-    fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
-        self.shared.spawn(Arc::clone(self).load_range(sub, span, attempt));
+    fn spawn_range(self: &Arc<Self>, sub: SubRef, span: Span, attempt: u32, delay: Duration) {
+        self.shared.spawn(Arc::clone(self).load_range(sub, span, attempt, delay));
     }
 
     /// Releases a region's range (the lock keeps its resolved ts), retries the requests it
@@ -336,8 +380,15 @@ impl Scheduler {
                     false
                 }
             };
-            if matches!(then, AfterUnlock::Reload) && !sub.is_stopped() {
-                out.push(FollowUp::Reload(Arc::clone(&sub), owned.span, owned.failures.max(1)));
+            if let AfterUnlock::Reload(delay) = then
+                && !sub.is_stopped()
+            {
+                out.push(FollowUp::Reload {
+                    sub: Arc::clone(&sub),
+                    span: owned.span,
+                    attempt: 0,
+                    delay,
+                });
             }
             drained
         };
@@ -349,10 +400,9 @@ impl Scheduler {
 
     /// Counts a failed attempt of the region and waits its backoff; returns whether the
     /// subscription is still live.
-    async fn back_off(&self, owned: &mut Owned) -> bool {
-        owned.failures = owned.failures.saturating_add(1);
-        let delay =
-            backoff::delay(&self.shared.config.region_backoff, owned.failures, owned.region.id);
+    async fn back_off(&self, owned: &Owned) -> bool {
+        let (_, delay) =
+            self.shared.region_failed(owned.sub.id, owned.region.id, false, Duration::ZERO);
         self.pause(&owned.sub, delay).await
     }
 
@@ -367,10 +417,11 @@ impl Scheduler {
         !sub.is_stopped()
     }
 
-    /// A range task: loads the regions of `span` from PD in batches, and locks each region's
-    /// part of it. Holes (regions PD does not know yet) are reloaded after a backoff.
-    async fn load_range(self: Arc<Self>, sub: SubRef, span: Span, attempt: u32) {
-        let delay = backoff::delay(&RELOAD_BACKOFF, attempt, sub.id ^ span_salt(&span));
+    /// A range task: after `attempt` backoffs of [`RELOAD_BACKOFF`] and at least `delay`, loads
+    /// the regions of `span` from PD in batches, and locks each region's part of it. Holes
+    /// (regions PD does not know yet) are reloaded after a backoff.
+    async fn load_range(self: Arc<Self>, sub: SubRef, span: Span, attempt: u32, delay: Duration) {
+        let delay = delay.max(backoff::delay(&RELOAD_BACKOFF, attempt, sub.id ^ span_salt(&span)));
         if !self.pause(&sub, delay).await {
             return;
         }
@@ -422,7 +473,12 @@ impl Scheduler {
             }
             for hole in batch.holes {
                 tracing::debug!(subscription = sub.id, ?hole, "PD has no region there yet");
-                out.push(FollowUp::Reload(Arc::clone(&sub), hole, attempt + 1));
+                out.push(FollowUp::Reload {
+                    sub: Arc::clone(&sub),
+                    span: hole,
+                    attempt: attempt + 1,
+                    delay: Duration::ZERO,
+                });
             }
             self.spawn_all(out);
             match batch.resume {
@@ -435,25 +491,46 @@ impl Scheduler {
         }
     }
 
-    /// Whether the store's version (as PD reported it) is outside [`Config::store_versions`].
-    /// A refused store is logged once per version, and its metadata is reloaded from PD at
-    /// most once per [`STORE_RECHECK`], however many regions wait for it, so an upgrade is seen.
+    /// A new store queue, with an empty initial-scan window.
+    fn new_queue(&self) -> StoreQueue {
+        StoreQueue {
+            window: Arc::new(Semaphore::new(self.shared.config.initial_scan_window)),
+            waiting: VecDeque::new(),
+            admitting: false,
+            refused: None,
+        }
+    }
+
+    /// Parks the region in its store's queue if the store's version (as PD reported it) is
+    /// outside [`Config::store_versions`], else gives it back. A refused store is logged once
+    /// per version; its parked regions are requested again once per [`STORE_RECHECK`], the store
+    /// looked up in PD again first, so an upgrade is seen; when a store's version is admitted
+    /// again, its parked regions go on at once.
     ///
     /// [`Config::store_versions`]: crate::Config::store_versions
-    fn refuses_store(&self, store_id: u64, version: &str) -> bool {
-        let Some(supported) = &self.shared.config.store_versions else { return false };
+    fn park_if_refused(self: &Arc<Self>, store_id: u64, version: &str, owned: Owned) -> Option<Owned> {
+        let Some(supported) = &self.shared.config.store_versions else { return Some(owned) };
         let parsed = version.parse::<TikvVersion>();
+        let mut stores = lock(&self.stores);
         if parsed.as_ref().is_ok_and(|v| supported.contains(v)) {
-            return false;
+            let refused = stores.get_mut(&store_id).and_then(|queue| queue.refused.take());
+            drop(stores);
+            if let Some(refused) = refused {
+                tracing::info!(store = store_id, version, "store version supported: its regions go on");
+                for parked in refused.parked {
+                    self.spawn_request(parked, Duration::ZERO);
+                }
+            }
+            return Some(owned);
         }
-        let now = Instant::now();
-        let mut refused = lock(&self.refused_stores);
-        let store = refused.entry(store_id).or_insert_with(|| RefusedStore {
+        let queue = stores.entry(store_id).or_insert_with(|| self.new_queue());
+        let refused = queue.refused.get_or_insert_with(|| RefusedStore {
             version: String::new(),
-            recheck_at: now + STORE_RECHECK,
+            parked: Vec::new(),
+            rechecking: false,
         });
-        if store.version != version {
-            store.version = version.to_owned();
+        if refused.version != version {
+            refused.version = version.to_owned();
             match parsed {
                 Ok(_) => tracing::warn!(
                     store = store_id,
@@ -468,16 +545,98 @@ impl Scheduler {
                 ),
             }
         }
-        if now >= store.recheck_at {
-            store.recheck_at = now + STORE_RECHECK;
-            self.shared.source.mark_store_stale(store_id);
+        refused.parked.push(owned);
+        if !std::mem::replace(&mut refused.rechecking, true) {
+            let scheduler = Arc::clone(self);
+            self.shared.spawn(async move { scheduler.recheck_store(store_id).await });
         }
-        true
+        None
     }
 
-    /// A region request: finds the leader, waits for a place in the store's initial-scan
-    /// window, hands the region to its worker and registers it on a stream of the store.
-    async fn request_region(self: Arc<Self>, mut owned: Owned) {
+    /// A refused store's recheck task: once per [`STORE_RECHECK`], has the store looked up in PD
+    /// again and requests its parked regions anew (they park again while it is still refused).
+    /// Ends when nothing is parked.
+    async fn recheck_store(self: Arc<Self>, store_id: u64) {
+        loop {
+            tokio::time::sleep(STORE_RECHECK).await;
+            let parked = {
+                let mut stores = lock(&self.stores);
+                let Some(refused) = stores.get_mut(&store_id).and_then(|q| q.refused.as_mut())
+                else {
+                    return;
+                };
+                if refused.parked.is_empty() {
+                    refused.rechecking = false;
+                    return;
+                }
+                std::mem::take(&mut refused.parked)
+            };
+            self.shared.source.mark_store_stale(store_id);
+            for owned in parked {
+                self.spawn_request(owned, Duration::ZERO);
+            }
+        }
+    }
+
+    /// Passes a located region to its store: registered at once if the store's initial-scan
+    /// window has a place and no region waits before it, else queued for the store's
+    /// admission task.
+    fn admit(self: &Arc<Self>, owned: Owned, ctx: RpcContext) {
+        let store_id = ctx.peer.store_id;
+        let permit = {
+            let mut stores = lock(&self.stores);
+            let queue = stores.entry(store_id).or_insert_with(|| self.new_queue());
+            let permit = queue
+                .waiting
+                .is_empty()
+                .then(|| Arc::clone(&queue.window).try_acquire_owned().ok())
+                .flatten();
+            match permit {
+                Some(permit) => permit,
+                None => {
+                    queue.waiting.push_back((owned, ctx));
+                    if !std::mem::replace(&mut queue.admitting, true) {
+                        let scheduler = Arc::clone(self);
+                        self.shared.spawn(async move { scheduler.run_admission(store_id).await });
+                    }
+                    return;
+                }
+            }
+        };
+        self.spawn_register(owned, ctx, permit);
+    }
+
+    /// A store's admission task: hands each place freed in the store's initial-scan window to
+    /// the region waiting longest. Ends when none waits.
+    async fn run_admission(self: Arc<Self>, store_id: u64) {
+        let window = lock(&self.stores).get(&store_id).map(|queue| Arc::clone(&queue.window));
+        let Some(window) = window else { return };
+        loop {
+            let Ok(permit) = Arc::clone(&window).acquire_owned().await else { return };
+            let next = {
+                let mut stores = lock(&self.stores);
+                let Some(queue) = stores.get_mut(&store_id) else { return };
+                let next = queue.waiting.pop_front();
+                if next.is_none() {
+                    queue.admitting = false;
+                }
+                next
+            };
+            match next {
+                Some((owned, ctx)) => self.spawn_register(owned, ctx, permit),
+                None => return,
+            }
+        }
+    }
+
+    fn spawn_register(self: &Arc<Self>, owned: Owned, ctx: RpcContext, permit: OwnedSemaphorePermit) {
+        let scheduler = Arc::clone(self);
+        self.shared.spawn(async move { scheduler.register(owned, ctx, permit).await });
+    }
+
+    /// A region request: finds the leader and passes the region to its store (see the module
+    /// docs: nothing here waits for one store).
+    async fn request_region(self: Arc<Self>, owned: Owned) {
         let sub = Arc::clone(&owned.sub);
         if sub.is_stopped() {
             self.unlock(owned, AfterUnlock::Release);
@@ -485,14 +644,6 @@ impl Scheduler {
         }
         let ctx = loop {
             match self.shared.source.rpc_context(owned.region).await {
-                Ok(Some(ctx)) if self.refuses_store(ctx.peer.store_id, &ctx.store_version) => {
-                    // Not a store to talk to yet: keep the range locked and ask again.
-                    self.shared.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
-                    if !self.back_off(&mut owned).await {
-                        self.unlock(owned, AfterUnlock::Release);
-                        return;
-                    }
-                }
                 Ok(Some(ctx)) => break ctx,
                 Ok(None) => {
                     // The region version is gone from the cache (or has no usable peer):
@@ -502,7 +653,9 @@ impl Scheduler {
                         .region_errors
                         .with_label_values(&["RPCCtxUnavailable"])
                         .inc();
-                    self.unlock(owned, AfterUnlock::Reload);
+                    let (_, delay) =
+                        self.shared.region_failed(sub.id, owned.region.id, false, Duration::ZERO);
+                    self.unlock(owned, AfterUnlock::Reload(delay));
                     return;
                 }
                 Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
@@ -514,29 +667,43 @@ impl Scheduler {
                     self.shared.metrics.region_errors.with_label_values(&["GetStoreErr"]).inc();
                     tracing::debug!(region = owned.region.id, %error, "locating the leader failed");
                     if error.is_retryable() {
-                        if !self.back_off(&mut owned).await {
+                        // PD is unavailable for every store alike: wait here.
+                        if !self.back_off(&owned).await {
                             self.unlock(owned, AfterUnlock::Release);
                             return;
                         }
                     } else {
-                        owned.failures = owned.failures.saturating_add(1);
+                        let (_, delay) = self.shared.region_failed(
+                            sub.id,
+                            owned.region.id,
+                            false,
+                            Duration::ZERO,
+                        );
                         self.shared.source.invalidate(owned.region);
-                        self.unlock(owned, AfterUnlock::Reload);
+                        self.unlock(owned, AfterUnlock::Reload(delay));
                         return;
                     }
                 }
             }
         };
-        let store_id = ctx.peer.store_id;
-        let window = self.admission(store_id);
-        let permit = tokio::select! {
-            permit = window.acquire_owned() => permit.ok(),
-            () = sub.stopped() => None,
+        let Some(owned) = self.park_if_refused(ctx.peer.store_id, &ctx.store_version, owned) else {
+            // Not a store to talk to yet: the range stays locked, the region parked.
+            self.shared.metrics.region_errors.with_label_values(&["StoreVersion"]).inc();
+            return;
         };
+        self.admit(owned, ctx);
+    }
+
+    /// Hands a region with its place in the store's window to its worker and registers it on a
+    /// stream of the store (which may wait for a connection: this runs on a task of its own).
+    async fn register(self: Arc<Self>, owned: Owned, ctx: RpcContext, permit: OwnedSemaphorePermit) {
+        let sub = Arc::clone(&owned.sub);
         if sub.is_stopped() {
+            drop(permit);
             self.unlock(owned, AfterUnlock::Release);
             return;
         }
+        let store_id = ctx.peer.store_id;
         let region_id = owned.region.id;
         let seq = self.shared.next_seq();
         let request = RegisterRequest {
@@ -558,12 +725,8 @@ impl Scheduler {
             checkpoint_ts = owned.checkpoint_ts,
             "registering region"
         );
-        if self
-            .workers
-            .send_to(worker, WorkerMsg::Pending { owned, seq, ctx, permit })
-            .await
-            .is_err()
-        {
+        let pending = WorkerMsg::Pending { owned, seq, ctx, permit: Some(permit) };
+        if self.workers.send_to(worker, pending).await.is_err() {
             return; // The client is shutting down.
         }
         let result = self.shared.transport.register(&target, request).await;

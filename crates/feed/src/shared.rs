@@ -13,7 +13,9 @@ use kvfeed_regioncache::PdRegionSource;
 use kvfeed_transport::Transport;
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::backoff;
 use crate::config::Config;
+use crate::history::{FailureHistory, Failures};
 use crate::metrics::Metrics;
 use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 use crate::subscription::{Delivery, SubRef, SubState};
@@ -30,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Regions whose locks are to be resolved; the resolver stage takes them.
     pub(crate) resolve_requests: ResolveRequests,
+    /// Each region's recent failures: the backoff of its next attempt.
+    history: Mutex<FailureHistory>,
     /// Registration sequence numbers (tell a registration from a later one of the same region).
     seq: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -52,6 +56,7 @@ impl Shared {
         Self {
             quota: Arc::new(Semaphore::new(config.memory_quota)),
             resolve_requests: ResolveRequests::new(&config),
+            history: Mutex::default(),
             registry: Registry::default(),
             metrics: Metrics::new(),
             seq: AtomicU64::new(1),
@@ -105,6 +110,34 @@ impl Shared {
         let mut signal = self.shutdown.subscribe();
         // The sender lives as long as `self`: this only ends when the flag is set.
         let _ = signal.wait_for(|down| *down).await;
+    }
+
+    /// Records a failed attempt of a region (`bad_row` if a row could not be interpreted) and
+    /// returns its history with the delay before the next attempt: [`Config::region_backoff`]
+    /// at the region's consecutive failures (reloads, re-registrations and completed scans do
+    /// not reset them; only [`HEALTHY_AFTER`](crate::history::HEALTHY_AFTER) without a failure
+    /// does), and at least `hint` (TiKV's own advice, from `ServerIsBusy`). The jitter is a pure
+    /// function of the subscription, the region and the attempt: reproducible in tests.
+    pub(crate) fn region_failed(
+        &self,
+        sub: u64,
+        region: u64,
+        bad_row: bool,
+        hint: Duration,
+    ) -> (Failures, Duration) {
+        let failures = lock(&self.history).fail(self.now(), sub, region, bad_row);
+        let salt = region ^ sub.rotate_left(32);
+        let delay = backoff::delay(&self.config.region_backoff, failures.attempt, salt);
+        (failures, delay.max(hint.min(self.config.region_backoff.max)))
+    }
+
+    /// Forgets the failure histories of regions healthy for a while and of subscriptions gone;
+    /// returns how many regions have a recent failure.
+    pub(crate) fn forget_healthy_regions(&self) -> usize {
+        let live: hashbrown::HashSet<u64> = self.registry.all().iter().map(|sub| sub.id).collect();
+        let mut history = lock(&self.history);
+        history.forget_healthy(self.now(), |sub| live.contains(&sub));
+        history.len()
     }
 
     /// Bytes of delivered rows not yet read.

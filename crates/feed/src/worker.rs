@@ -8,12 +8,18 @@
 //! lock, errors into [`End`]s, and a region whose registration ended goes back to the scheduler
 //! as a [`Finished`] message: workers never call into the scheduler.
 //!
+//! A worker also watches the incremental scans of its regions: one that has not ended
+//! [`Config::region_stuck_timeout`](crate::Config::region_stuck_timeout) after its register call
+//! returned is deregistered and requested again (a wedged store must not hold a region, or its
+//! place in the store's initial-scan window, forever).
+//!
 //! A region enters its worker ([`WorkerMsg::Pending`]) before its registration is sent, so no
 //! event can overtake it, and leaves only once the register call returned
 //! ([`WorkerMsg::Registered`]): a registration can never land after its region was released.
 //! A region the worker deregistered itself is handed back only after the transport's
 //! [`WorkerMsg::Deregistered`] marker for it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +29,9 @@ use kvfeed_transport::{
     Events, RegionError, RegionEvent, Row, RowKind, StreamEvent, TransportError,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backoff;
 use crate::error::{ClusterPeer, Error};
 use crate::event::RowEvent;
 use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
@@ -36,15 +42,17 @@ use crate::subscription::{Delivery, SubRef};
 /// What happens to a region whose registration ended.
 #[derive(Debug)]
 enum End {
-    /// Request the same region again after a backoff, keeping its range locked.
+    /// Request the same region again after `delay` (its backoff, from its failure history),
+    /// keeping its range locked.
     Retry {
         /// TiKV still serves the registration: deregister it first.
         deregister: bool,
         /// The store could not be reached: tell the region cache.
         send_failed: bool,
+        delay: Duration,
     },
-    /// Unlock and re-divide the range through PD.
-    Reload,
+    /// Unlock and re-divide the range through PD after `delay`.
+    Reload { delay: Duration },
     /// Unlock: the subscription stopped.
     Release,
     /// Fail the subscription, and unlock.
@@ -61,8 +69,6 @@ struct Entry {
     rows: RegionRows,
     ctx: RpcContext,
     seq: u64,
-    /// Consecutive failed registrations of the region.
-    failures: u32,
     /// The register call returned.
     registered: bool,
     /// The registration ended before the register call returned: carried out on return.
@@ -134,12 +140,34 @@ pub(crate) async fn run_worker(
         finished,
         subs: HashMap::new(),
         retired: HashMap::new(),
+        scans: VecDeque::new(),
         advanced: Vec::new(),
         rows: Vec::new(),
     };
     let work = async move {
-        while let Some(message) = queue.recv().await {
-            worker.handle(message).await;
+        // Wakes the worker when the oldest scan it watches is due; re-armed when that changes.
+        let alarm = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(alarm);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let due = worker.scans.front().map(|scan| scan.due);
+            if due != armed {
+                if let Some(at) = due {
+                    alarm.as_mut().reset(at);
+                }
+                armed = due;
+            }
+            tokio::select! {
+                biased;
+                message = queue.recv() => match message {
+                    Some(message) => worker.handle(message).await,
+                    None => return,
+                },
+                () = &mut alarm, if armed.is_some() => {
+                    armed = None;
+                    worker.expire_scans(Instant::now());
+                }
+            }
         }
     };
     work.instrument(tracing::debug_span!("region_worker", index)).await;
@@ -155,10 +183,23 @@ struct Worker {
     /// on its way (otherwise such an event could be taken for the new registration's), then
     /// requested after their backoff.
     retired: HashMap<(u64, u64), (Owned, Duration)>,
+    /// The incremental scans being watched, in registration order (the timeout is the same for
+    /// all, so the oldest is first). An entry whose region finished its scan, or left, or was
+    /// registered again since, is skipped when it comes due.
+    scans: VecDeque<WatchedScan>,
     /// Reused buffer of the regions a resolved-ts batch advanced.
     advanced: Vec<u64>,
     /// Reused buffer of rows to deliver.
     rows: Vec<RowEvent>,
+}
+
+/// A registration whose incremental scan must end by `due`.
+#[derive(Debug)]
+struct WatchedScan {
+    due: Instant,
+    sub: u64,
+    region: u64,
+    seq: u64,
 }
 
 impl Worker {
@@ -177,7 +218,8 @@ impl Worker {
             WorkerMsg::Failed { sub, region, cause } => {
                 tracing::debug!(subscription = sub, region, %cause, "stream failed");
                 self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
-                self.end(sub, region, End::Retry { deregister: false, send_failed: true });
+                let delay = self.failed(sub, region, Duration::ZERO);
+                self.end(sub, region, End::Retry { deregister: false, send_failed: true, delay });
             }
             WorkerMsg::Deregistered { sub, region } => {
                 if let Some((owned, delay)) = self.retired.remove(&(sub, region)) {
@@ -203,8 +245,11 @@ impl Worker {
         ctx: RpcContext,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let Owned { sub, region, span, checkpoint_ts, failures } = owned;
+        let Owned { sub, region, span, checkpoint_ts } = owned;
         debug_assert_eq!(region, ctx.region, "the context names the locked region version");
+        // A region requested again keeps its range locked: its new scan has not ended, and the
+        // lock must say so (stats, lock resolution).
+        sub.state().lock.mark_uninitialized(region.id);
         let rows = RegionRows::new(span, sub.start_ts, checkpoint_ts);
         // A stop processed before this region arrived does not come again.
         let end = sub.is_stopped().then_some(End::Release);
@@ -213,7 +258,6 @@ impl Worker {
             rows,
             ctx,
             seq,
-            failures,
             registered: false,
             end,
             permit,
@@ -246,16 +290,58 @@ impl Worker {
             return;
         }
         entry.registered = true;
+        if let Some(timeout) = self.shared.config.region_stuck_timeout
+            && result.is_none()
+            && entry.end.is_none()
+            && !entry.rows.is_initialized()
+        {
+            self.scans.push_back(WatchedScan { due: Instant::now() + timeout, sub, region, seq });
+        }
+        let mut end = entry.end.take();
         if let Some(error) = result {
             tracing::debug!(subscription = sub, region, %error, "registering failed");
             self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
-            if entry.end.is_none() {
-                entry.end = Some(End::Retry { deregister: false, send_failed: true });
+            if end.is_none() {
+                let delay = self.failed(sub, region, Duration::ZERO);
+                end = Some(End::Retry { deregister: false, send_failed: true, delay });
             }
         }
-        if let Some(end) = entry.end.take() {
+        if let Some(end) = end {
             self.end(sub, region, end);
         }
+    }
+
+    /// Requests again every watched region whose scan is due and has not ended.
+    fn expire_scans(&mut self, now: Instant) {
+        while let Some(scan) = self.scans.front() {
+            if scan.due > now {
+                return;
+            }
+            let WatchedScan { sub, region, seq, .. } = self.scans.pop_front().expect("a front");
+            let Some(entry) = self.subs.get(&sub).and_then(|entries| entries.regions.get(&region))
+            else {
+                continue;
+            };
+            if entry.seq != seq || entry.end.is_some() || entry.rows.is_initialized() {
+                continue;
+            }
+            let store = entry.ctx.peer.store_id;
+            tracing::warn!(
+                subscription = sub,
+                region,
+                store,
+                timeout = ?self.shared.config.region_stuck_timeout,
+                "incremental scan stuck: requesting the region again"
+            );
+            self.shared.metrics.region_errors.with_label_values(&["StuckScan"]).inc();
+            let delay = self.failed(sub, region, Duration::ZERO);
+            self.end(sub, region, End::Retry { deregister: true, send_failed: false, delay });
+        }
+    }
+
+    /// Records a failed attempt of the region; returns the delay before the next one.
+    fn failed(&self, sub: u64, region: u64, hint: Duration) -> Duration {
+        self.shared.region_failed(sub, region, false, hint).1
     }
 
     /// Ends a region's registration: at once if its register call returned, else on return.
@@ -278,24 +364,16 @@ impl Worker {
 
     /// Hands a region that left its worker to the scheduler, deciding what comes next.
     fn finish(&mut self, sub: SubRef, entry: Entry, end: End) {
-        let Entry { rows, ctx, failures, .. } = entry;
+        let Entry { rows, ctx, .. } = entry;
         let checkpoint_ts = rows.resolved_ts();
-        let mut owned =
-            Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts, failures };
+        let owned = Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts };
         let shared = &self.shared;
         let end = match end {
             End::Retry { .. } if owned.sub.is_stopped() => RegionEnd::Release,
-            End::Retry { deregister, send_failed } => {
+            End::Retry { deregister, send_failed, delay } => {
                 if send_failed {
                     shared.source.on_send_fail(&ctx);
                 }
-                owned.failures = owned.failures.saturating_add(1);
-                let delay = backoff::delay(
-                    &shared.config.region_backoff,
-                    owned.failures,
-                    // A pure function of the region and its attempt: reproducible in tests.
-                    owned.region.id ^ owned.sub.id.rotate_left(32),
-                );
                 if deregister {
                     // Requested again once the transport's marker comes through.
                     let (sub, region) = (owned.sub.id, owned.region.id);
@@ -308,7 +386,7 @@ impl Worker {
                 }
                 RegionEnd::Retry(delay)
             }
-            End::Reload => RegionEnd::Reload,
+            End::Reload { delay } => RegionEnd::Reload(delay),
             End::Release => RegionEnd::Release,
             End::Fail(error) => RegionEnd::Fail(error),
         };
@@ -337,7 +415,7 @@ impl Worker {
             RegionEvent::Rows(rows) => self.on_rows(sub, region, rows).await,
             RegionEvent::Error(error) => {
                 let ctx = entry.ctx.clone();
-                let end = self.classify(&ctx, store_id, error);
+                let end = self.classify(sub, &ctx, store_id, error);
                 self.end(sub, region, end);
             }
             RegionEvent::ResolvedTs(ts) => self.on_resolved(sub, &[region], ts),
@@ -346,7 +424,7 @@ impl Worker {
 
     /// Decides what a TiKV region error means for the region (reference §7, with backoff,
     /// per-region DuplicateRequest handling and typed failures).
-    fn classify(&self, ctx: &RpcContext, store_id: u64, error: RegionError) -> End {
+    fn classify(&self, sub: u64, ctx: &RpcContext, store_id: u64, error: RegionError) -> End {
         let shared = &self.shared;
         let kind = match &error {
             RegionError::NotLeader { .. } => "NotLeader",
@@ -370,13 +448,19 @@ impl Worker {
                     is_witness: false,
                 });
                 shared.source.on_not_leader(ctx.region, leader);
-                End::Retry { deregister: false, send_failed: false }
+                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                End::Retry { deregister: false, send_failed: false, delay }
             }
             RegionError::EpochNotMatch { .. } | RegionError::RegionNotFound => {
+                // TiKV also reports its own memory-quota trouble as RegionNotFound (v8.1): the
+                // reload backs off like any failure, growing while it repeats.
                 shared.source.invalidate(ctx.region);
-                End::Reload
+                End::Reload { delay: self.failed(sub, ctx.region.id, Duration::ZERO) }
             }
-            RegionError::DuplicateRequest => End::Retry { deregister: true, send_failed: false },
+            RegionError::DuplicateRequest => {
+                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                End::Retry { deregister: true, send_failed: false, delay }
+            }
             RegionError::Compatibility { required_version } => {
                 End::Fail(Box::new(Error::Incompatible { store_id, required_version }))
             }
@@ -387,8 +471,14 @@ impl Worker {
                     got: current,
                 }))
             }
-            RegionError::ServerIsBusy { .. } | RegionError::Congested | RegionError::Unknown => {
-                End::Retry { deregister: false, send_failed: false }
+            RegionError::ServerIsBusy { backoff_ms, .. } => {
+                // TiKV's hint is honoured (capped at the backoff's maximum).
+                let delay = self.failed(sub, ctx.region.id, Duration::from_millis(backoff_ms));
+                End::Retry { deregister: false, send_failed: false, delay }
+            }
+            RegionError::Congested | RegionError::Unknown => {
+                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                End::Retry { deregister: false, send_failed: false, delay }
             }
         }
     }
@@ -406,16 +496,24 @@ impl Worker {
         if entry.rows.is_initialized() && !entry.marked_initialized {
             entry.marked_initialized = true;
             entry.permit = None;
-            entry.failures = 0;
             subscription.state().lock.mark_initialized(region);
         }
         self.deliver(&subscription).await;
         if let Err(error) = result {
             // The region's stream cannot be trusted past this row: deregister it and request it
-            // again from its resolved ts (what was delivered before is correct).
-            tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
+            // again from its resolved ts (what was delivered before is correct), unless the row
+            // came back on every attempt: then it is not going away, and the subscription fails.
             self.shared.metrics.region_errors.with_label_values(&["BadRow"]).inc();
-            self.end(sub, region, End::Retry { deregister: true, send_failed: false });
+            let (failures, delay) = self.shared.region_failed(sub, region, true, Duration::ZERO);
+            let attempts = self.shared.config.bad_row_attempts;
+            if failures.bad_rows >= attempts {
+                tracing::warn!(subscription = sub, region, %error, attempts, "bad row from TiKV again");
+                let error = Error::BadRow { region_id: region, attempts, error };
+                self.end(sub, region, End::Fail(Box::new(error)));
+            } else {
+                tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
+                self.end(sub, region, End::Retry { deregister: true, send_failed: false, delay });
+            }
         }
     }
 

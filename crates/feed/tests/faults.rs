@@ -421,7 +421,7 @@ async fn a_store_of_an_unsupported_version_is_waited_for() {
     let start_ts = h.cluster.now_ts();
     let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
     eventually("the old store's regions are refused again and again", || {
-        error_count(&h.client, "StoreVersion") >= 5
+        error_count(&h.client, "StoreVersion") >= 3
     })
     .await;
     assert_eq!(h.cluster.cdc_stats(old).registers, 0, "nothing is sent to the old store");

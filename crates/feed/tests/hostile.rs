@@ -35,6 +35,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`] with the client's configuration tweaked.
+async fn setup_with(tweak: impl FnOnce(&mut kvfeed::Config)) -> Setup {
     let h = start_with(
         ClusterConfig {
             stores: 2,
@@ -43,7 +48,10 @@ async fn setup() -> Setup {
             resolved_ts_interval: Some(TICK),
             ..ClusterConfig::default()
         },
-        |config| config.streams_per_store = 1,
+        |config| {
+            config.streams_per_store = 1;
+            tweak(config);
+        },
     )
     .await;
     let a = h.cluster.region_of_raw(&record_key(100, 5)).unwrap();
@@ -185,6 +193,36 @@ async fn a_commit_without_prewrite_after_the_scan_retries_the_region() {
     s.check_bystander().await;
 }
 
+/// Issue 18 item 2: a row that cannot be interpreted and comes back on every re-scan fails the
+/// subscription after `bad_row_attempts` (3) attempts, with a typed error naming the region and
+/// the row's problem; the other subscription goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_on_every_attempt_fails_the_subscription() {
+    let mut s = setup().await;
+    let mut call = s.accept().await;
+    let mut bad = row(event::LogType::Committed, &record_key(100, 5), 1001, 1002);
+    bad.op_type = 7;
+    for attempt in 1..=3 {
+        call.send(store::frame(vec![s.entries(vec![bad.clone(), initialized()])])).await;
+        if attempt < 3 {
+            s.expect_retry(&mut call).await;
+        }
+    }
+    let failure = tokio::time::timeout(common::DEADLINE, s.victim.recv())
+        .await
+        .expect("the subscription ends in time")
+        .expect("with an error");
+    match failure {
+        Err(kvfeed::Error::BadRow { region_id, attempts, error }) => {
+            assert_eq!((region_id, attempts), (s.region_a, 3));
+            assert!(matches!(error, kvfeed::RowError::UnknownOp { op: 7, .. }), "{error:?}");
+        }
+        other => panic!("expected a bad-row failure, got {other:?}"),
+    }
+    assert!(tokio::time::timeout(common::DEADLINE, s.victim.recv()).await.unwrap().is_none());
+    s.check_bystander().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_at_or_below_the_published_resolved_ts_is_refused() {
     let mut s = setup().await;
@@ -276,9 +314,14 @@ async fn garbage_and_truncated_frames_fail_the_stream_and_the_region_comes_back(
     s.check_bystander().await;
 }
 
+/// Issue 18 item 4: a store that accepts the register and never answers holds back only its
+/// subscription, and only until the stuck timeout: then the region is deregistered and
+/// registered again; unsubscribing still drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_that_never_answers_holds_back_only_its_subscription() {
-    let mut s = setup().await;
+async fn a_store_that_never_answers_is_asked_again_and_holds_back_only_its_subscription() {
+    let mut s =
+        setup_with(|config| config.region_stuck_timeout = Some(std::time::Duration::from_millis(300)))
+            .await;
     let mut call = s.accept().await;
     let victim = s.victim.id();
     workload(31, 200).run(&s.h.cluster, 50, 0).await;
@@ -287,6 +330,8 @@ async fn a_store_that_never_answers_holds_back_only_its_subscription() {
     assert_eq!(s.h.client.region_count(victim), 1);
     assert_eq!(s.h.client.resolved_ts(victim), Some(START_TS), "nothing resolved");
     assert!(s.victim.try_recv().is_none());
+    // Silent past the timeout: the region is given up on and registered again.
+    s.expect_retry(&mut call).await;
     // Unsubscribing still drains: the silent store is sent a Deregister.
     s.h.client.unsubscribe(victim);
     let deregister = call.next_request().await.expect("a request");

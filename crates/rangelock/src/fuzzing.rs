@@ -76,6 +76,11 @@ pub enum Op {
         /// Region id, taken modulo 4, plus 1.
         region: u8,
     },
+    /// Mark a region not initialized (registered again).
+    Uninitialize {
+        /// Region id, taken modulo 4, plus 1.
+        region: u8,
+    },
     /// Advance regions to a ts.
     Advance {
         /// Region ids, each taken modulo 4, plus 1.
@@ -389,6 +394,17 @@ impl Both {
                     self.lock.mark_initialized(region),
                     expected.is_some(),
                     "step {step}: initialize r{region}"
+                );
+            }
+            Op::Uninitialize { region } => {
+                let region = region_id(*region);
+                let expected = self.model.region_entry(region).map(|id| {
+                    self.model.entries.get_mut(&id).expect("found above").initialized = false;
+                });
+                assert_eq!(
+                    self.lock.mark_uninitialized(region),
+                    expected.is_some(),
+                    "step {step}: uninitialize r{region}"
                 );
             }
             Op::Advance { regions, ts } => {

@@ -547,6 +547,18 @@ impl RangeLock {
         true
     }
 
+    /// Marks the region as not initialized again: it is registered anew, and its new
+    /// incremental scan has not ended, so its resolved ts stays where it is until
+    /// [`RangeLock::mark_initialized`]. Returns false if the region holds no range here.
+    pub fn mark_uninitialized(&mut self, region_id: u64) -> bool {
+        let Some(slot) = self.regions.get(region_id) else { return false };
+        if self.slots.leaf(slot).kind == (SlotKind::Locked { initialized: true }) {
+            self.initialized -= 1;
+            self.slots.update(slot, |entry| entry.kind = SlotKind::Locked { initialized: false });
+        }
+        true
+    }
+
     /// Raises the region's resolved ts to `ts`. Resolved ts never decreases, and stays at the
     /// checkpoint until the region is initialized.
     pub fn advance(&mut self, region_id: u64, ts: u64) -> Advance {

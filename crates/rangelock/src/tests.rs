@@ -23,6 +23,7 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec;
 use alloc::vec::Vec;
 use std::collections::HashMap;
 
@@ -494,6 +495,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0u8..8).prop_map(|n| Op::Retry { n }),
         1 => (0u8..8).prop_map(|n| Op::Cancel { n }),
         2 => region.clone().prop_map(|region| Op::Initialize { region }),
+        1 => region.clone().prop_map(|region| Op::Uninitialize { region }),
         3 => (proptest::collection::vec(region.clone(), 1..4), 0u8..30)
             .prop_map(|(regions, ts)| Op::Advance { regions, ts }),
         1 => region.clone().prop_map(|region| Op::TakeHandle { region }),

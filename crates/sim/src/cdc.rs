@@ -245,6 +245,7 @@ fn register(
     if let Some(s) = st.stores.get_mut(&store_id) {
         s.stats.registers += 1;
     }
+    *st.region_registers.entry(region_id).or_default() += 1;
     let c = st.conns.get(&conn)?;
     let max_pending_scans = st.max_pending_scans;
     let reject = |st: &ClusterState, error: cdcpb::Error| {
@@ -334,9 +335,12 @@ fn register(
     let c = st.conns.get_mut(&conn)?;
     c.regs.insert((request_id, region_id), Reg { seq, start, end, initialized: false });
     st.by_region.entry(region_id).or_default().push((conn, request_id));
-    if let Some(s) = st.stores.get_mut(&store_id) {
-        s.pending_scans += 1;
+    let store = st.stores.get_mut(&store_id)?;
+    if store.wedged {
+        // Registered, and never scanned.
+        return None;
     }
+    store.pending_scans += 1;
     Some(ScanJob { conn, store_id, request_id, region_id, seq, rows })
 }
 
@@ -379,6 +383,16 @@ async fn scan(shared: &Shared, job: ScanJob) {
         st.conns.get_mut(&conn).and_then(|c| c.regs.get_mut(&(request_id, region_id)))
     {
         reg.initialized = true;
+    }
+    let storm = st.scan_storms.get(&region_id).copied();
+    match storm {
+        Some(until) if tokio::time::Instant::now() < until => {
+            st.drop_reg(conn, request_id, region_id, region_not_found(region_id));
+        }
+        Some(_) => {
+            st.scan_storms.remove(&region_id);
+        }
+        None => {}
     }
 }
 

@@ -133,6 +133,7 @@ impl Cluster {
                             cluster_id: None,
                             requires_version: None,
                             version: crate::pd::STORE_VERSION.to_owned(),
+                            wedged: false,
                         },
                     )
                 })
@@ -145,6 +146,8 @@ impl Cluster {
             record: config.record_commits,
             recorded: Vec::new(),
             max_pending_scans: config.max_pending_scans,
+            scan_storms: HashMap::new(),
+            region_registers: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),

@@ -212,6 +212,28 @@ impl Cluster {
         lock(&self.shared.state).drop_region(region, &e);
     }
 
+    /// For `duration` from now, drops every registration of `region` with `RegionNotFound`
+    /// right after its incremental scan ends (INITIALIZED sent): TiKV v8.1 reports its own
+    /// memory-quota trouble this way, and a client that re-scans at once storms it.
+    pub fn storm_after_scan(&self, region: u64, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        lock(&self.shared.state).scan_storms.insert(region, until);
+    }
+
+    /// Register requests `region` received so far (accepted or not).
+    #[must_use]
+    pub fn registers_of_region(&self, region: u64) -> u64 {
+        lock(&self.shared.state).region_registers.get(&region).copied().unwrap_or(0)
+    }
+
+    /// Makes `store` accept registers and never scan them (a wedged store: no event, no error,
+    /// the stream stays open), or scan new ones again with `false`.
+    pub fn set_store_wedged(&self, store: u64, wedged: bool) {
+        if let Some(s) = lock(&self.shared.state).stores.get_mut(&store) {
+            s.wedged = wedged;
+        }
+    }
+
     /// Delays every CDC message `store` sends by `delay` (zero: normal speed).
     pub fn set_store_slow(&self, store: u64, delay: Duration) {
         if let Some(s) = lock(&self.shared.state).stores.get(&store) {

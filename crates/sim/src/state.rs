@@ -76,6 +76,8 @@ pub(crate) struct StoreState {
     pub(crate) requires_version: Option<String>,
     /// The TiKV version PD reports for the store.
     pub(crate) version: String,
+    /// Accept registers and never scan (a wedged store).
+    pub(crate) wedged: bool,
 }
 
 /// Feature gates of a connection, from its first request's version.
@@ -123,6 +125,11 @@ pub(crate) struct ClusterState {
     pub(crate) recorded: Vec<CommittedRow>,
     /// Pending incremental scans per store above which registers get ServerIsBusy.
     pub(crate) max_pending_scans: usize,
+    /// Regions whose registrations are dropped with `RegionNotFound` right after their
+    /// incremental scan ends, until the deadline (TiKV v8.1 reporting its memory-quota trouble).
+    pub(crate) scan_storms: HashMap<u64, tokio::time::Instant>,
+    /// Register requests received, by region (accepted or not).
+    pub(crate) region_registers: HashMap<u64, u64>,
 }
 
 /// A region-level CDC error.
