@@ -3,7 +3,11 @@
 //! The client talks only to stores whose version lies in [`Config::store_versions`]; a store
 //! outside it (an old store, or one mid-way through a rolling upgrade) is asked again later, as
 //! TiCDC does. Versions are semantic versions, `major.minor.patch` with an optional pre-release
-//! (`7.1.0-alpha`, ordered before `7.1.0`) and build metadata (ignored), an optional leading `v`.
+//! (`7.1.0-alpha`, ordered before `7.1.0`; its identifiers are ASCII letters, digits and
+//! hyphens, as SemVer allows: `7.5.0-alpha-1`) and build metadata (ignored), an optional leading
+//! `v`. A store whose version cannot be parsed is refused like a store of an unsupported version
+//! (its regions wait, and it is asked again), as TiCDC fails its version check; with
+//! `store_versions: None` the version is not looked at.
 //!
 //! [`Config::store_versions`]: crate::Config::store_versions
 
@@ -63,7 +67,9 @@ impl FromStr for TikvVersion {
         }
         let mut version = Self::new(major, minor, patch);
         if let Some(pre) = pre {
-            let valid = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+            let valid = |id: &str| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
             if !pre.split('.').all(valid) {
                 return Err(invalid());
             }
@@ -137,6 +143,7 @@ mod tests {
             "7.0.0",
             "7.1.0-alpha",
             "7.1.0-alpha.1",
+            "7.1.0-alpha-1",
             "7.1.0-beta",
             "7.1.0-rc.2",
             "7.1.0-rc.10",
@@ -152,6 +159,9 @@ mod tests {
         assert_eq!(v("v8.1.0+abc"), TikvVersion::new(8, 1, 0));
         assert_eq!(v("7.1.0-alpha"), TikvVersion::new(7, 1, 0).with_pre_release("alpha"));
         assert_eq!(v("7.1.0-rc.2").to_string(), "7.1.0-rc.2");
+        // Hyphens inside pre-release identifiers (issue 18 item 9).
+        assert_eq!(v("7.5.0-alpha-1"), TikvVersion::new(7, 5, 0).with_pre_release("alpha-1"));
+        assert_eq!(v("v8.5.0-nightly-2024-12-01+abc").to_string(), "8.5.0-nightly-2024-12-01");
     }
 
     #[test]

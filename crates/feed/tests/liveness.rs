@@ -206,3 +206,26 @@ async fn a_region_registered_again_is_uninitialized_until_its_scan_ends() {
     h.verify(&span, start_ts, &log);
     h.stop().await;
 }
+
+/// Issue 18 item 9: a store whose version cannot be parsed waits like an unsupported one; once
+/// PD reports a SemVer pre-release with hyphens (`7.5.0-alpha-1`), it is talked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_store_versions_wait_and_versions_with_hyphens_parse() {
+    let h = two_regions(|_| {}).await;
+    h.cluster.set_store_version(1, "not a version");
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    eventually("the unparsable store is refused", || {
+        error_count(&h.client, "StoreVersion") >= 2
+    })
+    .await;
+    assert_eq!(h.client.stats(sub.id()).unwrap().initialized, 0);
+    assert_eq!(h.cluster.cdc_stats(1).registers, 0);
+    h.cluster.set_store_version(1, "7.5.0-alpha-1");
+    let mut log = Log::default();
+    workload(43, 100).run(&h.cluster, 30, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    h.stop().await;
+}
