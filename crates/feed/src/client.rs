@@ -135,6 +135,7 @@ impl Client {
         tasks.spawn(Arc::clone(&self.inner.scheduler).run(finished));
         tasks.spawn(worker::run_dispatcher(Arc::clone(shared), workers, events));
         tasks.spawn(housekeeping::run(Arc::clone(shared)));
+        tasks.spawn(housekeeping::run_clock(Arc::clone(shared)));
         tasks.spawn(resolver::run(Arc::clone(shared)));
         let failure = tokio::select! {
             () = shared.shutdown_requested() => None,

@@ -1,6 +1,11 @@
 //! The client's periodic work: resolved-ts publication on a timer (the trailing edge the
 //! original lacked), gauges (lag, regions, quota), the automatic lock-resolution trigger, the
-//! resolver's cooldown housekeeping, and the slow-region and hole report.
+//! resolver's cooldown housekeeping, and the slow-region and hole report; and, on a task of its
+//! own, the refresh of PD's clock ([`run_clock`]).
+//!
+//! The periodic work never waits for PD: it reads PD's clock as last fetched
+//! ([`PdClock`](crate::clock::PdClock), estimated forward with the local clock), so publication
+//! and lock resolution go on through a PD outage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +14,25 @@ use crate::shared::{Shared, physical_ms};
 
 /// How often gauges are refreshed and the automatic lock-resolution trigger runs.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often PD's clock is fetched.
+const CLOCK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired lock-resolution cooldowns and healthy regions' failure histories are
 /// forgotten.
 const FORGET_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Keeps PD's clock fresh: a timestamp from PD once per [`CLOCK_INTERVAL`] (each call bounded
+/// by the PD client's timeout and retries; while PD is down the estimate runs on locally).
+pub(crate) async fn run_clock(shared: Arc<Shared>) {
+    let mut timer = tokio::time::interval(CLOCK_INTERVAL);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        match shared.source.pd().get_ts().await {
+            Ok(ts) => shared.clock.observe(ts),
+            Err(error) => tracing::debug!(%error, "no timestamp from PD for the clock"),
+        }
+    }
+}
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut timer = tokio::time::interval(shared.config.advance_interval);
@@ -26,7 +47,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if now >= gauges_at {
             gauges_at = now + GAUGE_INTERVAL;
-            refresh_gauges(&shared).await;
+            refresh_gauges(&shared);
         }
         if now >= forget_at {
             forget_at = now + FORGET_INTERVAL;
@@ -36,26 +57,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if now >= report_at {
             report_at = now + shared.config.slow_region_interval;
-            report_slow_regions(&shared).await;
+            report_slow_regions(&shared);
         }
     }
 }
 
 /// Lag and region gauges, the quota gauge, and the automatic lock-resolution trigger.
-async fn refresh_gauges(shared: &Shared) {
+fn refresh_gauges(shared: &Shared) {
     let used = shared.buffered_bytes();
     shared.metrics.quota_used.set(i64::try_from(used).unwrap_or(i64::MAX));
     let subs = shared.registry.all();
     if subs.is_empty() {
         return;
     }
-    let tso = match shared.source.pd().get_ts().await {
-        Ok(ts) => ts,
-        Err(error) => {
-            tracing::debug!(%error, "no TSO for the lag gauges");
-            return;
-        }
-    };
+    let Some(tso) = shared.clock.estimate() else { return };
     for sub in subs {
         if sub.is_stopped() {
             continue;
@@ -85,8 +100,8 @@ async fn refresh_gauges(shared: &Shared) {
 }
 
 /// Logs each subscription's slowest region and holes, and counts its slow regions.
-async fn report_slow_regions(shared: &Shared) {
-    let Ok(tso) = shared.source.pd().get_ts().await else { return };
+fn report_slow_regions(shared: &Shared) {
+    let Some(tso) = shared.clock.estimate() else { return };
     let slow_ms = u64::try_from(shared.config.slow_region_lag.as_millis()).unwrap_or(u64::MAX);
     for sub in shared.registry.all() {
         let (stats, slow) = {

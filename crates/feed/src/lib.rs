@@ -69,6 +69,7 @@
 
 mod backoff;
 mod client;
+mod clock;
 mod config;
 mod error;
 mod event;

@@ -44,8 +44,8 @@ pub(crate) enum WorkerMsg {
     Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
     /// Something happened to a region.
     Region { store_id: u64, sub: u64, region: u64, event: RegionEvent },
-    /// These regions of a subscription resolved up to `ts`.
-    Resolved { sub: u64, regions: Vec<u64>, ts: u64 },
+    /// These regions of a subscription resolved up to `ts`, as the store said.
+    Resolved { store_id: u64, sub: u64, regions: Vec<u64>, ts: u64 },
     /// The stream carrying the region failed.
     Failed { sub: u64, region: u64, cause: StreamError },
     /// The transport's marker after deregistering the region: no event of its old

@@ -14,11 +14,16 @@ use kvfeed_transport::Transport;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::backoff;
+use crate::clock::PdClock;
 use crate::config::Config;
 use crate::history::{FailureHistory, Failures};
 use crate::metrics::Metrics;
 use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 use crate::subscription::{Delivery, SubRef, SubState};
+
+/// How far ahead of PD's clock a store's resolved ts may be (TiKV derives resolved ts from PD's
+/// timestamps, so only clock estimation slack is allowed).
+pub(crate) const RESOLVED_TS_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// Everything the client's stages share.
 pub(crate) struct Shared {
@@ -34,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) resolve_requests: ResolveRequests,
     /// Each region's recent failures: the backoff of its next attempt.
     history: Mutex<FailureHistory>,
+    /// PD's clock, refreshed by its own task: nothing else waits for PD to read it.
+    pub(crate) clock: PdClock,
+    /// Stores that sent a resolved ts far ahead of PD's clock (each is logged once).
+    stores_ahead: Mutex<hashbrown::HashSet<u64>>,
     /// Registration sequence numbers (tell a registration from a later one of the same region).
     seq: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -57,6 +66,8 @@ impl Shared {
             quota: Arc::new(Semaphore::new(config.memory_quota)),
             resolve_requests: ResolveRequests::new(&config),
             history: Mutex::default(),
+            clock: PdClock::default(),
+            stores_ahead: Mutex::default(),
             registry: Registry::default(),
             metrics: Metrics::new(),
             seq: AtomicU64::new(1),
@@ -129,6 +140,26 @@ impl Shared {
         let salt = region ^ sub.rotate_left(32);
         let delay = backoff::delay(&self.config.region_backoff, failures.attempt, salt);
         (failures, delay.max(hint.min(self.config.region_backoff.max)))
+    }
+
+    /// Whether `ts` is further ahead of PD's clock than any store may report
+    /// ([`RESOLVED_TS_ALLOWANCE`]); the first time a store does so, it is logged.
+    pub(crate) fn resolved_ts_too_far_ahead(&self, store_id: u64, ts: u64) -> bool {
+        let ceiling = self.clock.ceiling(RESOLVED_TS_ALLOWANCE);
+        if ts <= ceiling {
+            return false;
+        }
+        self.metrics.region_errors.with_label_values(&["ResolvedTsAhead"]).inc();
+        if lock(&self.stores_ahead).insert(store_id) {
+            tracing::warn!(
+                store = store_id,
+                ts,
+                ceiling,
+                "store sent a resolved ts far ahead of PD's clock: not applied, its regions are \
+                 requested again (logged once per store)"
+            );
+        }
+        true
     }
 
     /// Forgets the failure histories of regions healthy for a while and of subscriptions gone;

@@ -97,7 +97,7 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, workers: Workers, mut ev
                     WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
                 workers.send_for(region_id, message).await
             }
-            StreamEvent::Resolved { request_id, regions, ts, .. } => {
+            StreamEvent::Resolved { store_id, request_id, regions, ts } => {
                 shared.metrics.batch_resolved_size.observe(regions.len() as f64);
                 for region in regions {
                     batches[workers.index_of(region)].push(region);
@@ -108,7 +108,7 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, workers: Workers, mut ev
                         continue;
                     }
                     let regions = std::mem::take(batch);
-                    let message = WorkerMsg::Resolved { sub: request_id, regions, ts };
+                    let message = WorkerMsg::Resolved { store_id, sub: request_id, regions, ts };
                     sent = sent.and(workers.send_to(index, message).await);
                 }
                 sent
@@ -214,7 +214,9 @@ impl Worker {
             WorkerMsg::Region { store_id, sub, region, event } => {
                 self.on_region_event(store_id, sub, region, event).await;
             }
-            WorkerMsg::Resolved { sub, regions, ts } => self.on_resolved(sub, &regions, ts),
+            WorkerMsg::Resolved { store_id, sub, regions, ts } => {
+                self.on_resolved(store_id, sub, &regions, ts);
+            }
             WorkerMsg::Failed { sub, region, cause } => {
                 tracing::debug!(subscription = sub, region, %cause, "stream failed");
                 self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
@@ -418,7 +420,7 @@ impl Worker {
                 let end = self.classify(sub, &ctx, store_id, error);
                 self.end(sub, region, end);
             }
-            RegionEvent::ResolvedTs(ts) => self.on_resolved(sub, &[region], ts),
+            RegionEvent::ResolvedTs(ts) => self.on_resolved(store_id, sub, &[region], ts),
         }
     }
 
@@ -545,7 +547,21 @@ impl Worker {
         }
     }
 
-    fn on_resolved(&mut self, sub: u64, regions: &[u64], ts: u64) {
+    fn on_resolved(&mut self, store_id: u64, sub: u64, regions: &[u64], ts: u64) {
+        if self.shared.resolved_ts_too_far_ahead(store_id, ts) {
+            // Applying it would publish a resolved ts no row can be trusted against: the
+            // regions' streams are not trusted either, and are requested again.
+            for &region in regions {
+                let held = self.subs.get(&sub).and_then(|entries| entries.regions.get(&region));
+                if held.is_some_and(|entry| entry.end.is_none() && entry.ctx.peer.store_id == store_id)
+                {
+                    let delay = self.failed(sub, region, Duration::ZERO);
+                    let end = End::Retry { deregister: true, send_failed: false, delay };
+                    self.end(sub, region, end);
+                }
+            }
+            return;
+        }
         let Some(entries) = self.subs.get_mut(&sub) else { return };
         let advanced = &mut self.advanced;
         advanced.clear();

@@ -245,6 +245,34 @@ async fn a_row_at_or_below_the_published_resolved_ts_is_refused() {
     s.check_bystander().await;
 }
 
+/// Issue 18 item 8: a resolved ts far ahead of PD's clock (u64::MAX) is neither applied nor
+/// published; the region is requested again, and rows keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_ts_far_ahead_of_pd_is_refused_and_the_region_retried() {
+    let mut s = setup().await;
+    let mut call = s.accept().await;
+    call.send(store::frame(vec![s.entries(vec![initialized()])])).await;
+    call.send(s.resolved(2000)).await;
+    assert_eq!(next(&mut s.victim).await, Event::Resolved(2000));
+    call.send(s.resolved(u64::MAX)).await;
+    s.expect_retry(&mut call).await;
+    assert_eq!(s.h.client.resolved_ts(s.victim.id()), Some(2000), "not applied");
+    let fresh = row(event::LogType::Committed, &record_key(100, 6), 2100, 2200);
+    call.send(store::frame(vec![s.entries(vec![fresh, initialized()])])).await;
+    call.send(s.resolved(2500)).await;
+    match next(&mut s.victim).await {
+        Event::Row(row) => assert_eq!((row.start_ts, row.commit_ts), (2100, 2200)),
+        other => panic!("expected the fresh row, got {other:?}"),
+    }
+    assert_eq!(next(&mut s.victim).await, Event::Resolved(2500));
+    let text = s.h.client.metrics_text();
+    assert!(
+        text.contains("kvfeed_kvclient_event_feed_error_count{type=\"ResolvedTsAhead\"} 1"),
+        "counted once"
+    );
+    s.check_bystander().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decreasing_resolved_ts_is_ignored() {
     let mut s = setup().await;

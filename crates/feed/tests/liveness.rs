@@ -229,3 +229,51 @@ async fn unparsable_store_versions_wait_and_versions_with_hyphens_parse() {
     h.verify(&span, start_ts, &log);
     h.stop().await;
 }
+
+/// The next resolved ts above `above` the subscription publishes, within `wait`.
+async fn resolved_above(sub: &mut kvfeed::Subscription, above: u64, wait: Duration) -> u64 {
+    tokio::time::timeout(wait, async {
+        loop {
+            match sub.recv().await.expect("the stream goes on").expect("no failure") {
+                kvfeed::Event::Resolved(ts) if ts > above => return ts,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no resolved ts above {above} within {wait:?}"))
+}
+
+/// Issue 18 item 5: while PD refuses every call, the housekeeping keeps publishing: a resolved
+/// ts TiKV sent within an interval of the last publication (so only the timer's trailing edge
+/// publishes it) arrives. Before, the housekeeping waited inline for PD's timestamp (about 18 s
+/// of the PD client's retries per call), and with it the trailing edge: the bound below is far
+/// above the 500 ms interval and below that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publication_goes_on_through_a_pd_outage() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: None, ..ClusterConfig::default() },
+        |config| config.advance_interval = Duration::from_millis(500),
+    )
+    .await;
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(table_span(100), start_ts).unwrap();
+    eventually("the region is initialized", || h.client.stats(sub.id()).unwrap().initialized == 1)
+        .await;
+    let asked = |h: &common::Harness| {
+        let calls = h.cluster.pd_calls();
+        calls.tso_streams + calls.tso_requests + calls.get_members
+    };
+    h.cluster.with_pd(|pd| pd.refusing = true);
+    let before = asked(&h);
+    eventually("the client meets the outage", || asked(&h) >= before + 2).await;
+    h.cluster.tick_resolved_ts();
+    let first = resolved_above(&mut sub, start_ts, Duration::from_secs(10)).await;
+    // Within the interval of that publication: held for the trailing edge.
+    h.cluster.tick_resolved_ts();
+    let second = resolved_above(&mut sub, first, Duration::from_secs(10)).await;
+    assert!(second > first);
+    assert!(h.cluster.with_pd(|pd| pd.refusing), "PD still refuses");
+    h.cluster.with_pd(|pd| pd.refusing = false);
+    h.stop().await;
+}

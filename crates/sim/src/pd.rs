@@ -104,6 +104,8 @@ pub struct PdKnobs {
     pub scan_override: Option<Vec<pdpb::Region>>,
     /// Never answer leader-only calls (to trigger client timeouts).
     pub stalled: bool,
+    /// Answer every call, TSO and `GetMembers` included, with `UNAVAILABLE` (a PD outage).
+    pub refusing: bool,
     /// Answer leader-only calls and TSO requests without a response header (a broken or
     /// impersonating server). `GetMembers` keeps its header.
     pub omit_headers: bool,
@@ -127,6 +129,7 @@ impl PdKnobs {
             scan_layout: ScanLayout::Regions,
             scan_override: None,
             stalled: false,
+            refusing: false,
             omit_headers: false,
             region_override: None,
             calls,
@@ -449,6 +452,9 @@ fn check(
     index: usize,
     header: Option<&pdpb::RequestHeader>,
 ) -> Result<Option<pdpb::ResponseHeader>, Status> {
+    if k.refusing {
+        return Err(refused());
+    }
     if k.leader != Some(index) {
         k.calls[index].not_leader += 1;
         return Err(Status::unavailable("not leader"));
@@ -461,6 +467,11 @@ fn check(
         )));
     }
     Ok((!k.omit_headers).then(|| response_header(k)))
+}
+
+/// The answer of a refusing PD.
+fn refused() -> Status {
+    Status::unavailable("PD is refusing every call (simulated outage)")
 }
 
 fn response_header(k: &PdKnobs) -> pdpb::ResponseHeader {
@@ -479,6 +490,9 @@ impl Pd for Member {
     ) -> Result<Response<pdpb::GetMembersResponse>, Status> {
         let mut k = lock(&self.knobs);
         k.calls[self.index].get_members += 1;
+        if k.refusing {
+            return Err(refused());
+        }
         let member = |i: usize, addr: &String| {
             let url = format!("{}://{addr}", self.scheme);
             pdpb::Member {
@@ -523,6 +537,9 @@ impl Pd for Member {
         {
             let mut k = lock(&self.knobs);
             k.calls[self.index].tso_streams += 1;
+            if k.refusing {
+                return Err(refused());
+            }
             if k.leader != Some(self.index) {
                 k.calls[self.index].not_leader += 1;
                 return Err(Status::unavailable("not leader"));
