@@ -184,6 +184,37 @@ fn benches(c: &mut Criterion) {
             b.iter(|| black_box(original.slowest_fastest()))
         });
         group.finish();
+        // Lagging regions (the lock-resolution trigger and the slow-region report): all but one
+        // region in 10,000 resolved past the target. The min-tree search against the walk over
+        // every locked range the client did before.
+        let target = u64::MAX / 2;
+        let mut lagging_lock = lock.clone();
+        lagging_lock.advance_batch((0..n).filter(|r| r % 10_000 != 0), target);
+        let lagging = n.div_ceil(10_000) as usize;
+        assert_eq!(lagging_lock.lagging(target, usize::MAX).regions.len(), lagging);
+        let mut group = c.benchmark_group("rangelock/lagging_1_in_10k");
+        if n >= 1_000_000 {
+            group.sample_size(10);
+        }
+        group.bench_function(BenchmarkId::new("kvfeed_min_tree", n), |b| {
+            b.iter(|| black_box(lagging_lock.lagging(black_box(target), 4096)))
+        });
+        group.bench_function(BenchmarkId::new("walk", n), |b| {
+            b.iter(|| {
+                black_box(
+                    lagging_lock
+                        .locked()
+                        .filter(|r| r.initialized && r.resolved_ts < black_box(target))
+                        .map(|r| r.region_id)
+                        .collect::<Vec<_>>(),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("kvfeed_slowest", n), |b| {
+            b.iter(|| black_box(lagging_lock.slowest()))
+        });
+        group.finish();
+        drop(lagging_lock);
         lock.check_invariants().expect("invariants hold after the benchmarks");
         assert_eq!(lock.len() as u64, n);
         assert_eq!(original.len() as u64, n);

@@ -54,15 +54,8 @@ fn unknown_table_is_a_usage_error() {
 
 #[test]
 fn a_zero_stuck_timeout_is_a_usage_error() {
-    let output = kvfeed(&[
-        "watch",
-        "--pd",
-        "127.0.0.1:9",
-        "--table",
-        "1",
-        "--region-stuck-timeout",
-        "0",
-    ]);
+    let output =
+        kvfeed(&["watch", "--pd", "127.0.0.1:9", "--table", "1", "--region-stuck-timeout", "0"]);
     assert_fails(&output, 2, "--region-stuck-timeout must be at least 1 second");
 }
 

@@ -52,7 +52,7 @@ impl PdClock {
 
 /// A timestamp of physical milliseconds `ms` and logical part 0 (saturating).
 fn compose(ms: u64) -> u64 {
-    ms.checked_mul(1 << LOGICAL_BITS).unwrap_or(u64::MAX)
+    ms.saturating_mul(1 << LOGICAL_BITS)
 }
 
 #[cfg(test)]

@@ -42,7 +42,9 @@ pub enum Error {
     /// A region kept sending a row that cannot be interpreted, on every attempt
     /// ([`Config::bad_row_attempts`](crate::Config::bad_row_attempts) in a row): the
     /// subscription cannot go on without losing it.
-    #[error("region {region_id} sent a row that cannot be interpreted {attempts} times in a row: {error}")]
+    #[error(
+        "region {region_id} sent a row that cannot be interpreted {attempts} times in a row: {error}"
+    )]
     BadRow {
         /// The region.
         region_id: u64,

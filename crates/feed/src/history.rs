@@ -49,8 +49,11 @@ impl FailureHistory {
     /// Records a failure of the region at `now`; `bad_row` if it was a row that could not be
     /// interpreted.
     pub(crate) fn fail(&mut self, now: Duration, sub: u64, region: u64, bad_row: bool) -> Failures {
-        let record =
-            self.records.entry((sub, region)).or_insert(Record { failures: 0, bad_rows: 0, last: now });
+        let record = self.records.entry((sub, region)).or_insert(Record {
+            failures: 0,
+            bad_rows: 0,
+            last: now,
+        });
         if now.saturating_sub(record.last) >= HEALTHY_AFTER {
             *record = Record { failures: 0, bad_rows: 0, last: now };
         }

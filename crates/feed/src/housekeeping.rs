@@ -99,28 +99,30 @@ fn refresh_gauges(shared: &Shared) {
     }
 }
 
-/// Logs each subscription's slowest region and holes, and counts its slow regions.
+/// Slow regions counted at most per subscription and report (the gauge then reads "at least").
+const SLOW_REGION_COUNT_LIMIT: usize = 10_000;
+
+/// Logs each subscription's slowest region and its parts without a region, and counts its slow
+/// regions (up to [`SLOW_REGION_COUNT_LIMIT`]), through the range lock's min tree: the cost
+/// grows with the slow regions, not with all of them.
 fn report_slow_regions(shared: &Shared) {
     let Some(tso) = shared.clock.estimate() else { return };
     let slow_ms = u64::try_from(shared.config.slow_region_lag.as_millis()).unwrap_or(u64::MAX);
+    let threshold = physical_ms(tso)
+        .saturating_sub(slow_ms)
+        .saturating_mul(1 << kvfeed_regioncache::LOGICAL_BITS);
     for sub in shared.registry.all() {
-        let (stats, slow) = {
+        let (slowest, lagging) = {
             let state = sub.state();
-            let slow = state
-                .lock
-                .locked()
-                .filter(|range| {
-                    physical_ms(tso).saturating_sub(physical_ms(range.resolved_ts)) > slow_ms
-                })
-                .count();
-            (state.lock.stats(), slow)
+            (state.lock.slowest(), state.lock.lagging(threshold, SLOW_REGION_COUNT_LIMIT))
         };
+        let slow = lagging.regions.len();
         shared
             .metrics
             .slow_regions
             .with_label_values(&[&sub.id.to_string()])
             .set(to_i64(slow as u64));
-        if let Some(slowest) = stats.slowest {
+        if let Some(slowest) = slowest {
             let lag_ms = physical_ms(tso).saturating_sub(physical_ms(slowest.resolved_ts));
             if lag_ms > slow_ms {
                 tracing::warn!(
@@ -130,16 +132,16 @@ fn report_slow_regions(shared: &Shared) {
                     initialized = slowest.initialized,
                     lag_ms,
                     slow_regions = slow,
+                    more = lagging.truncated,
                     "slow region"
                 );
             }
         }
-        for (hole, ts) in stats.holes.iter().take(8) {
+        if lagging.holes > 0 {
             tracing::info!(
                 subscription = sub.id,
-                ?hole,
-                resolved_ts = ts,
-                "range without a region"
+                holes = lagging.holes,
+                "parts of the span without a region, lagging"
             );
         }
     }

@@ -119,13 +119,7 @@ enum AfterUnlock {
 impl Scheduler {
     pub(crate) fn new(shared: Arc<Shared>, workers: Workers) -> Self {
         let range_slots = Arc::new(Semaphore::new(shared.config.range_concurrency));
-        Self {
-            shared,
-            workers,
-            backlog: Mutex::default(),
-            stores: Mutex::default(),
-            range_slots,
-        }
+        Self { shared, workers, backlog: Mutex::default(), stores: Mutex::default(), range_slots }
     }
 
     /// Starts a new subscription: loads and locks the regions of its whole span.
@@ -508,7 +502,12 @@ impl Scheduler {
     /// again, its parked regions go on at once.
     ///
     /// [`Config::store_versions`]: crate::Config::store_versions
-    fn park_if_refused(self: &Arc<Self>, store_id: u64, version: &str, owned: Owned) -> Option<Owned> {
+    fn park_if_refused(
+        self: &Arc<Self>,
+        store_id: u64,
+        version: &str,
+        owned: Owned,
+    ) -> Option<Owned> {
         let Some(supported) = &self.shared.config.store_versions else { return Some(owned) };
         let parsed = version.parse::<TikvVersion>();
         let mut stores = lock(&self.stores);
@@ -516,7 +515,11 @@ impl Scheduler {
             let refused = stores.get_mut(&store_id).and_then(|queue| queue.refused.take());
             drop(stores);
             if let Some(refused) = refused {
-                tracing::info!(store = store_id, version, "store version supported: its regions go on");
+                tracing::info!(
+                    store = store_id,
+                    version,
+                    "store version supported: its regions go on"
+                );
                 for parked in refused.parked {
                     self.spawn_request(parked, Duration::ZERO);
                 }
@@ -629,7 +632,12 @@ impl Scheduler {
         }
     }
 
-    fn spawn_register(self: &Arc<Self>, owned: Owned, ctx: RpcContext, permit: OwnedSemaphorePermit) {
+    fn spawn_register(
+        self: &Arc<Self>,
+        owned: Owned,
+        ctx: RpcContext,
+        permit: OwnedSemaphorePermit,
+    ) {
         let scheduler = Arc::clone(self);
         self.shared.spawn(async move { scheduler.register(owned, ctx, permit).await });
     }
@@ -696,7 +704,12 @@ impl Scheduler {
 
     /// Hands a region with its place in the store's window to its worker and registers it on a
     /// stream of the store (which may wait for a connection: this runs on a task of its own).
-    async fn register(self: Arc<Self>, owned: Owned, ctx: RpcContext, permit: OwnedSemaphorePermit) {
+    async fn register(
+        self: Arc<Self>,
+        owned: Owned,
+        ctx: RpcContext,
+        permit: OwnedSemaphorePermit,
+    ) {
         let sub = Arc::clone(&owned.sub);
         if sub.is_stopped() {
             drop(permit);

@@ -189,17 +189,21 @@ impl Shared {
         }
     }
 
-    /// Raises the subscription's lock-resolution target and queues its lagging regions;
-    /// returns how many were queued.
+    /// Raises the subscription's lock-resolution target and queues its lagging regions (those
+    /// initialized with a resolved ts below the target, at most as many as the queue holds,
+    /// found through the range lock's min tree: no walk over every region); returns how many
+    /// were queued.
     pub(crate) fn resolve_lock(&self, sub: &SubRef, target_ts: u64) -> usize {
         let regions: Vec<u64> = {
             let mut state = sub.state();
             state.lock_target = state.lock_target.max(target_ts);
             state
                 .lock
-                .locked()
-                .filter(|range| range.initialized && range.resolved_ts < target_ts)
-                .map(|range| range.region_id)
+                .lagging(target_ts, self.config.lock_resolve_queue)
+                .regions
+                .into_iter()
+                .filter(|region| region.initialized)
+                .map(|region| region.region_id)
                 .collect()
         };
         let now = self.now();

@@ -553,7 +553,8 @@ impl Worker {
             // regions' streams are not trusted either, and are requested again.
             for &region in regions {
                 let held = self.subs.get(&sub).and_then(|entries| entries.regions.get(&region));
-                if held.is_some_and(|entry| entry.end.is_none() && entry.ctx.peer.store_id == store_id)
+                if held
+                    .is_some_and(|entry| entry.end.is_none() && entry.ctx.peer.store_id == store_id)
                 {
                     let delay = self.failed(sub, region, Duration::ZERO);
                     let end = End::Retry { deregister: true, send_failed: false, delay };

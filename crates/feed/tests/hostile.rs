@@ -347,9 +347,10 @@ async fn garbage_and_truncated_frames_fail_the_stream_and_the_region_comes_back(
 /// registered again; unsubscribing still drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_never_answers_is_asked_again_and_holds_back_only_its_subscription() {
-    let mut s =
-        setup_with(|config| config.region_stuck_timeout = Some(std::time::Duration::from_millis(300)))
-            .await;
+    let mut s = setup_with(|config| {
+        config.region_stuck_timeout = Some(std::time::Duration::from_millis(300))
+    })
+    .await;
     let mut call = s.accept().await;
     let victim = s.victim.id();
     workload(31, 200).run(&s.h.cluster, 50, 0).await;

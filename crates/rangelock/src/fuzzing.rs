@@ -532,6 +532,29 @@ fn compare(lock: &RangeLock, model: &Model, step: usize) {
         }
     }
     assert_eq!(stats.slowest, slowest.map(as_region), "step {step}: slowest");
+    // The min-tree searches agree with the walk: the slowest ts (ties may pick another region),
+    // and the regions below each ts.
+    assert_eq!(
+        lock.slowest().map(|s| s.resolved_ts),
+        slowest.map(|s| s.ts),
+        "step {step}: slowest through the min tree"
+    );
+    if let Some(found) = lock.slowest() {
+        assert!(by_key.iter().any(|e| as_region(e) == found), "step {step}: slowest {found:?}");
+    }
+    for below in [0, 5, 10, 20, u64::MAX] {
+        let lagging = lock.lagging(below, usize::MAX);
+        let mut got: Vec<RegionTs> = lagging.regions.clone();
+        got.sort_by_key(|r| r.region_id);
+        let mut want: Vec<RegionTs> =
+            by_key.iter().filter(|e| e.ts < below).map(|e| as_region(e)).collect();
+        want.sort_by_key(|r| r.region_id);
+        assert_eq!(got, want, "step {step}: lagging below {below}");
+        assert!(!lagging.truncated);
+        let limited = lock.lagging(below, 1);
+        assert_eq!(limited.regions.len(), want.len().min(1), "step {step}: limit");
+        assert_eq!(limited.truncated, want.len() > 1, "step {step}: truncated");
+    }
     assert_eq!(stats.fastest, fastest.map(as_region), "step {step}: fastest");
     let mut holes = Vec::new();
     let mut run: Option<(u8, u64)> = None;

@@ -164,6 +164,17 @@ pub struct RegionTs {
     pub initialized: bool,
 }
 
+/// The regions lagging a ts ([`RangeLock::lagging`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lagging {
+    /// Locked regions below the ts, up to the limit asked for.
+    pub regions: Vec<RegionTs>,
+    /// Whether more locked regions are below the ts than the limit.
+    pub truncated: bool,
+    /// Parts of the span without a region whose ts is below it.
+    pub holes: usize,
+}
+
 /// A summary of a lock, for slow-region reports: `O(n)` to compute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
@@ -663,6 +674,45 @@ impl RangeLock {
                 initialized,
             })
         })
+    }
+
+    /// Up to `limit` locked regions whose resolved ts is below `below` (the regions lagging a
+    /// target), and how many parts without a region are below it too, found through the min
+    /// tree: `O(k log n)` for the `k` pieces below `below`, however many ranges are locked. In
+    /// slot order, not key order.
+    pub fn lagging(&self, below: u64, limit: usize) -> Lagging {
+        let mut lagging = Lagging::default();
+        self.slots.for_each_below(below, |slot| {
+            let entry = self.slots.leaf(slot);
+            match entry.kind {
+                SlotKind::Locked { initialized } => {
+                    if lagging.regions.len() == limit {
+                        lagging.truncated = true;
+                        return false;
+                    }
+                    lagging.regions.push(RegionTs {
+                        region_id: entry.region_id,
+                        resolved_ts: entry.ts,
+                        initialized,
+                    });
+                }
+                SlotKind::Unlocked => lagging.holes += 1,
+                SlotKind::Free => {}
+            }
+            true
+        });
+        lagging
+    }
+
+    /// The locked region with the lowest resolved ts, or `None` when no range is locked:
+    /// `O(log n)`, plus `O(log n)` per part without a region whose ts is lower (ties between
+    /// regions are broken arbitrarily, not in key order as in [`RangeLock::stats`]).
+    pub fn slowest(&self) -> Option<RegionTs> {
+        let slot =
+            self.slots.min_leaf_where(|slot| matches!(slot.kind, SlotKind::Locked { .. }))?;
+        let entry = self.slots.leaf(slot);
+        let SlotKind::Locked { initialized } = entry.kind else { return None };
+        Some(RegionTs { region_id: entry.region_id, resolved_ts: entry.ts, initialized })
     }
 
     /// Slowest and fastest regions and the holes with their ts. `O(n)`: for periodic reports.

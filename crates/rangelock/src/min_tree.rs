@@ -118,6 +118,60 @@ impl<T: Timestamped> MinTree<T> {
         }
     }
 
+    /// Calls `visit` with the index of every leaf whose ts is below `below`, in index order,
+    /// until it returns false. Only subtrees whose minimum is below `below` are entered:
+    /// `O(k log n)` for `k` leaves visited, whatever the number of leaves.
+    pub(crate) fn for_each_below(&self, below: u64, mut visit: impl FnMut(u32) -> bool) {
+        if self.min() >= below {
+            return;
+        }
+        // Depth-first, left to right, with an explicit stack (at most one entry per level, plus
+        // the right siblings waiting: bounded by 2 * depth).
+        let mut stack: Vec<usize> = vec![1];
+        while let Some(n) = stack.pop() {
+            if n >= self.cap {
+                if !visit(u32::try_from(n - self.cap).expect("fewer than 2^32 leaves")) {
+                    return;
+                }
+                continue;
+            }
+            for child in [2 * n + 1, 2 * n] {
+                if self.child(child) < below {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+
+    /// The leaf with the lowest ts among those `wanted` accepts (the lowest index on ties is not
+    /// promised), searching smaller minima first and skipping every subtree whose minimum is not
+    /// below the best found so far: `O(log n)` when the overall minimum is wanted, plus
+    /// `O(log n)` per unwanted leaf below the answer.
+    pub(crate) fn min_leaf_where(&self, mut wanted: impl FnMut(&T) -> bool) -> Option<u32> {
+        let mut best: Option<(u64, usize)> = None;
+        let mut stack: Vec<usize> = vec![1];
+        while let Some(n) = stack.pop() {
+            if best.is_some_and(|(ts, _)| self.child(n) >= ts) {
+                continue;
+            }
+            if n >= self.cap {
+                let i = n - self.cap;
+                if let Some(leaf) = self.leaves.get(i)
+                    && wanted(leaf)
+                {
+                    best = Some((leaf.ts(), i));
+                }
+                continue;
+            }
+            let (left, right) = (2 * n, 2 * n + 1);
+            let (first, second) =
+                if self.child(left) <= self.child(right) { (left, right) } else { (right, left) };
+            stack.push(second);
+            stack.push(first);
+        }
+        best.map(|(_, i)| u32::try_from(i).expect("fewer than 2^32 leaves"))
+    }
+
     /// Checks the tree invariant.
     pub(crate) fn check(&self) -> Result<(), &'static str> {
         if self.leaves.len() > self.cap {
