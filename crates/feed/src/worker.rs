@@ -219,9 +219,17 @@ impl Worker {
             }
             WorkerMsg::Failed { sub, region, cause } => {
                 tracing::debug!(subscription = sub, region, %cause, "stream failed");
-                self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
-                let delay = self.failed(sub, region, Duration::ZERO);
-                self.end(sub, region, End::Retry { deregister: false, send_failed: true, delay });
+                // A stream this side closed (replaced, re-addressed, removed, shut down) says
+                // nothing of the store: no failure counted, no peer rotated, at once again.
+                let local = cause.is_local();
+                let (kind, delay) = if local {
+                    ("StreamClosedLocally", Duration::ZERO)
+                } else {
+                    ("SendRequestToStore", self.failed(sub, region, Duration::ZERO))
+                };
+                self.shared.metrics.region_errors.with_label_values(&[kind]).inc();
+                let end = End::Retry { deregister: false, send_failed: !local, delay };
+                self.end(sub, region, end);
             }
             WorkerMsg::Deregistered { sub, region } => {
                 if let Some((owned, delay)) = self.retired.remove(&(sub, region)) {

@@ -324,3 +324,52 @@ async fn the_slow_region_report_counts_the_regions_held_back() {
     h.verify(&span, start_ts, &log);
     h.stop().await;
 }
+
+/// Issue 18 item 7: an `EventFeed` (V1) call the transport closes itself (replaced, to register
+/// one of its regions again) is not taken for a store failure: the call's other regions are
+/// registered again at once on the same store, no peer is rotated (nothing goes to the
+/// follower), and no failure is counted against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_closed_locally_is_not_a_store_failure() {
+    let h = start_with(
+        ClusterConfig {
+            stores: 2,
+            replicas: 2,
+            split_keys: vec![record_key(100, 100)],
+            v1_only_stores: vec![1],
+            resolved_ts_interval: Some(TICK),
+            ..ClusterConfig::default()
+        },
+        |config| config.streams_per_store = 1,
+    )
+    .await;
+    for region in h.cluster.regions() {
+        if region.leader_store != 1 {
+            h.cluster.transfer_leader(region.id, 1).unwrap();
+        }
+    }
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let follower_registers = h.cluster.cdc_stats(2).registers;
+    // Region A is told DuplicateRequest: deregistered and registered again, which on a V1 store
+    // replaces the call (region B's stream with it).
+    let a = h.cluster.region_of_raw(&record_key(100, 5)).unwrap().id;
+    let b = h.cluster.region_of_raw(&record_key(100, 150)).unwrap().id;
+    let b_registers = h.cluster.registers_of_region(b);
+    assert_eq!(h.cluster.send_duplicate_request(a), 1);
+    eventually("region B is registered again", || h.cluster.registers_of_region(b) > b_registers)
+        .await;
+    workload(44, 200).run(&h.cluster, 50, 0).await;
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(
+        h.cluster.cdc_stats(2).registers,
+        follower_registers,
+        "no region was sent to the follower"
+    );
+    assert!(error_count(&h.client, "StreamClosedLocally") >= 1);
+    h.stop().await;
+}

@@ -93,6 +93,13 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// Whether the stream ended for a cause on this side (the transport replaced, removed or
+    /// re-addressed it, or shut down), not because the store or the network failed: its regions
+    /// are to be registered again, and the store is not to be suspected.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::StoreRemoved | Self::AddressChanged | Self::Shutdown | Self::Replaced)
+    }
+
     /// The error for a gRPC status.
     pub fn from_status(status: &tonic::Status) -> Self {
         Self::Status { code: status.code(), message: Arc::from(status.message()) }
