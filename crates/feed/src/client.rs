@@ -74,9 +74,10 @@ struct RunParts {
 
 impl Client {
     /// Connects to PD (discovering the leader and the cluster id) and prepares the client.
-    /// Nothing is sent to TiKV until a subscription is made and [`run`](Self::run) is polled.
-    /// Must be called within a tokio runtime (multi-threaded for parallel region workers);
-    /// the client's background work runs on it.
+    /// Subscriptions may be made at once, but their work starts only when [`run`](Self::run)
+    /// is first polled: until then PD is not asked for their regions and nothing is sent to
+    /// TiKV. Must be called within a tokio runtime (multi-threaded for parallel region
+    /// workers); the client's background work runs on it.
     pub async fn connect(config: Config) -> Result<Self, Error> {
         config::validate(&config)?;
         let mut pd_config = PdConfig::new(config.pd_endpoints.iter().cloned());
@@ -126,6 +127,8 @@ impl Client {
         // stops and every stream ends.
         let _guard = RunGuard(shared);
         let RunParts { workers, queues, finished: (hand_back, finished), events } = parts;
+        // Subscriptions made before `run` start now.
+        self.inner.scheduler.release_waiting();
         let mut tasks = JoinSet::new();
         for (index, queue) in queues.into_iter().enumerate() {
             let hand_back = hand_back.clone();
@@ -163,7 +166,13 @@ impl Client {
     /// Stops [`run`](Self::run); every open subscription ends with [`Error::Shutdown`]. (When
     /// `run` fails instead, the subscriptions end with its error.)
     pub fn shutdown(&self) {
-        self.inner.shared.shut_down();
+        let shared = &self.inner.shared;
+        shared.shut_down();
+        if !shared.is_running() {
+            // No `run` to end the streams: end them here (a `run` starting later sees the flag
+            // and ends at once).
+            end_all_streams(shared, &Error::Shutdown);
+        }
     }
 
     /// Subscribes `span` (memcomparable-encoded bounds) from `start_ts`: every row committed in
@@ -184,6 +193,12 @@ impl Client {
         let publisher = ResolvedPublisher::new(start_ts, shared.config.advance_interval);
         let sub = Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender));
         shared.registry.insert(Arc::clone(&sub));
+        // A shutdown between the check above and the insert may have ended every stream it
+        // found without this one: end it here. (After the insert, a shutdown finds it.)
+        if shared.is_shut_down() {
+            shared.registry.remove(id);
+            return Err(Error::Shutdown);
+        }
         tracing::info!(subscription = id, ?span, start_ts, "subscribed");
         self.inner.scheduler.start(sub);
         let weak: Weak<Scheduler> = Arc::downgrade(&self.inner.scheduler);

@@ -62,6 +62,9 @@ pub(crate) struct Scheduler {
     stores: Mutex<HashMap<u64, StoreQueue>>,
     /// Range tasks running at once.
     range_slots: Arc<Semaphore>,
+    /// Subscriptions made before `Client::run` started, which start with it; `None` once it
+    /// has.
+    before_run: Mutex<Option<Vec<SubRef>>>,
 }
 
 /// One store's side of region requests.
@@ -119,13 +122,35 @@ enum AfterUnlock {
 impl Scheduler {
     pub(crate) fn new(shared: Arc<Shared>, workers: Workers) -> Self {
         let range_slots = Arc::new(Semaphore::new(shared.config.range_concurrency));
-        Self { shared, workers, backlog: Mutex::default(), stores: Mutex::default(), range_slots }
+        Self {
+            shared,
+            workers,
+            backlog: Mutex::default(),
+            stores: Mutex::default(),
+            range_slots,
+            before_run: Mutex::new(Some(Vec::new())),
+        }
     }
 
-    /// Starts a new subscription: loads and locks the regions of its whole span.
+    /// Starts a new subscription: loads and locks the regions of its whole span (once
+    /// `Client::run` has started: a subscription made before waits for it).
     pub(crate) fn start(self: &Arc<Self>, sub: SubRef) {
+        if let Some(waiting) = lock(&self.before_run).as_mut() {
+            waiting.push(sub);
+            return;
+        }
         let span = sub.state().lock.span().clone();
         self.spawn_range(sub, span, 0, Duration::ZERO);
+    }
+
+    /// `Client::run` started: starts the subscriptions made before it.
+    pub(crate) fn release_waiting(self: &Arc<Self>) {
+        let waiting = lock(&self.before_run).take().unwrap_or_default();
+        for sub in waiting {
+            if !sub.is_stopped() {
+                self.start(sub);
+            }
+        }
     }
 
     /// The scheduler's loop: regions handed back by the workers.
