@@ -101,6 +101,8 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         kvfeed::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
     client_config.lock_resolve_fence = Some(Duration::from_secs(1));
     client_config.lock_resolve_cooldown = Duration::from_millis(500);
+    // Wedged stores are in the schedule: registrations they swallowed are given up on soon.
+    client_config.region_stuck_timeout = Some(Duration::from_secs(1));
     let client = Client::connect(client_config)
         .await
         .map_err(|error| std::io::Error::other(error.to_string()))?;

@@ -62,6 +62,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     config.advance_interval = Duration::from_millis(100);
     config.lock_resolve_fence = Some(Duration::from_secs(2));
     config.lock_resolve_cooldown = Duration::from_secs(1);
+    // `--chaos` wedges stores for a while: what they swallowed is asked again soon.
+    config.region_stuck_timeout = Some(Duration::from_secs(2));
     let client = Client::connect(config).await.map_err(|error| {
         Failure::runtime(format!("cannot connect to the simulated PD: {error}"))
     })?;

@@ -199,8 +199,14 @@ impl Cluster {
         self.shared.pd_url.clone()
     }
 
+    /// The PD members' shared knobs.
+    pub(crate) fn pd_knobs(&self) -> &Arc<std::sync::Mutex<PdKnobs>> {
+        self.pd.knobs()
+    }
+
     /// Runs `f` on PD's knobs (leader, stalls, missing headers, scan layout, `BatchScanRegions`
-    /// served or not, call counts). Regions, stores and timestamps stay the cluster's own.
+    /// served or not, outages, call counts). Regions, stores and timestamps stay the cluster's
+    /// own.
     pub fn with_pd<R>(&self, f: impl FnOnce(&mut PdKnobs) -> R) -> R {
         f(&mut kvfeed_base::lock(self.pd.knobs()))
     }

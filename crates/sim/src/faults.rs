@@ -6,6 +6,7 @@
 //! leader}`. Stopping a store fails its streams, moves its leaders to another peer (as an
 //! election would) and closes its port; restarting serves the same address again.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -65,6 +66,34 @@ pub enum Fault {
     RestartStore {
         /// The store.
         store: u64,
+    },
+    /// For `ms`, drop a region's registrations with `RegionNotFound` right after each scan
+    /// ([`Cluster::storm_after_scan`]); the region is congested to start it.
+    ScanStorm {
+        /// The region.
+        region: u64,
+        /// How long, in milliseconds.
+        ms: u64,
+    },
+    /// Wedge a store for `ms`: registers accepted and never scanned (registrations made
+    /// meanwhile stay unscanned after it).
+    Wedge {
+        /// The store.
+        store: u64,
+        /// How long, in milliseconds.
+        ms: u64,
+    },
+    /// PD refuses every call for `ms`.
+    PdOutage {
+        /// How long, in milliseconds.
+        ms: u64,
+    },
+    /// PD reports a store at an unsupported version (6.5.0) for `ms`, then its own again.
+    RefuseVersion {
+        /// The store.
+        store: u64,
+        /// How long, in milliseconds.
+        ms: u64,
     },
     /// Prewrite a key and never commit it (an abandoned transaction, TTL `ttl_ms`).
     AbandonLock {
@@ -328,7 +357,51 @@ impl Cluster {
                 self.restart_store(*store).await
             }
             Fault::AbandonLock { key, ttl_ms } => self.abandon_lock(key, *ttl_ms).map(drop),
+            Fault::ScanStorm { region, ms } => {
+                self.storm_after_scan(*region, Duration::from_millis(*ms));
+                self.congest_region(*region);
+                Ok(())
+            }
+            Fault::Wedge { store, ms } => {
+                self.set_store_wedged(*store, true);
+                let (shared, store) = (Arc::clone(&self.shared), *store);
+                self.after(*ms, move || {
+                    if let Some(s) = lock(&shared.state).stores.get_mut(&store) {
+                        s.wedged = false;
+                    }
+                });
+                Ok(())
+            }
+            Fault::PdOutage { ms } => {
+                self.with_pd(|pd| pd.refusing = true);
+                let knobs = Arc::clone(self.pd_knobs());
+                self.after(*ms, move || kvfeed_base::lock(&knobs).refusing = false);
+                Ok(())
+            }
+            Fault::RefuseVersion { store, ms } => {
+                let store = *store;
+                let before = {
+                    let mut st = lock(&self.shared.state);
+                    let s = st.stores.get_mut(&store).ok_or(FaultError::NoStore(store))?;
+                    std::mem::replace(&mut s.version, "6.5.0".to_owned())
+                };
+                let shared = Arc::clone(&self.shared);
+                self.after(*ms, move || {
+                    if let Some(s) = lock(&shared.state).stores.get_mut(&store) {
+                        s.version = before;
+                    }
+                });
+                Ok(())
+            }
         }
+    }
+
+    /// Runs `end` after `ms` milliseconds, on a task of its own (the end of a lasting fault).
+    fn after(&self, ms: u64, end: impl FnOnce() + Send + 'static) {
+        drop(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            end();
+        }));
     }
 }
 
@@ -358,7 +431,7 @@ impl FaultSchedule {
         } else {
             self.keys[self.rng.below(self.keys.len() as u64) as usize].clone()
         };
-        match self.rng.below(8) {
+        match self.rng.below(12) {
             0 => match cluster.region_of_raw(&key) {
                 Some(r) => Fault::Split { region: r.id, key },
                 None => Fault::ResetStreams { store },
@@ -375,6 +448,10 @@ impl FaultSchedule {
             4 => Fault::Congest { region: region.id },
             5 => Fault::AbandonLock { key, ttl_ms: 100 },
             6 => Fault::RestartStore { store },
+            7 => Fault::ScanStorm { region: region.id, ms: 300 + self.rng.below(1500) },
+            8 => Fault::Wedge { store, ms: 300 + self.rng.below(1200) },
+            9 => Fault::PdOutage { ms: 200 + self.rng.below(1000) },
+            10 => Fault::RefuseVersion { store, ms: 300 + self.rng.below(1200) },
             _ => Fault::ResetStreams { store },
         }
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::*;
 use kvfeed_proto::cdcpb::{ChangeDataEvent, ChangeDataRequest, event};
 use kvfeed_sim::{
-    Cluster, ClusterConfig, FaultSchedule, FeedEvent, Op, RegionMeta, RowEvent, Workload,
+    Cluster, ClusterConfig, Fault, FaultSchedule, FeedEvent, Op, RegionMeta, RowEvent, Workload,
     WorkloadConfig, verify,
 };
 use kvfeed_span::Span;
@@ -338,7 +338,16 @@ async fn run_seed(seed: u64) {
         workload.step(&cluster);
         if step % 15 == 0 {
             let fault = schedule.next_fault(&cluster);
-            if cluster.apply_fault(&fault).await.is_ok() {
+            // This minimal subscriber has no stuck-scan timeout, no version check and talks to
+            // PD only at the start: the faults that test a client's liveness are not for it.
+            let liveness = matches!(
+                fault,
+                Fault::Wedge { .. }
+                    | Fault::PdOutage { .. }
+                    | Fault::RefuseVersion { .. }
+                    | Fault::ScanStorm { .. }
+            );
+            if !liveness && cluster.apply_fault(&fault).await.is_ok() {
                 faults += 1;
             }
             cluster.tick_resolved_ts();
