@@ -223,6 +223,12 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         }
     };
     let stuck = tokio::time::timeout(config.catch_up, caught_up).await.is_err();
+    // What the subscriptions that did not catch up look like (regions, initialized, ts).
+    let stuck_stats: Vec<String> = live
+        .iter()
+        .filter(|w| w.resolved() < final_ts && w.failure().is_none())
+        .map(|w| format!("{}: {:?}", w.name, client.stats(w.id)))
+        .collect();
     for (watcher, _) in &watchers {
         client.unsubscribe(watcher.id);
     }
@@ -243,7 +249,12 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         if let Some(failure) = watcher.failure() {
             outcome.violation = Some(format!("{}: failed: {failure}", watcher.name));
         } else if let Some(violation) = report.first_violation() {
-            outcome.violation = Some(format!("{}: {violation}", watcher.name));
+            let stuck = if stuck_stats.is_empty() {
+                String::new()
+            } else {
+                format!(" (did not catch up: {})", stuck_stats.join("; "))
+            };
+            outcome.violation = Some(format!("{}: {violation}{stuck}", watcher.name));
         } else if *complete && watcher.resolved() < final_ts {
             outcome.violation = Some(format!(
                 "{}: resolved ts stuck at {} below the final {final_ts}",

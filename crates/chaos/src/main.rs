@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use kvfeed_chaos::{ChaosConfig, run_seed};
 
 fn main() -> ExitCode {
+    if let Ok(filter) = std::env::var("KVFEED_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut seeds, mut first, mut duration) = (10u64, 1u64, 30u64);
     let mut pairs = args.chunks(2);

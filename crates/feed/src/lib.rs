@@ -40,21 +40,24 @@
 //!   of the span in the subscription's range lock ([`kvfeed_rangelock`]), which yields the ts
 //!   to request it from. A request that must wait for an older epoch of a region is parked, never
 //!   waited for.
-//! - **Region requests** find the region's leader, wait for a place in the store's
+//! - **Region requests** find the region's leader, wait in the store's queue for a place in its
 //!   initial-scan window ([`Config::initial_scan_window`]), and register the region on one of a
 //!   few multiplexed streams to the store ([`kvfeed_transport`], which owns every connection
-//!   to TiKV). A store whose version PD
-//!   reports outside [`Config::store_versions`] is waited for (asked about again, with backoff)
-//!   until it is upgraded.
+//!   to TiKV). A store whose version PD reports outside [`Config::store_versions`] is waited for
+//!   (asked about again once a second) until it is upgraded; no store's trouble holds up
+//!   another's regions. Work starts when [`Client::run`] does.
 //! - **Region workers** (a region is pinned to one by a hash of its id) pair prewrites with
 //!   commits ([`RegionRows`]), deliver rows, and advance the range lock with TiKV's resolved-ts
 //!   batches; the subscription's resolved ts (the lock's minimum, read in `O(1)`) is published
 //!   on arrival and on a timer ([`ResolvedPublisher`]).
-//! - **Region errors** re-request the region after a jittered backoff (busy, congested, not
-//!   leader, stream failures, unknown errors, a duplicate request after deregistering it, rows
-//!   that break the protocol) or unlock it and re-divide its range through PD (split, merge,
-//!   region not found); a cluster-id mismatch or an incompatible store fails the subscription
-//!   with a typed [`Error`].
+//! - **Region errors** re-request the region after a jittered backoff that grows with the
+//!   region's consecutive failures, whatever they are, and decays only after 30 s without one
+//!   (busy, congested, not leader, stream failures, unknown errors, a duplicate request after
+//!   deregistering it, rows that break the protocol, a scan stuck beyond
+//!   [`Config::region_stuck_timeout`], a resolved ts far ahead of PD's clock), or unlock it and
+//!   re-divide its range through PD (split, merge, region not found). A cluster-id mismatch, an
+//!   incompatible store, or a row that cannot be interpreted on [`Config::bad_row_attempts`]
+//!   attempts fails the subscription with a typed [`Error`].
 //! - **Lock resolution** ([`Client::resolve_lock`], and automatically when a subscription lags
 //!   PD's clock by [`Config::lock_resolve_fence`]) settles abandoned transactions so the
 //!   resolved ts moves again ([`LockResolveQueue`] decides which regions and when).

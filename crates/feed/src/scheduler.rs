@@ -58,7 +58,8 @@ pub(crate) struct Scheduler {
     /// Regions waiting for a request task.
     backlog: Mutex<Backlog>,
     /// Per store: its initial-scan window and the regions waiting for it or for the store's
-    /// version. Entries live while the store has a window in use, waiting regions or a refusal.
+    /// version. Entries of stores without a window place in use, waiting regions or a refusal
+    /// are forgotten when a subscription stops.
     stores: Mutex<HashMap<u64, StoreQueue>>,
     /// Range tasks running at once.
     range_slots: Arc<Semaphore>,
@@ -234,6 +235,7 @@ impl Scheduler {
         for owned in queued {
             self.unlock(owned, AfterUnlock::Release);
         }
+        self.forget_idle_stores();
         if self.shared.is_running() {
             let workers = self.workers.clone();
             let id = sub.id;
@@ -508,6 +510,18 @@ impl Scheduler {
                 None => return,
             }
         }
+    }
+
+    /// Forgets the stores no region uses (a free window, nothing waiting, not refused), so the
+    /// map holds only the stores of live work.
+    fn forget_idle_stores(&self) {
+        let window = self.shared.config.initial_scan_window;
+        lock(&self.stores).retain(|_, queue| {
+            queue.admitting
+                || !queue.waiting.is_empty()
+                || queue.refused.is_some()
+                || queue.window.available_permits() < window
+        });
     }
 
     /// A new store queue, with an empty initial-scan window.

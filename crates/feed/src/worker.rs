@@ -158,9 +158,15 @@ pub(crate) async fn run_worker(
                 armed = due;
             }
             tokio::select! {
-                biased;
                 message = queue.recv() => match message {
-                    Some(message) => worker.handle(message).await,
+                    Some(message) => {
+                        worker.handle(message).await;
+                        // A queue that is never empty must not keep the alarm from its turn.
+                        if armed.is_some_and(|at| at <= Instant::now()) {
+                            armed = None;
+                            worker.expire_scans(Instant::now());
+                        }
+                    }
                     None => return,
                 },
                 () = &mut alarm, if armed.is_some() => {

@@ -88,7 +88,8 @@ pub enum Fault {
         /// How long, in milliseconds.
         ms: u64,
     },
-    /// PD reports a store at an unsupported version (6.5.0) for `ms`, then its own again.
+    /// PD reports a store at an unsupported version (6.5.0) for `ms`, then the simulator's
+    /// release (8.5.0) again.
     RefuseVersion {
         /// The store.
         store: u64,
@@ -380,15 +381,17 @@ impl Cluster {
             }
             Fault::RefuseVersion { store, ms } => {
                 let store = *store;
-                let before = {
+                {
                     let mut st = lock(&self.shared.state);
                     let s = st.stores.get_mut(&store).ok_or(FaultError::NoStore(store))?;
-                    std::mem::replace(&mut s.version, "6.5.0".to_owned())
-                };
+                    s.version = "6.5.0".to_owned();
+                }
+                // Back to the release every store starts at (not to what was there: two
+                // refusals overlapping must not leave the store refused for good).
                 let shared = Arc::clone(&self.shared);
                 self.after(*ms, move || {
                     if let Some(s) = lock(&shared.state).stores.get_mut(&store) {
-                        s.version = before;
+                        s.version = crate::pd::STORE_VERSION.to_owned();
                     }
                 });
                 Ok(())

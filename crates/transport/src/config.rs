@@ -33,6 +33,10 @@ pub struct TransportConfig {
     pub max_decoding_message_size: usize,
     /// A stream without regions for this long closes (its connection goes with its last call).
     pub idle_timeout: Duration,
+    /// How long a deregistered registration may go without TiKV ending it before registering the
+    /// region again resets the stream (until it ends, the region's events on that stream are
+    /// taken for the old registration's and dropped).
+    pub drain_timeout: Duration,
     /// Delays before reconnecting a stream after failures.
     pub backoff: Backoff,
     /// The deadline of one unary call (the lock-resolution RPCs), dialling excluded.
@@ -66,6 +70,7 @@ impl Default for TransportConfig {
             connection_window: 8 * 1024 * 1024,
             max_decoding_message_size: 256 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             request_timeout: Duration::from_secs(3),
             tls: None,

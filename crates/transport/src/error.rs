@@ -90,6 +90,11 @@ pub enum StreamError {
     /// streaming on that call until it closed.
     #[error("the EventFeed call was replaced to re-register a region")]
     Replaced,
+    /// A multiplexed stream was reset because the store never ended a deregistered
+    /// registration (no answer to the Deregister within `TransportConfig::drain_timeout`), while
+    /// the region was to be registered on it again: its events would have been dropped forever.
+    #[error("the store did not end a deregistered registration in time")]
+    DrainTimeout,
 }
 
 impl StreamError {

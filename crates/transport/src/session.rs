@@ -135,7 +135,8 @@ struct SessionState {
     /// ends every registration with exactly one error event (its answer to the Deregister, or an
     /// error already in flight), so while a pair's count is above 0 its events belong to an old
     /// registration and are dropped; its next ending error decrements the count and is swallowed.
-    draining: HashMap<(u64, u64), u32>,
+    /// With the count, when the pair was first deregistered without an answer since.
+    draining: HashMap<(u64, u64), (u32, Instant)>,
     /// `EventFeed` sessions: pairs deregistered locally that TiKV still streams (a V1 store
     /// cannot deregister one region). Their events are dropped until TiKV ends them with an
     /// error; registering one again needs another call (see [`Insert::Zombie`]).
@@ -202,10 +203,26 @@ impl Session {
         self.lock().regions.len()
     }
 
-    /// Registers a pair unless the session ended.
-    pub(crate) fn insert(&self, request_id: u64, region_id: u64) -> Insert {
+    /// Registers a pair unless the session ended. A pair whose old registration has been
+    /// draining for `drain_timeout` (TiKV never answered its Deregister) closes the session
+    /// instead ([`StreamError::DrainTimeout`]), and the caller registers on a new one.
+    pub(crate) fn insert(
+        &self,
+        request_id: u64,
+        region_id: u64,
+        drain_timeout: Duration,
+    ) -> Insert {
         let mut state = self.lock();
         if state.end.is_some() || state.close_request.is_some() {
+            return Insert::Ended;
+        }
+        if state
+            .draining
+            .get(&(request_id, region_id))
+            .is_some_and(|(_, since)| since.elapsed() >= drain_timeout)
+        {
+            drop(state);
+            self.request_close(CloseRequest::Fail(StreamError::DrainTimeout));
             return Insert::Ended;
         }
         if state.zombies.contains(&(request_id, region_id)) {
@@ -242,8 +259,9 @@ impl Session {
             }
             None => state.regions.take_request(request_id),
         };
+        let now = Instant::now();
         for region in &removed {
-            *state.draining.entry((request_id, *region)).or_insert(0) += 1;
+            state.draining.entry((request_id, *region)).or_insert((0, now)).0 += 1;
         }
         state.mark_if_empty();
         removed.len()
@@ -286,10 +304,11 @@ impl Session {
             StreamEvent::Region { request_id, region_id, ref event, .. } => {
                 let pair = (request_id, region_id);
                 let ends = matches!(event, RegionEvent::Error(error) if error.ends_registration());
-                if let Some(count) = state.draining.get_mut(&pair) {
+                if let Some((count, since)) = state.draining.get_mut(&pair) {
                     // An old registration's event; its ending error closes it.
                     if ends {
                         *count -= 1;
+                        *since = Instant::now();
                         if *count == 0 {
                             state.draining.remove(&pair);
                         }
@@ -387,6 +406,8 @@ impl SessionState {
 
 #[cfg(test)]
 mod tests {
+    /// A drain timeout no unit test reaches.
+    const DRAIN: core::time::Duration = core::time::Duration::from_secs(3600);
     use super::*;
     use crate::event::RegionError;
 
@@ -413,7 +434,7 @@ mod tests {
         // Deregistered and registered again twice before TiKV answers either Deregister.
         for _ in 0..2 {
             assert_eq!(session.deregister(1, Some(10)), 1);
-            assert_eq!(session.insert(1, 10), Insert::Added);
+            assert_eq!(session.insert(1, 10, DRAIN), Insert::Added);
         }
         for _ in 0..2 {
             assert_eq!(session.admit(rows(1, 10)), None, "an old registration's event");
@@ -434,12 +455,12 @@ mod tests {
     #[test]
     fn a_whole_subscription_drains_each_region() {
         let session = Session::new(Mode::Multiplexed, (1, 10));
-        assert_eq!(session.insert(1, 11), Insert::Added);
-        assert_eq!(session.insert(2, 10), Insert::Added);
+        assert_eq!(session.insert(1, 11, DRAIN), Insert::Added);
+        assert_eq!(session.insert(2, 10, DRAIN), Insert::Added);
         assert_eq!(session.deregister(1, None), 2);
         assert_eq!(session.deregister(1, None), 0, "nothing left to deregister");
         assert_eq!(session.regions(), 1);
-        assert_eq!(session.insert(1, 11), Insert::Added);
+        assert_eq!(session.insert(1, 11, DRAIN), Insert::Added);
         assert_eq!(session.admit(error(1, 10, RegionError::RegionNotFound)), None);
         assert_eq!(session.admit(error(1, 11, RegionError::RegionNotFound)), None);
         assert_eq!(session.admit(batch(1, vec![10, 11])), Some(batch(1, vec![11])));
@@ -451,11 +472,11 @@ mod tests {
         let session = Session::new(Mode::PerSubscription, (1, 10));
         assert!(session.forget_streaming(1, 10));
         assert!(!session.forget_streaming(1, 10));
-        assert_eq!(session.insert(1, 10), Insert::Zombie);
+        assert_eq!(session.insert(1, 10, DRAIN), Insert::Zombie);
         assert_eq!(session.regions(), 0, "nothing inserted");
         assert_eq!(session.admit(rows(1, 10)), None);
         assert_eq!(session.admit(error(1, 10, RegionError::Congested)), None);
-        assert_eq!(session.insert(1, 10), Insert::Added);
+        assert_eq!(session.insert(1, 10, DRAIN), Insert::Added);
         assert_eq!(session.admit(rows(1, 10)), Some(rows(1, 10)));
     }
 }

@@ -191,14 +191,17 @@ impl Transport {
             return Err(TransportError::InvalidRequest("region id 0 cannot be registered"));
         }
         let store = self.inner.store(target).await?;
-        let slot = store.next_slot();
+        let mut slot = store.next_slot();
+        // Slots tried whose `EventFeed` call still streams the pair's old registration.
+        let mut zombie_slots = 0;
         let wire = WireRequest::register(&self.inner.template, &request);
         let (request_id, region_id) = (request.request_id, request.region_id);
         loop {
             let mut state = slot.state.lock().await;
             state.prune(&self.inner.config.backoff);
             if let Some(handle) = state.session_for(request_id) {
-                match handle.session.insert(request_id, region_id) {
+                match handle.session.insert(request_id, region_id, self.inner.config.drain_timeout)
+                {
                     // Registering a live pair again is TiKV's to answer (DuplicateRequest).
                     Insert::Added | Insert::AlreadyThere => {
                         handle.send(wire);
@@ -206,9 +209,18 @@ impl Transport {
                     }
                     // Ended since the prune: prune again.
                     Insert::Ended => continue,
-                    // An `EventFeed` call still streams the pair's old registration: close the
-                    // call (its other regions are reported failed, once) and open another.
+                    // An `EventFeed` call still streams the pair's old registration. Another
+                    // slot's call, if the store has one without the old registration,
+                    // takes the region without disturbing this call's other regions; only when
+                    // every slot streams it is the call closed (its other regions are reported
+                    // failed, once, as closed locally) and another opened.
                     Insert::Zombie => {
+                        zombie_slots += 1;
+                        if zombie_slots < store.slots.len() {
+                            drop(state);
+                            slot = store.next_slot();
+                            continue;
+                        }
                         handle.session.request_close(CloseRequest::Fail(StreamError::Replaced));
                         continue;
                     }

@@ -169,6 +169,41 @@ async fn deregister_then_register_again_on_the_same_stream() {
     assert!(events.try_recv().is_none(), "every region was reported exactly once");
 }
 
+/// Issue 18 item 10: a pair whose deregistration TiKV never answered, registered again after
+/// `drain_timeout`, resets the stream (its other regions fail with `DrainTimeout`) and goes on a
+/// new one, instead of having the new registration's events dropped forever.
+#[tokio::test]
+async fn a_registration_that_never_drains_resets_the_stream() {
+    let store = TestStore::start(true);
+    let config = TransportConfig { drain_timeout: Duration::ZERO, ..config() };
+    let (transport, mut events) = Transport::new(config, CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let mut call = store.accept().await;
+    transport.register(&tikv, region(1, 11)).await.unwrap();
+    assert!(is_register(&call.next_request().await.unwrap(), 1, 11));
+    transport.deregister(1, 1, Some(10)).await;
+    assert!(is_deregister(&call.next_request().await.unwrap(), 1, 10));
+    assert!(matches!(
+        next_event_or_marker(&mut events).await,
+        StreamEvent::Deregistered { request_id: 1, region_id: 10, .. }
+    ));
+    // TiKV stays silent about the old registration; the region comes back.
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let failed = failures(&mut events, 1).await;
+    assert_eq!(failed, vec![(1, 11, StreamError::DrainTimeout)]);
+    let fresh = store.accept().await;
+    assert!(is_register(&fresh.first, 1, 10), "{:?}", fresh.first);
+    assert_eq!(call.next_request().await, None, "the old stream is closed");
+    fresh.send(frame(vec![rows(1, 10, 2, 4)])).await;
+    let StreamEvent::Region { request_id: 1, region_id: 10, event: RegionEvent::Rows(got), .. } =
+        next_event(&mut events).await
+    else {
+        panic!("the new registration's rows arrive");
+    };
+    assert_eq!(got.len(), 2);
+}
+
 #[tokio::test]
 async fn events_of_untracked_pairs_are_dropped_and_batches_filtered() {
     let store = TestStore::start(true);
