@@ -16,8 +16,8 @@ use crate::shared::{Shared, physical_ms};
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often PD's clock is fetched.
 const CLOCK_INTERVAL: Duration = Duration::from_secs(1);
-/// How often expired lock-resolution cooldowns and healthy regions' failure histories are
-/// forgotten.
+/// How often expired lock-resolution cooldowns, healthy regions' failure histories and idle
+/// stores of the transport are forgotten.
 const FORGET_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Keeps PD's clock fresh: a timestamp from PD once per [`CLOCK_INTERVAL`] (each call bounded
@@ -53,7 +53,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             forget_at = now + FORGET_INTERVAL;
             shared.resolve_requests.forget_old(now);
             let failing = shared.forget_healthy_regions();
-            tracing::debug!(failing, "regions with a recent failure");
+            let stores = shared.transport.forget_idle_stores();
+            tracing::debug!(
+                failing,
+                stores,
+                "regions with a recent failure; idle stores forgotten"
+            );
         }
         if now >= report_at {
             report_at = now + shared.config.slow_region_interval;

@@ -252,6 +252,18 @@ impl Scheduler {
             shared.transport.deregister_everywhere(sub.id).await;
             shared.registry.remove(sub.id);
             shared.metrics.forget_subscription(sub.id);
+            // The cached regions of its span that no other subscription covers go too.
+            let span = sub.state().lock.span().clone();
+            let live: Vec<Span> = shared
+                .registry
+                .all()
+                .iter()
+                .map(|other| other.state().lock.span().clone())
+                .collect();
+            let forgotten = shared.source.forget_regions_in(&span, |region| {
+                live.iter().any(|l| l.intersect(region).is_ok())
+            });
+            tracing::debug!(subscription = sub.id, forgotten, "cached regions forgotten");
             let mut state = sub.state();
             if state.locks != state.unlocks {
                 tracing::error!(

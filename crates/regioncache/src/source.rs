@@ -254,6 +254,23 @@ impl PdRegionSource {
         tracing::debug!(region = ?ctx.region, peer = ctx.peer.id, ?outcome, "send failed");
     }
 
+    /// Forgets the cached regions overlapping `span` that `keep` does not want (say, those no
+    /// live subscription covers): a cache of a client whose subscriptions come and go holds only
+    /// the regions it still works with. Returns how many were forgotten.
+    pub fn forget_regions_in(&self, span: &Span, keep: impl Fn(&Span) -> bool) -> usize {
+        let mut cache = write(&self.cache);
+        let gone: Vec<RegionId> = cache
+            .regions_in(span)
+            .into_iter()
+            .filter(|region| !keep(region.span()))
+            .map(Region::id)
+            .collect();
+        for id in &gone {
+            cache.remove(*id);
+        }
+        gone.len()
+    }
+
     /// TiKV answered `EpochNotMatch` or `RegionNotFound` for this region version.
     pub fn invalidate(&self, region: RegionVerId) {
         write(&self.cache).invalidate(region);

@@ -385,6 +385,27 @@ impl Transport {
         }
     }
 
+    /// Forgets the stores nothing uses any more, so the map holds only stores with work: no
+    /// live stream on any slot (streams without regions close after `idle_timeout`), no dial or
+    /// reconnect backoff under way, and no caller holding the store (a registration or a unary
+    /// call in progress). Their connections close; a store asked for again is dialled anew.
+    /// Returns how many were forgotten.
+    pub fn forget_idle_stores(&self) -> usize {
+        let now = Instant::now();
+        let mut stores = self.inner.lock_stores();
+        let idle: Vec<u64> = stores
+            .iter()
+            .filter(|(_, store)| Arc::strong_count(store) == 1 && store.is_idle(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &idle {
+            if let Some(store) = stores.remove(id) {
+                store.pool.retire_all();
+            }
+        }
+        idle.len()
+    }
+
     /// The ids of the known stores, ascending.
     pub fn stores(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.inner.lock_stores().keys().copied().collect();
@@ -578,6 +599,20 @@ impl Store {
     fn next_slot(&self) -> &Slot {
         let at = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         &self.slots[at]
+    }
+
+    /// Whether no slot has a live session, a dial under way or a reconnect backoff running (a
+    /// slot busy right now counts as in use).
+    fn is_idle(&self, now: Instant) -> bool {
+        self.slots.iter().all(|slot| {
+            if slot.lock_connecting().is_some() {
+                return false;
+            }
+            let Ok(state) = slot.state.try_lock() else { return false };
+            state.multiplexed.as_ref().is_none_or(Handle::is_done)
+                && state.per_subscription.values().all(Handle::is_done)
+                && state.retry_at.is_none_or(|at| at <= now)
+        })
     }
 
     /// Fails every stream of the store with `cause` and lets its connections go.

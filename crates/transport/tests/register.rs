@@ -367,3 +367,37 @@ async fn invalid_requests_and_addresses_are_typed_errors() {
     // Keep `Keepalive` in the public API exercised.
     let _ = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(1) };
 }
+
+/// Issue 18 item 10: a store nothing uses any more (its streams closed for idleness, no dial or
+/// backoff under way) is forgotten; one with a registered region is kept; a store forgotten is
+/// dialled anew when asked for again.
+#[tokio::test]
+async fn idle_stores_are_forgotten() {
+    let store = TestStore::start(true);
+    let config = TransportConfig { idle_timeout: Duration::from_millis(20), ..config() };
+    let (transport, mut events) = Transport::new(config, CLUSTER_ID).unwrap();
+    let tikv = target(1, &store);
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let mut call = store.accept().await;
+    assert_eq!(transport.forget_idle_stores(), 0, "a store with a registered region is kept");
+    transport.deregister(1, 1, Some(10)).await;
+    assert!(is_deregister(&call.next_request().await.unwrap(), 1, 10));
+    assert!(matches!(
+        next_event_or_marker(&mut events).await,
+        StreamEvent::Deregistered { request_id: 1, region_id: 10, .. }
+    ));
+    // The stream, empty, closes after its idle timeout; then the store is idle.
+    assert_eq!(call.next_request().await, None, "the idle stream closes");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while transport.forget_idle_stores() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the idle store is forgotten");
+    assert!(transport.stores().is_empty());
+    transport.register(&tikv, region(1, 10)).await.unwrap();
+    let fresh = store.accept().await;
+    assert!(is_register(&fresh.first, 1, 10));
+    assert_eq!(transport.stores(), vec![1]);
+}

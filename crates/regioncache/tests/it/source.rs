@@ -305,3 +305,21 @@ async fn look_ups_fill_the_cache() {
     src.invalidate(src.with_cache(|c| c.get(2).unwrap().ver_id()));
     assert!(matches!(src.region_at(b"z").await, Err(Error::InvalidRegion { region_id: 2, .. })));
 }
+
+/// Issue 18 item 10: the regions of a span no subscription needs any more are forgotten; those
+/// `keep` wants stay.
+#[tokio::test]
+async fn regions_of_an_unwanted_span_are_forgotten() {
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
+    let splits: Vec<_> = [b"b", b"d", b"f", b"h"].iter().map(|k| key(*k)).collect();
+    fake.set_regions(split_regions(&splits, &[1]));
+    let src = source(&fake).await;
+    src.load_regions(&Span::full(), 0).await.unwrap();
+    assert_eq!(cached(&src), [1, 2, 3, 4, 5]);
+    // [c, g) is unsubscribed; another subscription still covers [e, f).
+    let still = span(b"e", b"f");
+    let forgotten =
+        src.forget_regions_in(&span(b"c", b"g"), |region| still.intersect(region).is_ok());
+    assert_eq!(forgotten, 2);
+    assert_eq!(cached(&src), [1, 3, 5], "[d, f) holds [e, f) and stays");
+}
