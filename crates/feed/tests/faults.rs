@@ -5,21 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Log, TICK, eventually, start, start_with, workload};
+use common::{Log, TICK, error_count, eventually, start, start_with, workload};
 use kvfeed_sim::{ClusterConfig, Mutation};
 use kvfeed_span::table::{record_key, table_span};
 
 fn splits(handles: &[i64]) -> Vec<Vec<u8>> {
     handles.iter().map(|&h| record_key(100, h)).collect()
-}
-
-fn error_count(client: &kvfeed::Client, kind: &str) -> u64 {
-    let needle = format!("kvfeed_kvclient_event_feed_error_count{{type=\"{kind}\"}} ");
-    client
-        .metrics_text()
-        .lines()
-        .find_map(|line| line.strip_prefix(&needle).map(|n| n.trim().parse().unwrap()))
-        .unwrap_or(0)
 }
 
 /// §10 L43: NotLeader sends the region to the new leader.

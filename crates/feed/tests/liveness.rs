@@ -6,19 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Log, TICK, eventually, start_with, workload};
+use common::{Log, TICK, error_count, eventually, start_with, workload};
 use kvfeed::Backoff;
 use kvfeed_sim::{ClusterConfig, Mutation};
 use kvfeed_span::table::{record_key, record_prefix, table_span};
-
-fn error_count(client: &kvfeed::Client, kind: &str) -> u64 {
-    let needle = format!("kvfeed_kvclient_event_feed_error_count{{type=\"{kind}\"}} ");
-    client
-        .metrics_text()
-        .lines()
-        .find_map(|line| line.strip_prefix(&needle).map(|n| n.trim().parse().unwrap()))
-        .unwrap_or(0)
-}
 
 /// How long the RegionNotFound storm lasts.
 const STORM: Duration = Duration::from_secs(10);
@@ -35,17 +26,9 @@ const STORM_REGISTRATIONS: u64 = 12;
 /// registrations, and the region recovers afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_not_found_storm_backs_off_and_the_region_recovers() {
-    let h = start_with(
-        ClusterConfig {
-            stores: 1,
-            split_keys: vec![record_key(100, 100)],
-            resolved_ts_interval: Some(TICK),
-            ..ClusterConfig::default()
-        },
-        |config| {
-            config.region_backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-        },
-    )
+    let h = two_regions(|config| {
+        config.region_backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    })
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();

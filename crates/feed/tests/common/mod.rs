@@ -80,6 +80,16 @@ impl Harness {
     }
 }
 
+/// The client's `event_feed_error_count` of one error type (0 if never counted).
+pub fn error_count(client: &Client, kind: &str) -> u64 {
+    let needle = format!("kvfeed_kvclient_event_feed_error_count{{type=\"{kind}\"}} ");
+    client
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(&needle).map(|n| n.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
 /// A workload over table 100's handles `0..keys`.
 pub fn workload(seed: u64, keys: i64) -> Workload {
     Workload::new(WorkloadConfig {
