@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::shared::lock;
+use kvfeed_base::lock;
 
 /// Bits of the logical part of a TSO timestamp.
 const LOGICAL_BITS: u32 = kvfeed_regioncache::LOGICAL_BITS;
