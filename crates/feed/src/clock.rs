@@ -5,6 +5,7 @@
 //! goes on with the local clock.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -14,10 +15,19 @@ use kvfeed_base::lock;
 /// Bits of the logical part of a TSO timestamp.
 const LOGICAL_BITS: u32 = kvfeed_regioncache::LOGICAL_BITS;
 
+/// How far ahead of PD's clock a store's resolved ts may be (TiKV derives resolved ts from PD's
+/// timestamps, so only clock estimation slack is allowed).
+pub(crate) const RESOLVED_TS_ALLOWANCE: Duration = Duration::from_secs(60);
+
 /// The newest TSO timestamp seen, with the local instant it was fetched at.
 #[derive(Debug, Default)]
 pub(crate) struct PdClock {
     last: Mutex<Option<(u64, Instant)>>,
+    /// The highest resolved-ts ceiling computed so far. Ceilings only grow with time (the
+    /// estimate never goes back; a wall clock set back could only make this one generous), so a
+    /// ts at or below it is admitted with one atomic load: the check sits on the resolved-ts
+    /// path of every batch.
+    known_ceiling: AtomicU64,
 }
 
 impl PdClock {
@@ -35,6 +45,17 @@ impl PdClock {
         let (ts, at) = (*lock(&self.last))?;
         let elapsed = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some(compose((ts >> LOGICAL_BITS).saturating_add(elapsed)))
+    }
+
+    /// Whether a store may report `ts` as a resolved ts now: at most the
+    /// [`ceiling`](Self::ceiling) with [`RESOLVED_TS_ALLOWANCE`].
+    pub(crate) fn admits_resolved_ts(&self, ts: u64) -> bool {
+        if ts <= self.known_ceiling.load(Ordering::Relaxed) {
+            return true;
+        }
+        let ceiling = self.ceiling(RESOLVED_TS_ALLOWANCE);
+        self.known_ceiling.fetch_max(ceiling, Ordering::Relaxed);
+        ts <= ceiling
     }
 
     /// The highest resolved ts a store may report now: PD's clock (or the local wall clock,
@@ -85,5 +106,17 @@ mod tests {
         assert!(clock.ceiling(allowance) >= ahead + compose(60_000));
         assert!(clock.ceiling(allowance) < u64::MAX);
         assert_eq!(clock.ceiling(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn resolved_ts_within_the_allowance_are_admitted_and_far_ones_not() {
+        let clock = PdClock::default();
+        let now = clock.ceiling(Duration::ZERO);
+        assert!(clock.admits_resolved_ts(now));
+        assert!(clock.admits_resolved_ts(now + compose(30_000)));
+        assert!(!clock.admits_resolved_ts(now + compose(3_600_000)));
+        assert!(!clock.admits_resolved_ts(u64::MAX));
+        // The fast path: below a ceiling already computed.
+        assert!(clock.admits_resolved_ts(now + 1));
     }
 }

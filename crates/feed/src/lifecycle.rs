@@ -39,7 +39,7 @@ pub(crate) struct Owned {
 #[derive(Debug)]
 pub(crate) enum WorkerMsg {
     /// A region is about to be registered.
-    Pending { owned: Owned, seq: u64, ctx: RpcContext, permit: Option<OwnedSemaphorePermit> },
+    Pending { owned: Owned, seq: u64, ctx: RpcContext, permit: OwnedSemaphorePermit },
     /// The register call of registration `seq` returned.
     Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
     /// Something happened to a region.

@@ -81,7 +81,7 @@ struct StoreQueue {
     refused: Option<RefusedStore>,
 }
 
-/// A store refused for its version (see [`Scheduler::refuses_store`]).
+/// A store refused for its version (see [`Scheduler::park_if_refused`]).
 #[derive(Debug)]
 struct RefusedStore {
     /// The version last logged.
@@ -434,8 +434,7 @@ impl Scheduler {
     /// Counts a failed attempt of the region and waits its backoff; returns whether the
     /// subscription is still live.
     async fn back_off(&self, owned: &Owned) -> bool {
-        let (_, delay) =
-            self.shared.region_failed(owned.sub.id, owned.region.id, false, Duration::ZERO);
+        let delay = self.shared.retry_delay(owned.sub.id, owned.region.id, Duration::ZERO);
         self.pause(&owned.sub, delay).await
     }
 
@@ -712,8 +711,7 @@ impl Scheduler {
                         .region_errors
                         .with_label_values(&["RPCCtxUnavailable"])
                         .inc();
-                    let (_, delay) =
-                        self.shared.region_failed(sub.id, owned.region.id, false, Duration::ZERO);
+                    let delay = self.shared.retry_delay(sub.id, owned.region.id, Duration::ZERO);
                     self.unlock(owned, AfterUnlock::Reload(delay));
                     return;
                 }
@@ -732,12 +730,8 @@ impl Scheduler {
                             return;
                         }
                     } else {
-                        let (_, delay) = self.shared.region_failed(
-                            sub.id,
-                            owned.region.id,
-                            false,
-                            Duration::ZERO,
-                        );
+                        let delay =
+                            self.shared.retry_delay(sub.id, owned.region.id, Duration::ZERO);
                         self.shared.source.invalidate(owned.region);
                         self.unlock(owned, AfterUnlock::Reload(delay));
                         return;
@@ -789,7 +783,7 @@ impl Scheduler {
             checkpoint_ts = owned.checkpoint_ts,
             "registering region"
         );
-        let pending = WorkerMsg::Pending { owned, seq, ctx, permit: Some(permit) };
+        let pending = WorkerMsg::Pending { owned, seq, ctx, permit };
         if self.workers.send_to(worker, pending).await.is_err() {
             return; // The client is shutting down.
         }

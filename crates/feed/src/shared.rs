@@ -14,16 +14,12 @@ use kvfeed_transport::Transport;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::backoff;
-use crate::clock::PdClock;
+use crate::clock::{PdClock, RESOLVED_TS_ALLOWANCE};
 use crate::config::Config;
 use crate::history::{FailureHistory, Failures};
 use crate::metrics::Metrics;
 use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 use crate::subscription::{Delivery, SubRef, SubState};
-
-/// How far ahead of PD's clock a store's resolved ts may be (TiKV derives resolved ts from PD's
-/// timestamps, so only clock estimation slack is allowed).
-pub(crate) const RESOLVED_TS_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// Everything the client's stages share.
 pub(crate) struct Shared {
@@ -142,13 +138,19 @@ impl Shared {
         (failures, delay.max(hint.min(self.config.region_backoff.max)))
     }
 
+    /// [`Shared::region_failed`] for a failure that is not a bad row: the delay before the
+    /// region's next attempt.
+    pub(crate) fn retry_delay(&self, sub: u64, region: u64, hint: Duration) -> Duration {
+        self.region_failed(sub, region, false, hint).1
+    }
+
     /// Whether `ts` is further ahead of PD's clock than any store may report
     /// ([`RESOLVED_TS_ALLOWANCE`]); the first time a store does so, it is logged.
     pub(crate) fn resolved_ts_too_far_ahead(&self, store_id: u64, ts: u64) -> bool {
-        let ceiling = self.clock.ceiling(RESOLVED_TS_ALLOWANCE);
-        if ts <= ceiling {
+        if self.clock.admits_resolved_ts(ts) {
             return false;
         }
+        let ceiling = self.clock.ceiling(RESOLVED_TS_ALLOWANCE);
         self.metrics.region_errors.with_label_values(&["ResolvedTsAhead"]).inc();
         if lock(&self.stores_ahead).insert(store_id) {
             tracing::warn!(

@@ -231,7 +231,7 @@ impl Worker {
                 let (kind, delay) = if local {
                     ("StreamClosedLocally", Duration::ZERO)
                 } else {
-                    ("SendRequestToStore", self.failed(sub, region, Duration::ZERO))
+                    ("SendRequestToStore", self.shared.retry_delay(sub, region, Duration::ZERO))
                 };
                 self.shared.metrics.region_errors.with_label_values(&[kind]).inc();
                 let end = End::Retry { deregister: false, send_failed: !local, delay };
@@ -259,7 +259,7 @@ impl Worker {
         owned: Owned,
         seq: u64,
         ctx: RpcContext,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: OwnedSemaphorePermit,
     ) {
         let Owned { sub, region, span, checkpoint_ts } = owned;
         debug_assert_eq!(region, ctx.region, "the context names the locked region version");
@@ -276,7 +276,7 @@ impl Worker {
             seq,
             registered: false,
             end,
-            permit,
+            permit: Some(permit),
             marked_initialized: false,
         });
         let entries = self
@@ -318,7 +318,7 @@ impl Worker {
             tracing::debug!(subscription = sub, region, %error, "registering failed");
             self.shared.metrics.region_errors.with_label_values(&["SendRequestToStore"]).inc();
             if end.is_none() {
-                let delay = self.failed(sub, region, Duration::ZERO);
+                let delay = self.shared.retry_delay(sub, region, Duration::ZERO);
                 end = Some(End::Retry { deregister: false, send_failed: true, delay });
             }
         }
@@ -350,14 +350,9 @@ impl Worker {
                 "incremental scan stuck: requesting the region again"
             );
             self.shared.metrics.region_errors.with_label_values(&["StuckScan"]).inc();
-            let delay = self.failed(sub, region, Duration::ZERO);
+            let delay = self.shared.retry_delay(sub, region, Duration::ZERO);
             self.end(sub, region, End::Retry { deregister: true, send_failed: false, delay });
         }
-    }
-
-    /// Records a failed attempt of the region; returns the delay before the next one.
-    fn failed(&self, sub: u64, region: u64, hint: Duration) -> Duration {
-        self.shared.region_failed(sub, region, false, hint).1
     }
 
     /// Ends a region's registration: at once if its register call returned, else on return.
@@ -464,17 +459,17 @@ impl Worker {
                     is_witness: false,
                 });
                 shared.source.on_not_leader(ctx.region, leader);
-                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                let delay = self.shared.retry_delay(sub, ctx.region.id, Duration::ZERO);
                 End::Retry { deregister: false, send_failed: false, delay }
             }
             RegionError::EpochNotMatch { .. } | RegionError::RegionNotFound => {
                 // TiKV also reports its own memory-quota trouble as RegionNotFound (v8.1): the
                 // reload backs off like any failure, growing while it repeats.
                 shared.source.invalidate(ctx.region);
-                End::Reload { delay: self.failed(sub, ctx.region.id, Duration::ZERO) }
+                End::Reload { delay: self.shared.retry_delay(sub, ctx.region.id, Duration::ZERO) }
             }
             RegionError::DuplicateRequest => {
-                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                let delay = self.shared.retry_delay(sub, ctx.region.id, Duration::ZERO);
                 End::Retry { deregister: true, send_failed: false, delay }
             }
             RegionError::Compatibility { required_version } => {
@@ -489,11 +484,12 @@ impl Worker {
             }
             RegionError::ServerIsBusy { backoff_ms, .. } => {
                 // TiKV's hint is honoured (capped at the backoff's maximum).
-                let delay = self.failed(sub, ctx.region.id, Duration::from_millis(backoff_ms));
+                let delay =
+                    self.shared.retry_delay(sub, ctx.region.id, Duration::from_millis(backoff_ms));
                 End::Retry { deregister: false, send_failed: false, delay }
             }
             RegionError::Congested | RegionError::Unknown => {
-                let delay = self.failed(sub, ctx.region.id, Duration::ZERO);
+                let delay = self.shared.retry_delay(sub, ctx.region.id, Duration::ZERO);
                 End::Retry { deregister: false, send_failed: false, delay }
             }
         }
@@ -570,7 +566,7 @@ impl Worker {
                 if held
                     .is_some_and(|entry| entry.end.is_none() && entry.ctx.peer.store_id == store_id)
                 {
-                    let delay = self.failed(sub, region, Duration::ZERO);
+                    let delay = self.shared.retry_delay(sub, region, Duration::ZERO);
                     let end = End::Retry { deregister: true, send_failed: false, delay };
                     self.end(sub, region, end);
                 }
