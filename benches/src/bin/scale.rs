@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut subscriptions = Vec::new();
     for table in 0..tables {
-        subscriptions.push(client.subscribe(table_span(100 + table as i64), start_ts)?);
+        subscriptions.push(client.subscribe(table_span(100 + table as i64), start_ts).await?);
     }
     // Drain the streams in the background (resolved events only: no workload).
     let ids: Vec<_> = subscriptions.iter().map(kvfeed::Subscription::id).collect();

@@ -122,13 +122,13 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let mut watchers = Vec::new();
     let mut readers = Vec::new();
     for (name, span) in spans {
-        let subscription = client.subscribe(span.clone(), start_ts).map_err(io_error)?;
+        let subscription = client.subscribe(span.clone(), start_ts).await.map_err(io_error)?;
         let (watcher, reader) = Watcher::spawn(name, subscription, span, start_ts);
         watchers.push((watcher, true));
         readers.push(reader);
     }
     // The subscription that comes and goes.
-    let subscription = client.subscribe(table_span(101), start_ts).map_err(io_error)?;
+    let subscription = client.subscribe(table_span(101), start_ts).await.map_err(io_error)?;
     let (mut churned, mut churned_reader) =
         Watcher::spawn("churned (1st)", subscription, table_span(101), start_ts);
 
@@ -170,7 +170,7 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
             let _ = tokio::time::timeout(config.catch_up, churned_reader).await;
             watchers.push((churned, false));
             let restart_ts = cluster.now_ts();
-            let subscription = client.subscribe(table_span(101), restart_ts).map_err(io_error)?;
+            let subscription = client.subscribe(table_span(101), restart_ts).await.map_err(io_error)?;
             (churned, churned_reader) =
                 Watcher::spawn("churned (2nd)", subscription, table_span(101), restart_ts);
         }

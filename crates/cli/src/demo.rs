@@ -78,6 +78,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     for &table in &tables {
         let subscription = client
             .subscribe(table_span(table), start_ts)
+            .await
             .map_err(|error| Failure::runtime(error.to_string()))?;
         let name = format!("table {table}");
         let (watcher, reader) = Watcher::spawn(name, subscription, table_span(table), start_ts);

@@ -168,6 +168,7 @@ async fn watch(client: &Client, span: Span, args: &Args) -> Result<(), Failure> 
     }
     let mut subscription = client
         .subscribe(span.clone(), start_ts)
+        .await
         .map_err(|error| Failure::runtime(error.to_string()))?;
     tracing::info!(?span, start_ts, "watching");
     let stdout = std::io::stdout();

@@ -20,6 +20,7 @@ use crate::housekeeping;
 use crate::lifecycle::{FinishedReceiver, FinishedSender, WorkerMsg, Workers};
 use crate::publish::ResolvedPublisher;
 use crate::resolver;
+use crate::safepoint::{self, SafePointKeeper};
 use crate::scheduler::Scheduler;
 use crate::shared::{Shared, lock};
 use crate::subscription::{Delivery, Sub, SubRef, Subscription};
@@ -61,6 +62,7 @@ pub struct SubscriptionStats {
 struct ClientInner {
     shared: Arc<Shared>,
     scheduler: Arc<Scheduler>,
+    keeper: Arc<SafePointKeeper>,
     parts: Mutex<Option<RunParts>>,
 }
 
@@ -98,10 +100,11 @@ impl Client {
         let (transport, events) = Transport::new(transport_config, cluster_id)
             .map_err(|error| Error::Config(error.to_string()))?;
         let (workers, queues) = Workers::new(config.worker_count);
+        let keeper = Arc::new(SafePointKeeper::new(&config));
         let shared = Arc::new(Shared::new(config, PdRegionSource::new(pd), transport, cluster_id));
         let scheduler = Arc::new(Scheduler::new(Arc::clone(&shared), workers.clone()));
         let parts = RunParts { workers, queues, finished: mpsc::unbounded_channel(), events };
-        let inner = ClientInner { shared, scheduler, parts: Mutex::new(Some(parts)) };
+        let inner = ClientInner { shared, scheduler, keeper, parts: Mutex::new(Some(parts)) };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -140,6 +143,12 @@ impl Client {
         tasks.spawn(housekeeping::run(Arc::clone(shared)));
         tasks.spawn(housekeeping::run_clock(Arc::clone(shared)));
         tasks.spawn(resolver::run(Arc::clone(shared)));
+        tasks.spawn(safepoint::run(
+            Arc::clone(&self.inner.keeper),
+            Arc::clone(shared),
+            Arc::clone(&self.inner.scheduler),
+            shared.config.gc_refresh,
+        ));
         let failure = tokio::select! {
             () = shared.shutdown_requested() => None,
             Some(result) = tasks.join_next() => Some(Error::Internal(match result {
@@ -157,6 +166,8 @@ impl Client {
         for sub in end_all_streams(shared, &cause) {
             shared.transport.deregister_everywhere(sub.id).await;
         }
+        // Nothing is read any more: GC may go on.
+        self.inner.keeper.release(shared).await;
         match failure {
             None => Ok(()),
             Some(error) => Err(error),
@@ -170,8 +181,10 @@ impl Client {
         shared.shut_down();
         if !shared.is_running() {
             // No `run` to end the streams: end them here (a `run` starting later sees the flag
-            // and ends at once).
+            // and ends at once), and give the GC safe point back.
             end_all_streams(shared, &Error::Shutdown);
+            let (keeper, task_shared) = (Arc::clone(&self.inner.keeper), Arc::clone(shared));
+            shared.spawn(async move { keeper.release(&task_shared).await });
         }
     }
 
@@ -179,20 +192,30 @@ impl Client {
     /// the span after `start_ts` is delivered at least once, and the subscription's resolved ts
     /// is published as it advances above `start_ts`.
     ///
+    /// Before anything is read, the client's PD service GC safe point is set at or below
+    /// `start_ts` (and then follows the subscription's checkpoint, see
+    /// [`Config::gc_service_name`]), so that TiKV keeps the history the subscription reads.
+    ///
     /// Fails with [`Error::InvalidSpan`] if a bound of `span` is not a memcomparable-encoded key
     /// (a raw key passed where an encoded one belongs: [`kvfeed_span::EncodedKey::encode`] makes
-    /// one).
-    pub fn subscribe(&self, span: Span, start_ts: u64) -> Result<Subscription, Error> {
+    /// one), with [`Error::StartTsBelowGcSafePoint`] if `start_ts` is below the cluster's GC
+    /// safe point or PD's minimum service safe point (that history may be gone), and with
+    /// [`Error::Pd`] if PD cannot be asked.
+    pub async fn subscribe(&self, span: Span, start_ts: u64) -> Result<Subscription, Error> {
         let shared = &self.inner.shared;
         if shared.is_shut_down() {
             return Err(Error::Shutdown);
         }
         check_encoded(&span)?;
+        // Held until the subscription is in the registry: no refresh passes `start_ts` first.
+        let (held, lost) = self.inner.keeper.hold_for(shared, start_ts).await?;
+        safepoint::fail_lost(&self.inner.scheduler, lost);
         let id = shared.registry.next_id();
         let (sender, receiver) = mpsc::unbounded_channel();
         let publisher = ResolvedPublisher::new(start_ts, shared.config.advance_interval);
         let sub = Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender));
         shared.registry.insert(Arc::clone(&sub));
+        drop(held);
         // A shutdown between the check above and the insert may have ended every stream it
         // found without this one: end it here. (After the insert, a shutdown finds it.)
         if shared.is_shut_down() {
@@ -210,6 +233,12 @@ impl Client {
         Ok(Subscription::new(SubscriptionId(id), receiver, on_drop))
     }
 
+    /// The id of the client's PD service GC safe point (`kvfeed-` and
+    /// [`Config::gc_service_name`], or a name unique to the client).
+    pub fn gc_service_id(&self) -> &str {
+        self.inner.keeper.service_id()
+    }
+
     /// Stops a subscription. Idempotent; an unknown id is ignored. Returns at once: the
     /// subscription's stream ends once every region is released and deregistered from TiKV.
     pub fn unsubscribe(&self, id: SubscriptionId) {
@@ -218,9 +247,17 @@ impl Client {
 
     /// Resolves the locks below `target_ts` in every initialized region of the subscription
     /// whose resolved ts is below it (in the background, at most once per region per
-    /// cooldown). Returns how many regions were queued.
+    /// cooldown). Returns how many regions were queued. Transactions are settled as client-go
+    /// does: only expired ones are rolled back, async-commit ones through their secondaries.
+    ///
+    /// Fails with [`Error::LockTargetTooRecent`] if `target_ts` is not below PD's clock (as
+    /// last fetched, estimated forward) minus [`LOCK_RESOLVE_MARGIN`](crate::LOCK_RESOLVE_MARGIN).
     pub fn resolve_lock(&self, id: SubscriptionId, target_ts: u64) -> Result<usize, Error> {
         let sub = self.sub(id).ok_or(Error::UnknownSubscription(id))?;
+        let limit = self.inner.shared.clock.estimate().map_or(0, resolver::target_limit);
+        if target_ts >= limit {
+            return Err(Error::LockTargetTooRecent { target_ts, limit });
+        }
         Ok(self.inner.shared.resolve_lock(&sub, target_ts))
     }
 

@@ -71,6 +71,17 @@ pub struct Config {
     pub slow_region_interval: Duration,
     /// A region counts as slow when its resolved ts lags PD's clock by more than this.
     pub slow_region_lag: Duration,
+    /// The name of the client's PD service GC safe point (`kvfeed-NAME`): held at the lowest
+    /// checkpoint of its subscriptions so that TiKV keeps the history they need. Two clients
+    /// with the same name share one safe point (the later update wins), so give each its own, or
+    /// the same one to a restarted process that takes over from its predecessor; `None` makes a
+    /// name unique to the client.
+    pub gc_service_name: Option<String>,
+    /// The TTL of the service safe point: after a crash, GC is held back this long at most.
+    pub gc_ttl: Duration,
+    /// How often the service safe point is refreshed (advanced to the lowest checkpoint); well
+    /// below `gc_ttl`.
+    pub gc_refresh: Duration,
     /// The deadline of one PD call and of dialling a store.
     pub timeout: Duration,
     /// The TiKV versions the client talks to (as PD reports them per store; the end excluded).
@@ -83,8 +94,9 @@ pub struct Config {
 impl Config {
     /// The defaults for a cluster reached through `pd_endpoints`: 8 workers, 2 streams per store,
     /// 300 ms advance interval, 32 initial scans per store, 256 MiB memory quota, no TLS,
-    /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown, stores of versions
-    /// from 7.1.0-alpha up to 10.0.0 (excluded), as TiCDC.
+    /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown, a GC safe point with a
+    /// 1 h TTL refreshed every minute, stores of versions from 7.1.0-alpha up to 10.0.0
+    /// (excluded), as TiCDC.
     pub fn new<S: Into<String>>(pd_endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             pd_endpoints: pd_endpoints.into_iter().map(Into::into).collect(),
@@ -106,6 +118,9 @@ impl Config {
             lock_resolve_queue: 4096,
             slow_region_interval: Duration::from_secs(30),
             slow_region_lag: Duration::from_secs(20),
+            gc_service_name: None,
+            gc_ttl: Duration::from_secs(3600),
+            gc_refresh: Duration::from_secs(60),
             timeout: Duration::from_secs(3),
             store_versions: Some(
                 TikvVersion::new(7, 1, 0).with_pre_release("alpha")..TikvVersion::new(10, 0, 0),
@@ -139,6 +154,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.region_stuck_timeout.is_some_and(|timeout| timeout.is_zero()) {
         return Err(Error::Config("region_stuck_timeout must be positive".to_owned()));
+    }
+    if config.gc_ttl < Duration::from_secs(1) {
+        return Err(Error::Config("gc_ttl must be at least 1 s".to_owned()));
+    }
+    if config.gc_refresh.is_zero() || config.gc_refresh >= config.gc_ttl {
+        return Err(Error::Config("gc_refresh must be positive and below gc_ttl".to_owned()));
+    }
+    if config.gc_service_name.as_ref().is_some_and(String::is_empty) {
+        return Err(Error::Config("gc_service_name must not be empty".to_owned()));
     }
     if config.advance_interval.is_zero() {
         return Err(Error::Config("advance_interval must be positive".to_owned()));

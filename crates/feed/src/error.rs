@@ -53,6 +53,41 @@ pub enum Error {
         /// What is wrong with the row (the last attempt's).
         error: RowError,
     },
+    /// A subscription cannot start this far back: the history it needs may already be gone
+    /// (the start ts is below the cluster's GC safe point, or below PD's minimum service safe
+    /// point, which may be this client's own: a safe point never moves back).
+    #[error(
+        "start ts {start_ts} is below the GC safe point {safe_point}: the history it needs may be gone"
+    )]
+    StartTsBelowGcSafePoint {
+        /// The start ts asked for.
+        start_ts: u64,
+        /// The safe point it is below.
+        safe_point: u64,
+    },
+    /// PD refused to hold the client's GC safe point at the subscription's checkpoint (the safe
+    /// point expired while PD could not be reached, or GC passed it): history the subscription
+    /// still needs may be gone, so it stopped rather than miss changes silently.
+    #[error(
+        "the GC safe point passed the checkpoint {checkpoint}: PD's minimum is {safe_point} (held by {service_id})"
+    )]
+    GcSafePointPassed {
+        /// The subscription's checkpoint (its last published resolved ts).
+        checkpoint: u64,
+        /// PD's minimum service safe point.
+        safe_point: u64,
+        /// The service holding that minimum.
+        service_id: String,
+    },
+    /// [`Client::resolve_lock`](crate::Client::resolve_lock) was asked for a target too recent:
+    /// at or above PD's clock minus [`LOCK_RESOLVE_MARGIN`](crate::LOCK_RESOLVE_MARGIN).
+    #[error("lock-resolution target {target_ts} is too recent: it must be below {limit}")]
+    LockTargetTooRecent {
+        /// The target asked for.
+        target_ts: u64,
+        /// The highest target allowed now (0 while PD's clock is not known yet).
+        limit: u64,
+    },
     /// No subscription has this id (never subscribed, or already drained).
     #[error("unknown subscription {0}")]
     UnknownSubscription(SubscriptionId),

@@ -17,7 +17,7 @@
 //!
 //! // Every row of TiDB table 100 committed from now on.
 //! let start_ts = client.current_ts().await?;
-//! let mut subscription = client.subscribe(table_span(100), start_ts)?;
+//! let mut subscription = client.subscribe(table_span(100), start_ts).await?;
 //! while let Some(event) = subscription.recv().await {
 //!     match event? {
 //!         Event::Row(row) => println!("{:?} {:?} at {}", row.op, row.key, row.commit_ts),
@@ -85,6 +85,7 @@ mod publish;
 mod region;
 mod resolve_lock;
 mod resolver;
+mod safepoint;
 mod scheduler;
 mod shared;
 mod subscription;
@@ -102,6 +103,7 @@ pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig};
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
+pub use resolver::LOCK_RESOLVE_MARGIN;
 pub use subscription::Subscription;
 pub use version::{TikvVersion, VersionError};
 

@@ -1,28 +1,47 @@
 //! The resolver stage: for a region whose resolved ts is held back by locks, scan its locks
-//! below a target ts (`KvScanLock`), ask each transaction's primary for its fate
-//! (`KvCheckTxnStatus`, rolling back expired ones), and settle the region's locks of finished
-//! transactions (`KvResolveLock`). Every RPC goes through the transport, over the same
-//! per-store connections as the change streams. Tasks come from the shared
-//! [`ResolveRequests`](crate::shared::ResolveRequests) queue: bounded, merged per region, at
-//! most once per cooldown; one task runs at a time.
+//! below a target ts (`KvScanLock`), learn each transaction's fate as client-go does, and settle
+//! the region's locks of finished transactions (`KvResolveLock`). Every RPC goes through the
+//! transport, over the same per-store connections as the change streams. Tasks come from the
+//! shared [`ResolveRequests`](crate::shared::ResolveRequests) queue: bounded, merged per region,
+//! at most once per cooldown; one task runs at a time.
+//!
+//! A transaction's fate ([`txn_fate`]):
+//! - its primary (`KvCheckTxnStatus`, with a fresh ts against which TiKV judges the primary's
+//!   TTL) says committed, rolled back (TiKV rolls back an expired primary itself), or locked;
+//! - a primary that left no trace may still be on its way (secondaries can be prewritten before
+//!   their primary): it is rolled back (`rollback_if_not_exist`) only once the *scanned* lock's
+//!   TTL has expired too; until then the transaction is alive;
+//! - an async-commit primary stays locked whatever its TTL: once expired, its secondaries decide
+//!   (`KvCheckSecondaryLocks`): a committed one gives the commit ts, a missing one (TiKV then
+//!   writes a rollback, so it can never be prewritten) means rolled back, and when every key is
+//!   locked the transaction is committed at the largest `min_commit_ts`;
+//! - pessimistic locks are left alone: they never hold a resolved ts back.
+//!
+//! The target ts is kept below PD's clock minus [`LOCK_RESOLVE_MARGIN`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvfeed_span::EncodedKey;
 use kvfeed_transport::{
-    CheckTxnStatus, LockError, RegionTarget, ResolveLock, ScanLock, TxnStatus as WireStatus,
+    CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
+    TxnStatus as WireStatus,
 };
 
 use crate::resolve_lock::ResolveTask;
-use crate::shared::Shared;
+use crate::shared::{Shared, physical_ms};
 
 /// Locks asked for per `KvScanLock` call.
 const SCAN_LIMIT: u32 = 1024;
 /// Attempts per region (each region error reloads the region and tries again).
 const ATTEMPTS: usize = 8;
+
+/// Locks are resolved only below PD's clock minus this margin: younger transactions are normal
+/// traffic, and a target at or above the clock would scan locks of transactions that have not
+/// even started when the scan was asked for.
+pub const LOCK_RESOLVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Why resolving a region's locks stopped short.
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +54,27 @@ pub(crate) enum ResolveError {
     GaveUp,
 }
 
-/// The fate of a transaction, from its primary lock.
-enum TxnStatus {
-    /// Still running: leave its locks alone.
+/// The fate of a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Still running (or possibly still prewriting): leave its locks alone.
     Alive,
     /// Committed at this ts.
     Committed(u64),
     /// Rolled back (or its lock expired and was rolled back now).
     RolledBack,
+}
+
+/// Whether a lock of `start_ts` with `ttl_ms` has expired at `current_ts` (the TTL counts from
+/// the start ts's physical time).
+fn expired(start_ts: u64, ttl_ms: u64, current_ts: u64) -> bool {
+    physical_ms(current_ts) >= physical_ms(start_ts).saturating_add(ttl_ms)
+}
+
+/// The highest target ts allowed at PD time `current_ts`.
+pub(crate) fn target_limit(current_ts: u64) -> u64 {
+    let margin = u64::try_from(LOCK_RESOLVE_MARGIN.as_millis()).unwrap_or(u64::MAX);
+    current_ts.saturating_sub(margin << kvfeed_regioncache::LOGICAL_BITS)
 }
 
 /// The resolver's loop: one task at a time, in request order.
@@ -82,6 +114,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Resolves the region's locks below the task's target; returns how many transactions were
 /// settled.
 async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, ResolveError> {
+    let current_ts = shared.source.pd().get_ts().await?;
+    let max_ts = task.target_ts.min(target_limit(current_ts));
     let mut start_key = Bytes::new();
     let mut settled = 0;
     // Attempts count region errors only: a region with many locks takes many pages.
@@ -97,7 +131,7 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
         };
         let target = RegionTarget::from(&ctx);
         let scan = ScanLock {
-            max_ts: task.target_ts,
+            max_ts,
             start_key: start_key.clone(),
             limit: SCAN_LIMIT,
             ..ScanLock::default()
@@ -115,15 +149,21 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
             key.push(0);
             Bytes::from(key)
         });
-        // One status check per transaction, one resolve per transaction in this region.
-        let txns: BTreeMap<u64, Bytes> =
-            locks.into_iter().map(|lock| (lock.start_ts, lock.primary)).collect();
+        // One fate per transaction (from the first of its locks met), one resolve per
+        // transaction in this region.
+        let mut txns: BTreeMap<u64, LockInfo> = BTreeMap::new();
+        for lock in locks {
+            txns.entry(lock.start_ts).or_insert(lock);
+        }
         let mut region_failed = false;
-        for (start_ts, primary) in txns {
-            let commit_ts = match check_txn(shared, &primary, start_ts).await? {
-                TxnStatus::Alive => continue,
-                TxnStatus::Committed(commit_ts) => Some(commit_ts),
-                TxnStatus::RolledBack => None,
+        for (start_ts, lock) in txns {
+            if lock.kind == LockKind::Pessimistic {
+                continue;
+            }
+            let commit_ts = match txn_fate(shared, &lock, current_ts).await? {
+                Fate::Alive => continue,
+                Fate::Committed(commit_ts) => Some(commit_ts),
+                Fate::RolledBack => None,
             };
             let resolve = ResolveLock { start_ts, commit_ts, ..ResolveLock::default() };
             match shared.transport.resolve_lock(&target, &resolve).await {
@@ -150,22 +190,113 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
     Err(ResolveError::GaveUp)
 }
 
-/// Asks the transaction's primary what became of it, rolling it back if its lock expired.
-async fn check_txn(
-    shared: &Shared,
-    primary: &Bytes,
-    start_ts: u64,
-) -> Result<TxnStatus, ResolveError> {
-    let current_ts = shared.source.pd().get_ts().await?;
-    let encoded = EncodedKey::encode(primary);
-    let request = CheckTxnStatus {
-        primary_key: primary.clone(),
-        lock_ts: start_ts,
+/// What became of the transaction of `lock` (a lock met by the scan), as client-go decides.
+async fn txn_fate(shared: &Shared, lock: &LockInfo, current_ts: u64) -> Result<Fate, ResolveError> {
+    let mut request = CheckTxnStatus {
+        primary_key: lock.primary.clone(),
+        lock_ts: lock.start_ts,
         caller_start_ts: 0,
         current_ts,
-        rollback_if_not_exist: true,
+        rollback_if_not_exist: false,
+        verify_is_primary: true,
         ..CheckTxnStatus::default()
     };
+    loop {
+        match check_txn(shared, &request).await {
+            Ok(WireStatus::Committed { commit_ts }) => return Ok(Fate::Committed(commit_ts)),
+            Ok(WireStatus::RolledBack { .. }) => return Ok(Fate::RolledBack),
+            Ok(WireStatus::Locked { ttl, lock: Some(primary), .. })
+                if primary.use_async_commit && !request.force_sync_commit =>
+            {
+                if !expired(primary.start_ts, ttl, current_ts) {
+                    return Ok(Fate::Alive);
+                }
+                match async_commit_fate(shared, &primary).await? {
+                    Some(fate) => return Ok(fate),
+                    // A secondary is not an async-commit lock: settle it as a normal one.
+                    None => request.force_sync_commit = true,
+                }
+            }
+            Ok(WireStatus::Locked { .. }) => return Ok(Fate::Alive),
+            Err(ResolveError::Tikv(LockError::Key { error, .. }))
+                if matches!(*error, KeyError::TxnNotFound { .. }) =>
+            {
+                // No lock and no record at the primary: its prewrite may still be on its way.
+                // Only once the scanned lock expired is a rollback asked for.
+                if request.rollback_if_not_exist || !expired(lock.start_ts, lock.ttl, current_ts) {
+                    return Ok(Fate::Alive);
+                }
+                request.rollback_if_not_exist = true;
+            }
+            Err(ResolveError::Tikv(LockError::Key { error, .. }))
+                if matches!(*error, KeyError::PrimaryMismatch(_)) =>
+            {
+                // The key named as primary holds a lock that is not one (a pessimistic
+                // transaction's): not ours to settle.
+                tracing::debug!(start_ts = lock.start_ts, "primary mismatch: lock left alone");
+                return Ok(Fate::Alive);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The fate of an expired async-commit transaction from its secondaries; `None` if one of them
+/// is not an async-commit lock (the transaction fell back to a normal commit).
+async fn async_commit_fate(
+    shared: &Shared,
+    primary: &LockInfo,
+) -> Result<Option<Fate>, ResolveError> {
+    let mut commit_ts = primary.min_commit_ts;
+    let mut pending: Vec<Bytes> = primary.secondaries.clone();
+    let mut attempts = 0;
+    while let Some(first) = pending.first().cloned() {
+        attempts += 1;
+        if attempts > ATTEMPTS * pending.len().max(1) {
+            return Err(ResolveError::GaveUp);
+        }
+        let encoded = EncodedKey::encode(&first);
+        let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
+            return Err(ResolveError::GaveUp);
+        };
+        let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
+            shared.source.invalidate(region.ver_id());
+            continue;
+        };
+        // Every pending key of this region in one call.
+        let (keys, rest): (Vec<Bytes>, Vec<Bytes>) = pending
+            .iter()
+            .cloned()
+            .partition(|key| region.contains_key(EncodedKey::encode(key).as_bytes()));
+        let target = RegionTarget::from(&ctx);
+        let locks = match shared.transport.check_secondary_locks(&target, primary.start_ts, &keys).await
+        {
+            Err(LockError::Region { .. }) => {
+                shared.source.invalidate(region.ver_id());
+                continue;
+            }
+            other => other?,
+        };
+        if let Some(committed) = locks.commit_ts {
+            return Ok(Some(Fate::Committed(committed)));
+        }
+        if locks.locks.len() < keys.len() {
+            // A key neither locked nor committed: TiKV wrote a rollback on it, so the
+            // transaction can never commit.
+            return Ok(Some(Fate::RolledBack));
+        }
+        if locks.locks.iter().any(|l| !l.use_async_commit) {
+            return Ok(None);
+        }
+        commit_ts = locks.locks.iter().map(|l| l.min_commit_ts).fold(commit_ts, u64::max);
+        pending = rest;
+    }
+    Ok(Some(Fate::Committed(commit_ts)))
+}
+
+/// `KvCheckTxnStatus` at the region holding the primary, reloading the region on region errors.
+async fn check_txn(shared: &Shared, request: &CheckTxnStatus) -> Result<WireStatus, ResolveError> {
+    let encoded = EncodedKey::encode(&request.primary_key);
     for _ in 0..ATTEMPTS {
         let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
             return Err(ResolveError::GaveUp);
@@ -175,16 +306,12 @@ async fn check_txn(
             continue;
         };
         let target = RegionTarget::from(&ctx);
-        return Ok(match shared.transport.check_txn_status(&target, &request).await {
+        match shared.transport.check_txn_status(&target, request).await {
             Err(LockError::Region { .. }) => {
                 shared.source.invalidate(region.ver_id());
-                continue;
             }
-            Err(error) => return Err(error.into()),
-            Ok(WireStatus::Committed { commit_ts }) => TxnStatus::Committed(commit_ts),
-            Ok(WireStatus::Locked { .. }) => TxnStatus::Alive,
-            Ok(WireStatus::RolledBack { .. }) => TxnStatus::RolledBack,
-        });
+            other => return Ok(other?),
+        }
     }
     Err(ResolveError::GaveUp)
 }

@@ -12,7 +12,7 @@ async fn single_region_delivers_every_commit_and_resolves() {
     let h = start(1, &[]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     let mut load = workload(1, 200);
     load.run(&h.cluster, 300, 0).await;
@@ -33,7 +33,7 @@ async fn rows_before_the_start_ts_are_not_delivered_and_the_scan_is_complete() {
     // committed after the start ts, and nothing before.
     let start_ts = h.cluster.now_ts();
     load.run(&h.cluster, 200, 0).await;
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     load.run(&h.cluster, 200, 0).await;
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
@@ -48,7 +48,7 @@ async fn many_regions_over_several_stores() {
     let h = start(5, &splits).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(3, 1024);
     load.run(&h.cluster, 500, 0).await;
     let mut log = Log::default();
@@ -68,8 +68,8 @@ async fn overlapping_subscriptions_each_get_their_own_span() {
     )
     .unwrap();
     let start_ts = h.cluster.now_ts();
-    let mut a = h.client.subscribe(whole.clone(), start_ts).unwrap();
-    let mut b = h.client.subscribe(part.clone(), start_ts).unwrap();
+    let mut a = h.client.subscribe(whole.clone(), start_ts).await.unwrap();
+    let mut b = h.client.subscribe(part.clone(), start_ts).await.unwrap();
     assert_ne!(a.id(), b.id());
     workload(4, 200).run(&h.cluster, 300, 0).await;
     let target = h.cluster.now_ts();
@@ -88,7 +88,7 @@ async fn a_40_mib_row_arrives() {
     let h = start(1, &[]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let big = vec![b'x'; 40 << 20];
     h.cluster.commit_2pc(&[Mutation::put(record_key(100, 1), big)]).unwrap();
     h.cluster.commit_1pc(&[Mutation::put(record_key(100, 2), vec![b'y'; 40 << 20])]).unwrap();
@@ -116,7 +116,7 @@ async fn a_stalled_subscriber_holds_the_quota_and_loses_nothing() {
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     // Nobody reads while 4 MiB of rows (1 KiB values) are written.
     let mut peak = 0;
     for batch in 0..64i64 {
@@ -159,18 +159,18 @@ async fn a_config_admitting_no_store_version_is_refused() {
 async fn a_span_of_raw_keys_is_refused() {
     let h = start(1, &[]).await;
     let raw = kvfeed_span::Span::from_bytes(b"t\x80", b"t\x81").unwrap();
-    match h.client.subscribe(raw, h.cluster.now_ts()) {
+    match h.client.subscribe(raw, h.cluster.now_ts()).await {
         Err(kvfeed::Error::InvalidSpan(reason)) => assert!(reason.contains("start"), "{reason}"),
         other => panic!("expected InvalidSpan, got {other:?}"),
     }
     let encoded_start = kvfeed_span::EncodedKey::encode(b"t");
     let half_raw =
         kvfeed_span::Span::new(encoded_start, kvfeed_span::EncodedKey::from_encoded(b"u"));
-    match h.client.subscribe(half_raw.unwrap(), h.cluster.now_ts()) {
+    match h.client.subscribe(half_raw.unwrap(), h.cluster.now_ts()).await {
         Err(kvfeed::Error::InvalidSpan(reason)) => assert!(reason.contains("end"), "{reason}"),
         other => panic!("expected InvalidSpan, got {other:?}"),
     }
-    let unbounded = h.client.subscribe(kvfeed_span::Span::full(), h.cluster.now_ts());
+    let unbounded = h.client.subscribe(kvfeed_span::Span::full(), h.cluster.now_ts()).await;
     assert!(unbounded.is_ok(), "an unbounded span is encoded by definition");
     h.stop().await;
 }
@@ -182,7 +182,7 @@ async fn the_subscription_is_a_stream() {
     let h = start(1, &[]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     h.cluster.commit_2pc(&[Mutation::put(record_key(100, 1), b"v".to_vec())]).unwrap();
     let target = h.cluster.now_ts();
     let mut rows = 0;

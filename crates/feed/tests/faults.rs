@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Log, TICK, error_count, eventually, start, start_with, workload};
+use common::{Log, TICK, error_count, eventually, eventually_ok, start, start_with, workload};
 use kvfeed_sim::{ClusterConfig, Mutation};
 use kvfeed_span::table::{record_key, table_span};
 
@@ -19,7 +19,7 @@ async fn leader_transfers() {
     let h = start(3, &[100, 200]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(10, 300);
     let mut log = Log::default();
     for round in 0..6u64 {
@@ -47,7 +47,7 @@ async fn split_during_the_incremental_scan() {
     load.run(&h.cluster, 400, 0).await;
     // Slow the store so the scan is still running when the region splits.
     h.cluster.set_store_slow(1, Duration::from_millis(200));
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     eventually("the region is registered", || h.cluster.registrations_of(sub.id().get()) == 1)
         .await;
     let region = h.cluster.region_of_raw(&record_key(100, 500)).unwrap().id;
@@ -69,7 +69,7 @@ async fn merge_of_regions_with_different_resolved_ts() {
     let h = start(2, &[100]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     // A transaction holds a lock in the left region: its resolved ts stays below the lock
@@ -96,7 +96,7 @@ async fn store_stop_and_restart() {
     let h = start(3, &[100, 200, 300]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(13, 400);
     let mut log = Log::default();
     load.run(&h.cluster, 100, 0).await;
@@ -121,7 +121,7 @@ async fn stream_resets() {
     let h = start(3, &[100, 200]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(14, 300);
     let mut log = Log::default();
     for round in 0..5u64 {
@@ -149,7 +149,7 @@ async fn server_is_busy_storm_backs_off() {
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
     h.cluster.set_server_busy(1, u32::MAX);
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     eventually("the first busy answer", || h.cluster.cdc_stats(1).registers > 0).await;
     let before = h.cluster.cdc_stats(1).registers;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -174,7 +174,7 @@ async fn duplicate_request_re_registers_one_region() {
     let h = start(2, &[100]).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(16, 200);
     let mut log = Log::default();
     load.run(&h.cluster, 50, 0).await;
@@ -201,7 +201,7 @@ async fn cluster_id_mismatch_fails_the_subscription() {
     let h = start(1, &[]).await;
     let other = h.cluster.cluster_id() + 1;
     h.cluster.set_store_cluster_id(1, Some(other));
-    let mut sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).unwrap();
+    let mut sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).await.unwrap();
     let mut log = Log::default();
     let error = log.until_end(&mut sub).await.expect("the subscription fails");
     match error {
@@ -225,13 +225,13 @@ async fn an_incompatible_store_fails_the_subscription() {
     assert_ne!(left.leader_store, right.leader_store);
     h.cluster.set_store_requires_version(left.leader_store, Some("99.0.0".to_owned()));
     let start_ts = h.cluster.now_ts();
-    let mut failing = h.client.subscribe(table_span(100), start_ts).unwrap();
+    let mut failing = h.client.subscribe(table_span(100), start_ts).await.unwrap();
     let healthy_span = kvfeed_span::Span::new(
         kvfeed_span::EncodedKey::encode(&record_key(100, 150)),
         kvfeed_span::EncodedKey::encode(&record_key(100, 160)),
     )
     .unwrap();
-    let mut healthy = h.client.subscribe(healthy_span.clone(), start_ts).unwrap();
+    let mut healthy = h.client.subscribe(healthy_span.clone(), start_ts).await.unwrap();
     let error = Log::default().until_end(&mut failing).await.expect("the subscription fails");
     match error {
         kvfeed::Error::Incompatible { store_id, required_version } => {
@@ -266,7 +266,7 @@ async fn the_initial_scan_window_bounds_scans_per_store() {
     workload(22, 256).run(&h.cluster, 200, 0).await;
     let start_ts = h.cluster.now_ts();
     h.cluster.set_store_slow(1, Duration::from_millis(2));
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     h.verify(&span, start_ts, &log);
@@ -309,7 +309,7 @@ async fn v1_only_store_beside_v2_stores() {
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut load = workload(17, 300);
     let mut log = Log::default();
     load.run(&h.cluster, 100, 0).await;
@@ -345,17 +345,24 @@ async fn a_stuck_lock_is_resolved_and_the_resolved_ts_moves_again() {
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     let abandoned = h.cluster.abandon_lock(&record_key(100, 7), 200).unwrap();
     workload(18, 200).run(&h.cluster, 50, 0).await;
     tokio::time::sleep(TICK * 4).await;
     assert!(h.client.resolved_ts(sub.id()).unwrap() <= abandoned, "the lock holds it back");
-    // The lock's TTL (200 ms) passes; resolve_lock rolls it back.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A target at PD's clock is refused: it would scan transactions that have barely started.
+    let recent = h.client.resolve_lock(sub.id(), h.cluster.now_ts());
+    assert!(matches!(recent, Err(kvfeed::Error::LockTargetTooRecent { .. })), "{recent:?}");
+    // The lock's TTL (200 ms) passes, and PD's clock moves past the margin above the target;
+    // resolve_lock rolls the lock back.
+    h.cluster.advance_tso(2 * kvfeed::LOCK_RESOLVE_MARGIN.as_millis() as i64);
+    let queued = eventually_ok("the client's clock passes the margin", || {
+        h.client.resolve_lock(sub.id(), abandoned + 1).ok()
+    })
+    .await;
     // Regions already past the target are left alone.
-    let queued = h.client.resolve_lock(sub.id(), abandoned + 1).unwrap();
     assert_eq!(queued, 1, "only the stuck region is queued");
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     h.verify(&span, start_ts, &log);
@@ -374,7 +381,7 @@ async fn stale_locks_are_resolved_automatically_when_the_lag_passes_the_fence() 
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     h.cluster.abandon_lock(&record_key(100, 7), 100).unwrap();
     workload(19, 100).run(&h.cluster, 30, 0).await;
     let mut log = Log::default();
@@ -387,7 +394,7 @@ async fn stale_locks_are_resolved_automatically_when_the_lag_passes_the_fence() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_subscription_ids_are_harmless() {
     let h = start(1, &[]).await;
-    let sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).unwrap();
+    let sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).await.unwrap();
     let id = sub.id();
     drop(sub); // unsubscribes
     eventually("drained", || h.client.region_count(id) == 0 && h.client.resolved_ts(id).is_none())
@@ -410,7 +417,7 @@ async fn a_store_of_an_unsupported_version_is_waited_for() {
     h.cluster.set_store_version(old, "6.5.0");
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     eventually("the old store's regions are refused again and again", || {
         error_count(&h.client, "StoreVersion") >= 3
     })

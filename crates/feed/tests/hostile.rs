@@ -70,9 +70,9 @@ async fn setup_with(tweak: impl FnOnce(&mut kvfeed::Config)) -> Setup {
     let bystander_span =
         Span::new(EncodedKey::encode(&record_key(100, 100)), table_span(100).end().clone())
             .unwrap();
-    let victim = h.client.subscribe(victim_span, START_TS).unwrap();
+    let victim = h.client.subscribe(victim_span, START_TS).await.unwrap();
     let bystander_start = h.cluster.now_ts();
-    let bystander = h.client.subscribe(bystander_span.clone(), bystander_start).unwrap();
+    let bystander = h.client.subscribe(bystander_span.clone(), bystander_start).await.unwrap();
     Setup {
         h,
         hostile,

@@ -37,7 +37,7 @@ async fn a_subscription_made_before_run_waits_for_it_and_shutdown_without_run_en
     let cluster = cluster().await;
     let client = Client::connect(test_config(&cluster)).await.unwrap();
     let start_ts = cluster.now_ts();
-    let mut sub = client.subscribe(table_span(100), start_ts).unwrap();
+    let mut sub = client.subscribe(table_span(100), start_ts).await.unwrap();
     // Round trips to PD give any work the subscription started time to reach PD and TiKV.
     let scans = cluster.pd_calls();
     for _ in 0..5 {
@@ -54,7 +54,7 @@ async fn a_subscription_made_before_run_waits_for_it_and_shutdown_without_run_en
     let (events, error) = until_end(&mut sub).await;
     assert!(events.is_empty(), "{events:?}");
     assert!(matches!(error, Some(Error::Shutdown)), "{error:?}");
-    assert!(matches!(client.subscribe(table_span(100), start_ts), Err(Error::Shutdown)));
+    assert!(matches!(client.subscribe(table_span(100), start_ts).await, Err(Error::Shutdown)));
     // A run after the shutdown ends at once.
     tokio::time::timeout(DEADLINE, client.run()).await.expect("run ends").unwrap();
     cluster.shutdown().await;
@@ -65,7 +65,7 @@ async fn a_subscription_made_before_run_starts_with_it() {
     let cluster = cluster().await;
     let client = Client::connect(test_config(&cluster)).await.unwrap();
     let start_ts = cluster.now_ts();
-    let mut sub = client.subscribe(table_span(100), start_ts).unwrap();
+    let mut sub = client.subscribe(table_span(100), start_ts).await.unwrap();
     let runner = {
         let client = client.clone();
         tokio::spawn(async move { client.run().await })
@@ -97,7 +97,7 @@ async fn subscriptions_racing_a_shutdown_all_end() {
                 tokio::spawn(async move {
                     let mut subs = Vec::new();
                     for _ in 0..50 {
-                        match client.subscribe(table_span(100), start_ts) {
+                        match client.subscribe(table_span(100), start_ts).await {
                             Ok(sub) => subs.push(sub),
                             Err(Error::Shutdown) => break,
                             Err(other) => panic!("{other:?}"),

@@ -32,7 +32,7 @@ async fn a_region_not_found_storm_backs_off_and_the_region_recovers() {
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     let region = h.cluster.region_of_raw(&record_key(100, 5)).unwrap().id;
@@ -86,13 +86,13 @@ async fn a_refused_store_does_not_hold_up_a_healthy_one() {
     h.cluster.set_store_version(1, "6.5.0");
     let start_ts = h.cluster.now_ts();
     // The refused store's 600 regions are requested first.
-    let refused = h.client.subscribe(table_span(100), start_ts).unwrap();
+    let refused = h.client.subscribe(table_span(100), start_ts).await.unwrap();
     eventually("every region of the refused store is turned away", || {
         error_count(&h.client, "StoreVersion") >= 600
     })
     .await;
     let healthy_span = table_span(200);
-    let mut healthy = h.client.subscribe(healthy_span.clone(), start_ts).unwrap();
+    let mut healthy = h.client.subscribe(healthy_span.clone(), start_ts).await.unwrap();
     for key in 0..20 {
         h.cluster.commit_2pc(&[Mutation::put(record_key(200, key), "row")]).unwrap();
     }
@@ -129,7 +129,7 @@ async fn a_region_stuck_in_its_scan_is_requested_again() {
         two_regions(|config| config.region_stuck_timeout = Some(Duration::from_millis(300))).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     let region = h.cluster.region_of_raw(&record_key(100, 5)).unwrap().id;
@@ -163,7 +163,7 @@ async fn a_region_registered_again_is_uninitialized_until_its_scan_ends() {
     let h = two_regions(|config| config.region_stuck_timeout = None).await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     assert_eq!(h.client.stats(sub.id()).unwrap().initialized, 2);
@@ -198,7 +198,7 @@ async fn unparsable_store_versions_wait_and_versions_with_hyphens_parse() {
     h.cluster.set_store_version(1, "not a version");
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     eventually("the unparsable store is refused", || error_count(&h.client, "StoreVersion") >= 2)
         .await;
     assert_eq!(h.client.stats(sub.id()).unwrap().initialized, 0);
@@ -238,7 +238,7 @@ async fn publication_goes_on_through_a_pd_outage() {
     )
     .await;
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(table_span(100), start_ts).unwrap();
+    let mut sub = h.client.subscribe(table_span(100), start_ts).await.unwrap();
     eventually("the region is initialized", || h.client.stats(sub.id()).unwrap().initialized == 1)
         .await;
     let asked = |h: &common::Harness| {
@@ -290,7 +290,7 @@ async fn the_slow_region_report_counts_the_regions_held_back() {
     .await;
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     let held = h.cluster.prewrite(&[Mutation::put(record_key(100, 55), "held")], 600_000).unwrap();
@@ -333,7 +333,7 @@ async fn a_stream_closed_locally_is_not_a_store_failure() {
     }
     let span = table_span(100);
     let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
     let follower_registers = h.cluster.cdc_stats(2).registers;

@@ -48,7 +48,7 @@ async fn unsubscribe_at_every_stage_releases_everything_once() {
     load.run(&h.cluster, 300, 0).await;
     let start_ts = h.cluster.now_ts();
     // A subscription that lives through it all, checked by the verifier at the end.
-    let mut keeper = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut keeper = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut keeper_log = Log::default();
     keeper_log.until_resolved(&mut keeper, h.cluster.now_ts()).await;
 
@@ -57,9 +57,9 @@ async fn unsubscribe_at_every_stage_releases_everything_once() {
         h.cluster.set_store_slow(store, Duration::from_millis(30));
     }
     // 1. At once: range tasks queued (one at a time), nothing locked yet.
-    let mut a = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut a = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     // 2. Some regions registered and scanning, most waiting for the initial-scan window.
-    let mut b = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut b = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let a_id = a.id();
     h.client.unsubscribe(a_id);
     let b_id = b.id();
@@ -75,7 +75,7 @@ async fn unsubscribe_at_every_stage_releases_everything_once() {
     }
 
     // 3. Streaming, with regions in the error path (splits and leader moves in flight).
-    let mut c = h.client.subscribe(span.clone(), start_ts).unwrap();
+    let mut c = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut c_log = Log::default();
     c_log.until_resolved(&mut c, h.cluster.now_ts()).await;
     load.run(&h.cluster, 100, 0).await;
@@ -110,7 +110,7 @@ async fn dropping_the_stream_unsubscribes() {
         |_| {},
     )
     .await;
-    let mut sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).unwrap();
+    let mut sub = h.client.subscribe(table_span(100), h.cluster.now_ts()).await.unwrap();
     let id = sub.id();
     Log::default().until_resolved(&mut sub, h.cluster.now_ts()).await;
     assert_eq!(h.cluster.registrations_of(id.get()), 1);

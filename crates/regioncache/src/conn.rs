@@ -94,7 +94,9 @@ has_header!(
     pdpb::ScanRegionsResponse,
     pdpb::BatchScanRegionsResponse,
     pdpb::GetStoreResponse,
-    pdpb::GetAllStoresResponse
+    pdpb::GetAllStoresResponse,
+    pdpb::GetGcSafePointResponse,
+    pdpb::UpdateServiceGcSafePointResponse
 );
 
 /// A call that only needs the leader (used to discover it at connect time).

@@ -73,6 +73,6 @@ pub use meta::{
     InvalidRegion, Peer, PeerId, PeerRole, Region, RegionEpoch, RegionId, RegionVerId, Store,
     StoreId, StoreState,
 };
-pub use pd::PdClient;
+pub use pd::{PdClient, ServiceSafePoint};
 pub use source::{DEFAULT_SCAN_LIMIT, PdRegionSource, RegionBatch, RpcContext};
 pub use tso::LOGICAL_BITS;

@@ -208,7 +208,71 @@ impl PdClient {
             .await?;
         resp.stores.into_iter().map(convert::store).collect()
     }
+
+    /// The cluster's GC safe point: MVCC versions older than the newest one at or below it may
+    /// already be gone, so nothing may be read (or subscribed) below it.
+    pub async fn gc_safe_point(&self) -> Result<u64, Error> {
+        let resp = self
+            .conn
+            .call("GetGCSafePoint", move |mut client, header| {
+                let request = pdpb::GetGcSafePointRequest { header: Some(header) };
+                async move { client.get_gc_safe_point(request).await }
+            })
+            .await?;
+        Ok(resp.safe_point)
+    }
+
+    /// Sets the service GC safe point of `service_id` to `safe_point` for `ttl_secs` seconds
+    /// (GC keeps every version needed to read at `safe_point` while it holds), or removes it when
+    /// `ttl_secs <= 0`. PD answers with the minimum over every service: when its
+    /// [`min_safe_point`](ServiceSafePoint::min_safe_point) is above `safe_point`, PD refused the
+    /// update ([`ServiceSafePoint::refuses`]) and history below the minimum may be gone.
+    pub async fn update_service_safe_point(
+        &self,
+        service_id: &str,
+        ttl_secs: i64,
+        safe_point: u64,
+    ) -> Result<ServiceSafePoint, Error> {
+        let service = Bytes::copy_from_slice(service_id.as_bytes());
+        let resp = self
+            .conn
+            .call("UpdateServiceGCSafePoint", move |mut client, header| {
+                let request = pdpb::UpdateServiceGcSafePointRequest {
+                    header: Some(header),
+                    service_id: service.clone(),
+                    ttl: ttl_secs,
+                    safe_point,
+                };
+                async move { client.update_service_gc_safe_point(request).await }
+            })
+            .await?;
+        Ok(ServiceSafePoint {
+            service_id: String::from_utf8_lossy(&resp.service_id).into_owned(),
+            ttl_secs: resp.ttl,
+            min_safe_point: resp.min_safe_point,
+        })
+    }
 }
+
+/// PD's answer to a service GC safe-point update: the minimum service safe point now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceSafePoint {
+    /// The service holding the minimum (not necessarily the caller).
+    pub service_id: String,
+    /// Seconds that minimum has left.
+    pub ttl_secs: i64,
+    /// The minimum service safe point.
+    pub min_safe_point: u64,
+}
+
+impl ServiceSafePoint {
+    /// Whether this answer refuses an update to `safe_point`: the minimum is above it.
+    pub fn refuses(&self, safe_point: u64) -> bool {
+        self.min_safe_point > safe_point
+    }
+}
+
 
 /// The region of a `GetRegion`/`GetRegionByID` answer: unset (or `REGION_NOT_FOUND`) is `None`.
 /// A region that does not answer the request (`matches` is false: it does not contain the key,

@@ -312,6 +312,13 @@ fn register(
     } else {
         Bytes::copy_from_slice(&end)
     };
+    // TiKV does not check the GC safe point: below it, the scan silently misses what GC
+    // dropped. Counted, so tests can tell a client never asks.
+    if req.checkpoint_ts < st.gc.safe_point()
+        && let Some(s) = st.stores.get_mut(&store_id)
+    {
+        s.stats.registers_below_safe_point += 1;
+    }
     // Snapshot: committed rows above the checkpoint, then the locks.
     let raw_start = decode(&start).ok().filter(|_| !start.is_empty());
     let raw_end = decode(&end).ok().filter(|_| !end.is_empty());

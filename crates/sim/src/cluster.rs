@@ -46,6 +46,11 @@ pub struct ClusterConfig {
     /// Pending incremental scans per store above which a register gets ServerIsBusy
     /// ("too many pending incremental scans"); TiKV's limit is 10000.
     pub max_pending_scans: usize,
+    /// The GC life time of the GC worker, which runs a round every `gc_interval` (see
+    /// [`Cluster::run_gc`]); `None`: no GC worker (the safe point moves only by `run_gc`).
+    pub gc_life_time: Option<Duration>,
+    /// How often the GC worker runs.
+    pub gc_interval: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +64,8 @@ impl Default for ClusterConfig {
             record_commits: true,
             v1_only_stores: Vec::new(),
             max_pending_scans: 10_000,
+            gc_life_time: None,
+            gc_interval: Duration::from_secs(1),
         }
     }
 }
@@ -148,6 +155,7 @@ impl Cluster {
             max_pending_scans: config.max_pending_scans,
             scan_storms: HashMap::new(),
             region_registers: HashMap::new(),
+            gc: crate::gc::GcState::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -183,6 +191,19 @@ impl Cluster {
                     }
                 }));
             }
+        }
+        if let Some(life) = config.gc_life_time {
+            let shared = Arc::clone(&shared);
+            let life_ms = u64::try_from(life.as_millis()).unwrap_or(u64::MAX);
+            let interval = config.gc_interval.max(Duration::from_millis(1));
+            tickers.push(tokio::spawn(async move {
+                let mut timer = tokio::time::interval(interval);
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    timer.tick().await;
+                    lock(&shared.state).run_gc(life_ms);
+                }
+            }));
         }
         Ok(Self { shared, pd_addr, pd, store_addrs, servers: Mutex::new(servers), tickers })
     }
@@ -323,6 +344,60 @@ impl Cluster {
         let start_ts = st.prewrite(mutations, 3_000)?;
         let commit_ts = st.commit_txn(start_ts)?;
         Ok((start_ts, commit_ts))
+    }
+
+    /// Prewrites an async-commit transaction (the first mutation is the primary; its lock
+    /// lists the others) at a fresh start ts; returns the start ts. It is committed once every
+    /// key is locked: [`Cluster::commit`] commits it at the largest min commit ts of its keys,
+    /// as a lock resolver would.
+    pub fn prewrite_async(&self, mutations: &[Mutation], ttl_ms: u64) -> Result<u64, TxnError> {
+        let mut st = lock(&self.shared.state);
+        let start_ts = st.tso.next();
+        let all: Vec<usize> = (0..mutations.len()).collect();
+        st.prewrite_part(start_ts, mutations, &all, ttl_ms, true)?;
+        Ok(start_ts)
+    }
+
+    /// A fresh start ts for [`Cluster::prewrite_part`].
+    #[must_use]
+    pub fn begin(&self) -> u64 {
+        self.now_ts()
+    }
+
+    /// Prewrites part of the transaction `all` (its first mutation is the primary) at
+    /// `start_ts`: the mutations at `indices`, in one go. The others stay unwritten until a
+    /// later call (a prewrite still on its way: secondaries may be written before their primary)
+    /// or forever (an abandoned transaction). `async_commit` makes it an async-commit
+    /// transaction.
+    pub fn prewrite_part(
+        &self,
+        start_ts: u64,
+        all: &[Mutation],
+        indices: &[usize],
+        ttl_ms: u64,
+        async_commit: bool,
+    ) -> Result<(), TxnError> {
+        lock(&self.shared.state).prewrite_part(start_ts, all, indices, ttl_ms, async_commit)
+    }
+
+    /// One round of the GC worker with a GC life time of `life`: the safe point moves to now
+    /// minus `life`, held back by the service safe points clients hold through PD and by the
+    /// oldest lock, never back; versions below it are compacted. Returns the safe point.
+    pub fn run_gc(&self, life: Duration) -> u64 {
+        lock(&self.shared.state).run_gc(u64::try_from(life.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The cluster's GC safe point (as PD's `GetGCSafePoint` answers).
+    #[must_use]
+    pub fn gc_safe_point(&self) -> u64 {
+        lock(&self.shared.state).gc.safe_point()
+    }
+
+    /// The service safe points PD holds, by service id (the GC worker's
+    /// [`GC_WORKER_SERVICE`](crate::GC_WORKER_SERVICE) included).
+    #[must_use]
+    pub fn service_safe_points(&self) -> Vec<(String, u64)> {
+        lock(&self.shared.state).gc.services()
     }
 
     /// Writes a transaction in one phase (CDC sees COMMITTED rows); returns the commit ts.

@@ -4,7 +4,9 @@
 //! Requests carry a `Context` naming the region; a region this store does not lead, or a stale
 //! epoch, is answered with the matching `region_error` (RegionNotFound, NotLeader with the
 //! leader, EpochNotMatch), as TiKV does. Keys are raw. TTL expiry compares the physical part of
-//! the caller's `current_ts` (or the TSO if 0) with the lock's start ts physical time plus TTL.
+//! the caller's `current_ts` (or the TSO if 0) with the lock's start ts physical time plus TTL;
+//! an async-commit primary is reported with its lock (its secondaries decide its fate) and never
+//! rolled back by `KvCheckTxnStatus` unless `force_sync_commit` is set.
 //! Rolling back or committing locks sends the live ROLLBACK/COMMIT rows to CDC subscribers.
 
 use std::sync::Arc;
@@ -37,6 +39,9 @@ fn lock_info(key: &Bytes, l: &Lock) -> LockInfo {
             Op::Put => kvrpcpb::Op::Put as i32,
             Op::Delete => kvrpcpb::Op::Del as i32,
         },
+        use_async_commit: l.async_commit,
+        min_commit_ts: l.min_commit_ts,
+        secondaries: l.secondaries.clone(),
         ..LockInfo::default()
     }
 }
@@ -196,8 +201,10 @@ impl Tikv for KvService {
                     });
                 });
             }
+            // An async-commit primary is never rolled back here, expired or not: its fate is
+            // in its secondaries (the caller checks them), unless a sync commit is forced.
             let expired = physical_of(current_ts) >= physical_of(l.start_ts) + l.ttl_ms as i64;
-            if expired {
+            if expired && (!l.async_commit || req.force_sync_commit) {
                 st.rollback_keys(std::slice::from_ref(&key), l.start_ts);
                 return resp(&|r| r.action = kvrpcpb::Action::TtlExpireRollback as i32);
             }

@@ -52,6 +52,7 @@ struct ReadmeDoctests;
 mod cdc;
 mod cluster;
 mod faults;
+mod gc;
 mod kv;
 mod mvcc;
 mod pd;
@@ -65,6 +66,7 @@ mod workload;
 pub use cdc::STREAM_MULTIPLEXING;
 pub use cluster::{Cluster, ClusterConfig};
 pub use faults::{Fault, FaultError, FaultSchedule};
+pub use gc::GC_WORKER_SERVICE;
 pub use mvcc::{CommittedRow, Lock, Mutation, Op, TxnError};
 #[cfg(feature = "tls")]
 pub use pd::ServerTls;

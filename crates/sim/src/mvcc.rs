@@ -61,6 +61,26 @@ pub struct Lock {
     pub old_value: Option<Bytes>,
     /// Number of keys in the transaction.
     pub txn_size: u64,
+    /// The transaction uses async commit: it is committed once every key is prewritten, at
+    /// the largest `min_commit_ts` of its locks.
+    pub async_commit: bool,
+    /// The smallest commit ts the transaction may get (async commit; 0 otherwise).
+    pub min_commit_ts: u64,
+    /// The other keys of an async-commit transaction, on its primary lock only.
+    pub secondaries: Vec<Bytes>,
+}
+
+/// How the keys of a prewrite are locked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LockSpec {
+    /// The transaction's primary key.
+    pub primary: Bytes,
+    /// Time to live in ms.
+    pub ttl_ms: u64,
+    /// Keys in the whole transaction.
+    pub txn_size: u64,
+    /// Async commit: the min commit ts and the secondaries (recorded on the primary's lock).
+    pub async_commit: Option<(u64, Vec<Bytes>)>,
 }
 
 /// A committed version of a key.
@@ -147,6 +167,7 @@ impl Mvcc {
     }
 
     /// Checks and writes the locks of a transaction; the first mutation is the primary.
+    #[cfg(test)]
     pub(crate) fn prewrite(
         &mut self,
         mutations: &[Mutation],
@@ -154,11 +175,31 @@ impl Mvcc {
         ttl_ms: u64,
     ) -> Result<Vec<(Bytes, Lock)>, TxnError> {
         let primary = mutations.first().ok_or(TxnError::Empty)?.key.clone();
+        let spec =
+            LockSpec { primary, ttl_ms, txn_size: mutations.len() as u64, async_commit: None };
+        self.prewrite_keys(&spec, mutations, start_ts)
+    }
+
+    /// Checks and writes locks on `mutations` (all or part of a transaction) as `spec` says.
+    /// A key locked by another transaction, committed at or after `start_ts` or rolled back
+    /// for this transaction (a resolver got there first) fails the whole call.
+    pub(crate) fn prewrite_keys(
+        &mut self,
+        spec: &LockSpec,
+        mutations: &[Mutation],
+        start_ts: u64,
+    ) -> Result<Vec<(Bytes, Lock)>, TxnError> {
+        if mutations.is_empty() {
+            return Err(TxnError::Empty);
+        }
         for m in mutations {
             if let Some(lock) = self.locks.get(&m.key)
                 && lock.start_ts != start_ts
             {
                 return Err(TxnError::Locked { key: m.key.clone(), lock_ts: lock.start_ts });
+            }
+            if self.rollbacks.contains(&(m.key.clone(), start_ts)) {
+                return Err(TxnError::TxnNotFound { start_ts });
             }
             if let Some(v) = self.versions.get(&m.key).and_then(|v| v.last())
                 && v.commit_ts >= start_ts
@@ -169,16 +210,28 @@ impl Mvcc {
         let mut out = Vec::with_capacity(mutations.len());
         let keys = self.txn_keys.entry(start_ts).or_default();
         for m in mutations {
+            let (async_commit, min_commit_ts, secondaries) = match &spec.async_commit {
+                None => (false, 0, Vec::new()),
+                Some((min_commit_ts, secondaries)) => {
+                    let on_primary = m.key == spec.primary;
+                    (true, *min_commit_ts, if on_primary { secondaries.clone() } else { Vec::new() })
+                }
+            };
             let lock = Lock {
                 start_ts,
-                primary: primary.clone(),
-                ttl_ms,
+                primary: spec.primary.clone(),
+                ttl_ms: spec.ttl_ms,
                 op: m.op,
                 value: m.value.clone(),
                 old_value: None,
-                txn_size: mutations.len() as u64,
+                txn_size: spec.txn_size,
+                async_commit,
+                min_commit_ts,
+                secondaries,
             };
-            keys.push(m.key.clone());
+            if !keys.contains(&m.key) {
+                keys.push(m.key.clone());
+            }
             out.push((m.key.clone(), lock));
         }
         for (key, lock) in &mut out {
@@ -320,6 +373,25 @@ impl Mvcc {
         self.locks.range::<[u8], _>(bounds(start, end))
     }
 
+    /// GC at `safe_point`: drops every version older than each key's newest one at or below
+    /// it (and that one too if it is a delete), and the rollback records of transactions that
+    /// started at or below it. Locks stay. Returns how many versions were dropped.
+    pub(crate) fn compact(&mut self, safe_point: u64) -> usize {
+        let mut dropped = 0;
+        self.versions.retain(|_, versions| {
+            let below = versions.partition_point(|v| v.commit_ts <= safe_point);
+            if below > 0 {
+                let keep_from =
+                    if versions[below - 1].op == Op::Delete { below } else { below - 1 };
+                dropped += keep_from;
+                versions.drain(..keep_from);
+            }
+            !versions.is_empty()
+        });
+        self.rollbacks.retain(|(_, start_ts)| *start_ts > safe_point);
+        dropped
+    }
+
     /// Every lock, in key order.
     pub(crate) fn all_locks(&self) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
         self.locks.iter()
@@ -359,5 +431,24 @@ mod tests {
         let rows = m.scan_committed(None, None, 0, |_| true);
         assert_eq!(rows.len(), 1);
         assert_eq!(m.latest_value(&k).as_deref(), Some(&b"v1"[..]));
+    }
+
+    #[test]
+    fn compaction_keeps_what_a_read_at_the_safe_point_needs() {
+        let mut m = Mvcc::default();
+        let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
+        m.write_version(a.clone(), Op::Put, Bytes::from_static(b"a1"), 1, 2);
+        m.write_version(a.clone(), Op::Put, Bytes::from_static(b"a2"), 3, 4);
+        m.write_version(a.clone(), Op::Put, Bytes::from_static(b"a3"), 5, 6);
+        m.write_version(b.clone(), Op::Put, Bytes::from_static(b"b1"), 1, 2);
+        m.write_version(b.clone(), Op::Delete, Bytes::new(), 3, 4);
+        assert!(!m.rollback_key(&a, 4));
+        assert_eq!(m.compact(5), 3, "a@2 goes; b@2 and the delete b@4 go");
+        let rows = m.scan_committed(None, None, 0, |_| true);
+        let kept: Vec<(&[u8], u64)> = rows.iter().map(|r| (&r.key[..], r.commit_ts)).collect();
+        assert_eq!(kept, [(&b"a"[..], 4), (&b"a"[..], 6)]);
+        assert!(!m.is_rolled_back(&a, 4));
+        // The change at 6 keeps its old value (the version at 4).
+        assert_eq!(rows[1].old_value.as_deref(), Some(&b"a2"[..]));
     }
 }

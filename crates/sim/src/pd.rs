@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
+use crate::gc::GcState;
 use crate::region::RegionMeta;
 use crate::state::{Shared, StoreState};
 
@@ -52,6 +53,8 @@ pub struct PdCalls {
     pub tso_streams: u64,
     /// `TsoRequest`s received on all streams.
     pub tso_requests: u64,
+    /// `GetGCSafePoint` and `UpdateServiceGCSafePoint`.
+    pub gc_calls: u64,
     /// Leader-only calls refused with "not leader".
     pub not_leader: u64,
 }
@@ -68,6 +71,7 @@ impl PdCalls {
             get_all_stores: self.get_all_stores + c.get_all_stores,
             tso_streams: self.tso_streams + c.tso_streams,
             tso_requests: self.tso_requests + c.tso_requests,
+            gc_calls: self.gc_calls + c.gc_calls,
             not_leader: self.not_leader + c.not_leader,
         }
     }
@@ -152,11 +156,18 @@ pub struct ScriptedData {
     pub stores: BTreeMap<u64, metapb::Store>,
     /// The TSO's physical part (ms) and last logical value handed out.
     pub tso: (i64, i64),
+    /// The GC safe points (service safe points of the clients, the GC worker's at 0).
+    gc: GcState,
 }
 
 impl Default for ScriptedData {
     fn default() -> Self {
-        Self { regions: BTreeMap::new(), stores: BTreeMap::new(), tso: (1 << 40, 0) }
+        Self {
+            regions: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            tso: (1 << 40, 0),
+            gc: GcState::new(),
+        }
     }
 }
 
@@ -274,6 +285,22 @@ impl Backend {
                 .map(|(id, s)| store_proto(*id, s))
                 .collect(),
             Self::Scripted(data) => lock(data).stores.values().cloned().collect(),
+        }
+    }
+
+    /// Runs `f` on PD's GC state with PD's clock in seconds.
+    fn gc<R>(&self, f: impl FnOnce(&mut GcState, i64) -> R) -> R {
+        match self {
+            Self::Cluster(shared) => {
+                let mut st = crate::state::lock(&shared.state);
+                let now_secs = st.now_secs();
+                f(&mut st.gc, now_secs)
+            }
+            Self::Scripted(data) => {
+                let mut d = lock(data);
+                let now_secs = d.tso.0 / 1000;
+                f(&mut d.gc, now_secs)
+            }
         }
     }
 
@@ -693,6 +720,45 @@ impl Pd for Member {
             })
             .collect();
         Ok(Response::new(pdpb::GetAllStoresResponse { header, stores }))
+    }
+
+    async fn get_gc_safe_point(
+        &self,
+        request: Request<pdpb::GetGcSafePointRequest>,
+    ) -> Result<Response<pdpb::GetGcSafePointResponse>, Status> {
+        let request = request.into_inner();
+        let header = self.admit(request.header.as_ref(), |c| c.gc_calls += 1).await?;
+        let safe_point = self.backend.gc(|gc, _| gc.safe_point());
+        Ok(Response::new(pdpb::GetGcSafePointResponse { header, safe_point }))
+    }
+
+    async fn update_service_gc_safe_point(
+        &self,
+        request: Request<pdpb::UpdateServiceGcSafePointRequest>,
+    ) -> Result<Response<pdpb::UpdateServiceGcSafePointResponse>, Status> {
+        let request = request.into_inner();
+        let header = self.admit(request.header.as_ref(), |c| c.gc_calls += 1).await?;
+        let service = String::from_utf8_lossy(&request.service_id).into_owned();
+        let min = self.backend.gc(|gc, now_secs| {
+            gc.update_service(&service, request.ttl, request.safe_point, now_secs)
+        });
+        let Some(min) = min else {
+            let k = lock(&self.knobs);
+            let error = pdpb::Error {
+                r#type: pdpb::ErrorType::Unknown as i32,
+                message: format!("service ID {service} is reserved for the GC worker"),
+            };
+            return Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
+                header: Some(pdpb::ResponseHeader { error: Some(error), ..response_header(&k) }),
+                ..Default::default()
+            }));
+        };
+        Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
+            header,
+            service_id: Bytes::from(min.service_id),
+            ttl: min.ttl_secs,
+            min_safe_point: min.safe_point,
+        }))
     }
 }
 

@@ -15,9 +15,10 @@ use kvfeed_proto::errorpb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::mvcc::{CommittedRow, Lock, Mutation, Mvcc, Op, TxnError};
+use crate::gc::GcState;
+use crate::mvcc::{CommittedRow, Lock, LockSpec, Mutation, Mvcc, Op, TxnError};
 use crate::region::{RegionMeta, RegionTable, raw_in_range};
-use crate::tso::Tso;
+use crate::tso::{Tso, compose, physical_of};
 
 /// What a connection's forwarder sends to the client.
 pub(crate) type Outgoing = Result<ChangeDataEvent, Status>;
@@ -53,6 +54,9 @@ pub struct CdcStats {
     pub deregisters: u64,
     /// Registrations live now.
     pub live_registrations: u64,
+    /// Register requests accepted with a checkpoint ts below the GC safe point (served from
+    /// what GC left, as TiKV does: changes may be missing).
+    pub registers_below_safe_point: u64,
 }
 
 /// One store as the servers see it.
@@ -130,6 +134,8 @@ pub(crate) struct ClusterState {
     pub(crate) scan_storms: HashMap<u64, tokio::time::Instant>,
     /// Register requests received, by region (accepted or not).
     pub(crate) region_registers: HashMap<u64, u64>,
+    /// PD's GC safe points.
+    pub(crate) gc: GcState,
 }
 
 /// A region-level CDC error.
@@ -329,10 +335,34 @@ impl ClusterState {
         ttl_ms: u64,
     ) -> Result<u64, TxnError> {
         let start_ts = self.tso.next();
-        let locks = self.mvcc.prewrite(mutations, start_ts, ttl_ms)?;
+        let all: Vec<usize> = (0..mutations.len()).collect();
+        self.prewrite_part(start_ts, mutations, &all, ttl_ms, false)?;
+        Ok(start_ts)
+    }
+
+    /// Prewrites the mutations of the transaction `all` (its first is the primary) at
+    /// `indices`, at `start_ts`: the rest stays unwritten (a prewrite still on its way, or one
+    /// that never comes). With `async_commit`, the locks carry a fresh min commit ts and the
+    /// primary's lock lists every other key. Live PREWRITE rows go out.
+    pub(crate) fn prewrite_part(
+        &mut self,
+        start_ts: u64,
+        all: &[Mutation],
+        indices: &[usize],
+        ttl_ms: u64,
+        async_commit: bool,
+    ) -> Result<(), TxnError> {
+        let primary = all.first().ok_or(TxnError::Empty)?.key.clone();
+        let part: Vec<Mutation> = indices.iter().filter_map(|&i| all.get(i).cloned()).collect();
+        let async_commit = async_commit.then(|| {
+            let secondaries = all[1..].iter().map(|m| m.key.clone()).collect();
+            (self.tso.next(), secondaries)
+        });
+        let spec = LockSpec { primary, ttl_ms, txn_size: all.len() as u64, async_commit };
+        let locks = self.mvcc.prewrite_keys(&spec, &part, start_ts)?;
         let rows = locks.iter().map(|(k, l)| prewrite_row(k, l)).collect();
         self.emit(rows);
-        Ok(start_ts)
+        Ok(())
     }
 
     /// Commits `keys` of `start_ts` at `commit_ts`; live COMMIT rows go out and the rows are
@@ -364,18 +394,39 @@ impl ClusterState {
         n
     }
 
-    /// Commits every lock of the transaction at a fresh commit ts.
+    /// Commits every lock of the transaction: a normal one at a fresh commit ts, if its primary
+    /// is still locked; an async-commit one at the largest min commit ts of its keys, if every
+    /// key is still locked (or at the commit ts a resolver already chose for some of them).
     pub(crate) fn commit_txn(&mut self, start_ts: u64) -> Result<u64, TxnError> {
         let keys = self.mvcc.locked_keys(start_ts);
-        // The primary decides: once a resolver rolled it back, the transaction cannot commit.
-        let primary_locked = keys
-            .first()
-            .and_then(|k| self.mvcc.lock(k))
-            .is_some_and(|l| self.mvcc.lock(&l.primary).is_some_and(|p| p.start_ts == start_ts));
-        if !primary_locked {
+        let Some(first) = keys.first().and_then(|k| self.mvcc.lock(k)).cloned() else {
             return Err(TxnError::TxnNotFound { start_ts });
-        }
-        let commit_ts = self.tso.next();
+        };
+        let primary = self.mvcc.lock(&first.primary).filter(|p| p.start_ts == start_ts).cloned();
+        let commit_ts = if first.async_commit {
+            let decided = self.mvcc.commit_ts_of(&first.primary, start_ts).or_else(|| {
+                primary.as_ref().and_then(|p| {
+                    p.secondaries.iter().find_map(|k| self.mvcc.commit_ts_of(k, start_ts))
+                })
+            });
+            match (decided, &primary) {
+                (Some(commit_ts), _) => commit_ts,
+                (None, Some(p)) if keys.len() as u64 == p.txn_size => keys
+                    .iter()
+                    .filter_map(|k| self.mvcc.lock(k))
+                    .map(|l| l.min_commit_ts)
+                    .max()
+                    .unwrap_or(p.min_commit_ts),
+                _ => return Err(TxnError::TxnNotFound { start_ts }),
+            }
+        } else {
+            // The primary decides: once a resolver rolled it back, the transaction cannot
+            // commit.
+            if primary.is_none() {
+                return Err(TxnError::TxnNotFound { start_ts });
+            }
+            self.tso.next()
+        };
         self.commit_keys(&keys, start_ts, commit_ts);
         Ok(commit_ts)
     }
@@ -403,6 +454,30 @@ impl ClusterState {
         }
         self.emit(rows);
         Ok(commit_ts)
+    }
+
+    // ----- GC -------------------------------------------------------------------------------
+
+    /// Seconds of the TSO's physical clock (PD's clock for service safe-point TTLs).
+    pub(crate) fn now_secs(&mut self) -> i64 {
+        physical_of(self.tso.next()) / 1000
+    }
+
+    /// One round of the GC worker with a GC life time of `life_ms`: the safe point moves to
+    /// now minus the life time, held back by the service safe points and by the oldest lock (as
+    /// TiDB's GC worker, which resolves the locks below its safe point before it advances,
+    /// waits for them), and the versions below it are compacted. Returns the safe point.
+    pub(crate) fn run_gc(&mut self, life_ms: u64) -> u64 {
+        let now = self.tso.next();
+        let now_secs = physical_of(now) / 1000;
+        let life = i64::try_from(life_ms).unwrap_or(i64::MAX);
+        let mut candidate = compose(physical_of(now).saturating_sub(life).max(0), 0);
+        if let Some(oldest) = self.mvcc.all_locks().map(|(_, l)| l.start_ts).min() {
+            candidate = candidate.min(oldest.saturating_sub(1));
+        }
+        let safe_point = self.gc.advance(candidate, now_secs);
+        self.mvcc.compact(safe_point);
+        safe_point
     }
 
     // ----- resolved ts ----------------------------------------------------------------------

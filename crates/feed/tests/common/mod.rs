@@ -170,6 +170,19 @@ impl Log {
     }
 }
 
+/// Polls `value` (at `TICK`, bounded by `DEADLINE`) until it gives something.
+pub async fn eventually_ok<T>(what: &str, mut value: impl FnMut() -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            if let Some(value) = value() {
+                return value;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait).await.unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
 /// Waits (polling at `TICK`, bounded by `DEADLINE`) until `condition` holds.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let wait = async {

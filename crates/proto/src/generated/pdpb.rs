@@ -264,6 +264,45 @@ pub struct GetAllStoresResponse {
     #[prost(message, repeated, tag = "2")]
     pub stores: ::prost::alloc::vec::Vec<super::metapb::Store>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetGcSafePointRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetGcSafePointResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<ResponseHeader>,
+    #[prost(uint64, tag = "2")]
+    pub safe_point: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateServiceGcSafePointRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    /// UTF-8 in practice.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub service_id: ::prost::bytes::Bytes,
+    /// Seconds; TTL \<= 0 removes the service's safe point.
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    #[prost(uint64, tag = "4")]
+    pub safe_point: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateServiceGcSafePointResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<ResponseHeader>,
+    /// The service holding the minimum safe point (not necessarily the caller).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub service_id: ::prost::bytes::Bytes,
+    /// Remaining seconds of that minimum.
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    /// Above the caller's safe point: the update was refused.
+    #[prost(uint64, tag = "4")]
+    pub min_safe_point: u64,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ErrorType {
@@ -638,6 +677,53 @@ pub mod pd_client {
             req.extensions_mut().insert(GrpcMethod::new("pdpb.PD", "GetAllStores"));
             self.inner.unary(req, path, codec).await
         }
+        /// The cluster's GC safe point: versions below it may be gone.
+        pub async fn get_gc_safe_point(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetGcSafePointRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetGcSafePointResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/pdpb.PD/GetGCSafePoint");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("pdpb.PD", "GetGCSafePoint"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Sets (or, with TTL \<= 0, removes) a service's GC safe point; answers with the minimum.
+        pub async fn update_service_gc_safe_point(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateServiceGcSafePointRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateServiceGcSafePointResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/pdpb.PD/UpdateServiceGCSafePoint",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("pdpb.PD", "UpdateServiceGCSafePoint"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -721,6 +807,22 @@ pub mod pd_server {
             request: tonic::Request<super::GetAllStoresRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetAllStoresResponse>,
+            tonic::Status,
+        >;
+        /// The cluster's GC safe point: versions below it may be gone.
+        async fn get_gc_safe_point(
+            &self,
+            request: tonic::Request<super::GetGcSafePointRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetGcSafePointResponse>,
+            tonic::Status,
+        >;
+        /// Sets (or, with TTL \<= 0, removes) a service's GC safe point; answers with the minimum.
+        async fn update_service_gc_safe_point(
+            &self,
+            request: tonic::Request<super::UpdateServiceGcSafePointRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateServiceGcSafePointResponse>,
             tonic::Status,
         >;
     }
@@ -1175,6 +1277,97 @@ pub mod pd_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetAllStoresSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/pdpb.PD/GetGCSafePoint" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetGCSafePointSvc<T: Pd>(pub Arc<T>);
+                    impl<T: Pd> tonic::server::UnaryService<super::GetGcSafePointRequest>
+                    for GetGCSafePointSvc<T> {
+                        type Response = super::GetGcSafePointResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetGcSafePointRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Pd>::get_gc_safe_point(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetGCSafePointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/pdpb.PD/UpdateServiceGCSafePoint" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateServiceGCSafePointSvc<T: Pd>(pub Arc<T>);
+                    impl<
+                        T: Pd,
+                    > tonic::server::UnaryService<super::UpdateServiceGcSafePointRequest>
+                    for UpdateServiceGCSafePointSvc<T> {
+                        type Response = super::UpdateServiceGcSafePointResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::UpdateServiceGcSafePointRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Pd>::update_service_gc_safe_point(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateServiceGCSafePointSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,213 @@
+//! The safe-point keeper: the client's PD service GC safe point, held at the lowest checkpoint
+//! of its subscriptions so that TiKV keeps every version they still need.
+//!
+//! A subscription's checkpoint is its last published resolved ts (its start ts before the
+//! first): every region is requested again from at or above it, so the versions above it and the
+//! one at or below it (the old values) must stay. [`SafePointKeeper::hold_for`] sets the safe
+//! point before a subscription starts and refuses a start ts below PD's minimum service safe
+//! point or below the cluster's GC safe point; [`run`] refreshes it every
+//! [`Config::gc_refresh`](crate::Config::gc_refresh), advancing it as the checkpoints advance,
+//! well within its TTL ([`Config::gc_ttl`](crate::Config::gc_ttl)). When PD refuses an update
+//! (its minimum is above a checkpoint: the safe point expired while the client could not reach
+//! PD, or another service let GC pass it), the subscriptions below the minimum fail with
+//! [`Error::GcSafePointPassed`] instead of reading history that may be gone. A clean shutdown
+//! removes the safe point ([`SafePointKeeper::release`]); after a crash it expires with its TTL.
+//!
+//! Updates are serialised by one async mutex, held from the PD call to the registry insert of a
+//! new subscription: a refresh cannot advance the safe point past a start ts just admitted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::scheduler::Scheduler;
+use crate::shared::Shared;
+use crate::subscription::SubRef;
+
+/// The prefix of every service id this client sets.
+const SERVICE_PREFIX: &str = "kvfeed-";
+
+/// Holds the client's service safe point.
+#[derive(Debug)]
+pub(crate) struct SafePointKeeper {
+    service_id: String,
+    ttl_secs: i64,
+    /// The safe point PD holds for this client (`None`: none). Locked for every update.
+    held: Mutex<Option<u64>>,
+}
+
+/// A subscription whose checkpoint PD's minimum safe point passed.
+pub(crate) struct Lost {
+    pub(crate) sub: SubRef,
+    pub(crate) error: Error,
+}
+
+impl SafePointKeeper {
+    /// A keeper for `config`'s service name (or a name of its own, unique per client).
+    pub(crate) fn new(config: &Config) -> Self {
+        let name = config.gc_service_name.clone().unwrap_or_else(unique_name);
+        Self {
+            service_id: format!("{SERVICE_PREFIX}{name}"),
+            ttl_secs: i64::try_from(config.gc_ttl.as_secs()).unwrap_or(i64::MAX).max(1),
+            held: Mutex::new(None),
+        }
+    }
+
+    /// The service id PD knows this client's safe point by.
+    pub(crate) fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
+    /// Admits a subscription from `start_ts`: holds the safe point at or below it, and refuses
+    /// a start ts below PD's minimum service safe point or the cluster's GC safe point
+    /// ([`Error::StartTsBelowGcSafePoint`]). Returns the keeper's lock, to be held until the
+    /// subscription is in the registry, and the subscriptions found lost on the way.
+    pub(crate) async fn hold_for(
+        &self,
+        shared: &Shared,
+        start_ts: u64,
+    ) -> Result<(MutexGuard<'_, Option<u64>>, Vec<Lost>), Error> {
+        let mut held = self.held.lock().await;
+        let (answer, lost) = self.update(shared, &mut held, Some(start_ts)).await?;
+        if let Some(min) = answer
+            && min > start_ts
+        {
+            return Err(Error::StartTsBelowGcSafePoint { start_ts, safe_point: min });
+        }
+        let safe_point = shared.source.pd().gc_safe_point().await?;
+        if start_ts < safe_point {
+            return Err(Error::StartTsBelowGcSafePoint { start_ts, safe_point });
+        }
+        Ok((held, lost))
+    }
+
+    /// Moves the safe point to the lowest checkpoint now (removing it when no subscription
+    /// is left); returns the subscriptions PD's minimum passed.
+    pub(crate) async fn refresh(&self, shared: &Shared) -> Result<Vec<Lost>, Error> {
+        let mut held = self.held.lock().await;
+        Ok(self.update(shared, &mut held, None).await?.1)
+    }
+
+    /// Removes the safe point, if one is held (a clean shutdown).
+    pub(crate) async fn release(&self, shared: &Shared) {
+        let mut held = self.held.lock().await;
+        if held.is_some() {
+            match shared.source.pd().update_service_safe_point(&self.service_id, 0, 0).await {
+                Ok(_) => *held = None,
+                Err(error) => tracing::warn!(
+                    service_id = %self.service_id,
+                    %error,
+                    "cannot remove the GC safe point; it expires with its TTL"
+                ),
+            }
+        }
+    }
+
+    /// Sets the safe point at the lowest checkpoint and `extra` (a start ts being admitted).
+    /// When PD refuses it, the subscriptions below PD's minimum are lost and it is set at the
+    /// lowest of the others. Returns PD's minimum when it refused `extra` (`None` when `extra`
+    /// is admitted, or absent), and the lost subscriptions.
+    async fn update(
+        &self,
+        shared: &Shared,
+        held: &mut Option<u64>,
+        extra: Option<u64>,
+    ) -> Result<(Option<u64>, Vec<Lost>), Error> {
+        let pd = shared.source.pd();
+        let mut lost: Vec<Lost> = Vec::new();
+        // Each round loses at least one subscription, so this ends.
+        loop {
+            let live = live_checkpoints(shared, &lost);
+            let floor = live.iter().map(|(_, checkpoint)| *checkpoint).chain(extra).min();
+            let Some(floor) = floor else {
+                if held.is_some() {
+                    pd.update_service_safe_point(&self.service_id, 0, 0).await?;
+                    *held = None;
+                }
+                return Ok((None, lost));
+            };
+            let answer = pd.update_service_safe_point(&self.service_id, self.ttl_secs, floor).await?;
+            if !answer.refuses(floor) {
+                *held = Some(floor);
+                return Ok((None, lost));
+            }
+            let min = answer.min_safe_point;
+            let passed: Vec<Lost> = live
+                .into_iter()
+                .filter(|(_, checkpoint)| *checkpoint < min)
+                .map(|(sub, checkpoint)| Lost {
+                    sub,
+                    error: Error::GcSafePointPassed {
+                        checkpoint,
+                        safe_point: min,
+                        service_id: answer.service_id.clone(),
+                    },
+                })
+                .collect();
+            if passed.is_empty() {
+                // Only `extra` is below the minimum: refused; the others hold as they were.
+                return Ok((Some(min), lost));
+            }
+            lost.extend(passed);
+        }
+    }
+}
+
+/// The live subscriptions (not stopped, not in `lost`) with their checkpoints.
+fn live_checkpoints(shared: &Shared, lost: &[Lost]) -> Vec<(SubRef, u64)> {
+    shared
+        .registry
+        .all()
+        .into_iter()
+        .filter(|sub| !sub.is_stopped() && !lost.iter().any(|l| l.sub.id == sub.id))
+        .map(|sub| {
+            let checkpoint = sub.state().publisher.published();
+            (sub, checkpoint)
+        })
+        .collect()
+}
+
+/// A service name unique to this client (process id, time and a random hash key).
+fn unique_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Fails the lost subscriptions.
+pub(crate) fn fail_lost(scheduler: &Arc<Scheduler>, lost: Vec<Lost>) {
+    for Lost { sub, error } in lost {
+        scheduler.stop(&sub, Some(error));
+    }
+}
+
+/// The keeper's loop: a refresh every `interval`; a PD failure is logged and retried at the
+/// next one (the TTL leaves many).
+pub(crate) async fn run(
+    keeper: Arc<SafePointKeeper>,
+    shared: Arc<Shared>,
+    scheduler: Arc<Scheduler>,
+    interval: Duration,
+) {
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        match keeper.refresh(&shared).await {
+            Ok(lost) => fail_lost(&scheduler, lost),
+            Err(error) => tracing::warn!(
+                service_id = keeper.service_id(),
+                %error,
+                "cannot refresh the GC safe point; retrying"
+            ),
+        }
+    }
+}
