@@ -170,7 +170,8 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
             let _ = tokio::time::timeout(config.catch_up, churned_reader).await;
             watchers.push((churned, false));
             let restart_ts = cluster.now_ts();
-            let subscription = client.subscribe(table_span(101), restart_ts).await.map_err(io_error)?;
+            let subscription =
+                client.subscribe(table_span(101), restart_ts).await.map_err(io_error)?;
             (churned, churned_reader) =
                 Watcher::spawn("churned (2nd)", subscription, table_span(101), restart_ts);
         }

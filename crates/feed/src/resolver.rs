@@ -269,14 +269,14 @@ async fn async_commit_fate(
             .cloned()
             .partition(|key| region.contains_key(EncodedKey::encode(key).as_bytes()));
         let target = RegionTarget::from(&ctx);
-        let locks = match shared.transport.check_secondary_locks(&target, primary.start_ts, &keys).await
-        {
-            Err(LockError::Region { .. }) => {
-                shared.source.invalidate(region.ver_id());
-                continue;
-            }
-            other => other?,
-        };
+        let locks =
+            match shared.transport.check_secondary_locks(&target, primary.start_ts, &keys).await {
+                Err(LockError::Region { .. }) => {
+                    shared.source.invalidate(region.ver_id());
+                    continue;
+                }
+                other => other?,
+            };
         if let Some(committed) = locks.commit_ts {
             return Ok(Some(Fate::Committed(committed)));
         }

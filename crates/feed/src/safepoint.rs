@@ -129,7 +129,8 @@ impl SafePointKeeper {
                 }
                 return Ok((None, lost));
             };
-            let answer = pd.update_service_safe_point(&self.service_id, self.ttl_secs, floor).await?;
+            let answer =
+                pd.update_service_safe_point(&self.service_id, self.ttl_secs, floor).await?;
             if !answer.refuses(floor) {
                 *held = Some(floor);
                 return Ok((None, lost));

@@ -273,7 +273,6 @@ impl ServiceSafePoint {
     }
 }
 
-
 /// The region of a `GetRegion`/`GetRegionByID` answer: unset (or `REGION_NOT_FOUND`) is `None`.
 /// A region that does not answer the request (`matches` is false: it does not contain the key,
 /// or has another id) is [`Error::InvalidResponse`].

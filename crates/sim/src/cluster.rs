@@ -387,6 +387,14 @@ impl Cluster {
         lock(&self.shared.state).run_gc(u64::try_from(life.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// A GC round as if every service safe point below now minus `life` had expired (a client
+    /// cut off from PD for longer than its TTL): they are dropped, the safe point moves on, and
+    /// their clients find their next update refused.
+    pub fn force_gc(&self, life: Duration) -> u64 {
+        let life_ms = u64::try_from(life.as_millis()).unwrap_or(u64::MAX);
+        lock(&self.shared.state).gc_round(life_ms, false)
+    }
+
     /// The cluster's GC safe point (as PD's `GetGCSafePoint` answers).
     #[must_use]
     pub fn gc_safe_point(&self) -> u64 {

@@ -126,6 +126,16 @@ impl GcState {
         next
     }
 
+    /// A round after the service safe points below `candidate` expired (a client that could
+    /// not reach PD for longer than its TTL): they are dropped and the safe point moves to
+    /// `candidate`, never back.
+    pub(crate) fn force(&mut self, candidate: u64) -> u64 {
+        let next = candidate.max(self.safe_point);
+        self.services.retain(|_, p| p.safe_point >= next);
+        self.set_worker(next);
+        next
+    }
+
     /// Every service's safe point (the GC worker's included), by id.
     pub(crate) fn services(&self) -> Vec<(String, u64)> {
         self.services.iter().map(|(id, p)| (id.clone(), p.safe_point)).collect()

@@ -214,7 +214,11 @@ impl Mvcc {
                 None => (false, 0, Vec::new()),
                 Some((min_commit_ts, secondaries)) => {
                     let on_primary = m.key == spec.primary;
-                    (true, *min_commit_ts, if on_primary { secondaries.clone() } else { Vec::new() })
+                    (
+                        true,
+                        *min_commit_ts,
+                        if on_primary { secondaries.clone() } else { Vec::new() },
+                    )
                 }
             };
             let lock = Lock {

@@ -468,6 +468,11 @@ impl ClusterState {
     /// TiDB's GC worker, which resolves the locks below its safe point before it advances,
     /// waits for them), and the versions below it are compacted. Returns the safe point.
     pub(crate) fn run_gc(&mut self, life_ms: u64) -> u64 {
+        self.gc_round(life_ms, true)
+    }
+
+    /// [`ClusterState::run_gc`], honouring the service safe points or not (a forced round).
+    pub(crate) fn gc_round(&mut self, life_ms: u64, honour_services: bool) -> u64 {
         let now = self.tso.next();
         let now_secs = physical_of(now) / 1000;
         let life = i64::try_from(life_ms).unwrap_or(i64::MAX);
@@ -475,7 +480,11 @@ impl ClusterState {
         if let Some(oldest) = self.mvcc.all_locks().map(|(_, l)| l.start_ts).min() {
             candidate = candidate.min(oldest.saturating_sub(1));
         }
-        let safe_point = self.gc.advance(candidate, now_secs);
+        let safe_point = if honour_services {
+            self.gc.advance(candidate, now_secs)
+        } else {
+            self.gc.force(candidate)
+        };
         self.mvcc.compact(safe_point);
         safe_point
     }

@@ -60,6 +60,11 @@ pub fn test_config(cluster: &Cluster) -> Config {
 
 impl Harness {
     pub async fn stop(self) {
+        self.stop_client().await.shutdown().await;
+    }
+
+    /// Stops the client (checking its internal error counter) and hands the cluster back.
+    pub async fn stop_client(self) -> Cluster {
         let text = self.client.metrics_text();
         let broken = text
             .lines()
@@ -69,7 +74,7 @@ impl Harness {
         self.client.shutdown();
         let result = tokio::time::timeout(DEADLINE, self.runner).await.expect("run ends");
         result.expect("run task").expect("run returns Ok");
-        self.cluster.shutdown().await;
+        self.cluster
     }
 
     /// Checks a log against the cluster's commits.

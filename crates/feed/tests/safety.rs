@@ -1,0 +1,259 @@
+//! Upstream safety through the simulator: the client's GC service safe point (held at the lowest
+//! checkpoint, refused start ts, refused refreshes, removed at shutdown) and lock resolution as
+//! client-go does it (live transactions whose secondaries came first, abandoned async-commit
+//! transactions committed or rolled back through their secondaries).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Log, TICK, eventually, eventually_ok, start_with, workload};
+use kvfeed::{Error, LOCK_RESOLVE_MARGIN};
+use kvfeed_sim::{Cluster, ClusterConfig, Mutation, TxnError};
+use kvfeed_span::table::{record_key, table_span};
+
+fn splits(handles: &[i64]) -> Vec<Vec<u8>> {
+    handles.iter().map(|&h| record_key(100, h)).collect()
+}
+
+/// Registrations any store served below the GC safe point (changes may be missing there).
+fn registers_below_safe_point(cluster: &Cluster) -> u64 {
+    cluster.store_ids().iter().map(|&s| cluster.cdc_stats(s).registers_below_safe_point).sum()
+}
+
+fn service_point(cluster: &Cluster, service_id: &str) -> Option<u64> {
+    cluster.service_safe_points().into_iter().find(|(id, _)| id == service_id).map(|(_, sp)| sp)
+}
+
+fn put(handle: i64, value: &'static str) -> Mutation {
+    Mutation::put(record_key(100, handle), value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_ts_below_the_gc_safe_point_is_refused_at_once() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |_| {},
+    )
+    .await;
+    let old_ts = h.cluster.now_ts();
+    workload(1, 20).run(&h.cluster, 20, 0).await;
+    let safe_point = h.cluster.run_gc(Duration::ZERO);
+    assert!(safe_point > old_ts);
+    let refused =
+        tokio::time::timeout(Duration::from_secs(2), h.client.subscribe(table_span(100), old_ts))
+            .await
+            .expect("refused at once, not after a timeout");
+    match refused {
+        Err(Error::StartTsBelowGcSafePoint { start_ts, safe_point: sp }) => {
+            assert_eq!((start_ts, sp), (old_ts, safe_point));
+        }
+        other => panic!("expected StartTsBelowGcSafePoint, got {other:?}"),
+    }
+    assert_eq!(registers_below_safe_point(&h.cluster), 0, "nothing was asked of TiKV");
+    // At the safe point itself, the history is there: admitted.
+    let sub = h.client.subscribe(table_span(100), safe_point).await.expect("at the safe point");
+    drop(sub);
+    h.stop().await;
+}
+
+/// GC runs with a life time of zero over and over while the client reads through store
+/// restarts: the client's safe point holds it at the lowest checkpoint, every row arrives, no
+/// registration is ever served below the safe point, and shutdown removes the safe point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_safe_point_follows_the_checkpoint_and_gc_never_passes_it() {
+    let h = start_with(
+        ClusterConfig {
+            stores: 2,
+            split_keys: splits(&[50]),
+            resolved_ts_interval: Some(TICK),
+            ..ClusterConfig::default()
+        },
+        |config| {
+            config.gc_service_name = Some("safety-test".to_owned());
+            config.gc_refresh = Duration::from_millis(100);
+        },
+    )
+    .await;
+    let service = "kvfeed-safety-test";
+    assert_eq!(h.client.gc_service_id(), service);
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
+    assert_eq!(service_point(&h.cluster, service), Some(start_ts), "held before anything is read");
+    let mut log = Log::default();
+    let mut load = workload(2, 100);
+    for round in 0..6 {
+        load.run(&h.cluster, 40, 0).await;
+        let safe_point = h.cluster.run_gc(Duration::ZERO);
+        let published = h.client.stats(sub.id()).unwrap().published_ts;
+        assert!(safe_point <= published, "GC passed the checkpoint: {safe_point} > {published}");
+        // Streams break: regions are read again from their checkpoints.
+        h.cluster.reset_store_streams(1 + round % 2);
+        log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    }
+    eventually("the safe point advances with the checkpoint", || {
+        service_point(&h.cluster, service).is_some_and(|sp| sp > start_ts)
+    })
+    .await;
+    assert!(h.cluster.run_gc(Duration::ZERO) > start_ts, "GC advances behind the client");
+    assert_eq!(registers_below_safe_point(&h.cluster), 0);
+    h.verify(&span, start_ts, &log);
+    let cluster = h.stop_client().await;
+    assert_eq!(service_point(&cluster, service), None, "a clean shutdown removes the safe point");
+    cluster.shutdown().await;
+}
+
+/// The client's safe point expires (as if PD had been out of reach for longer than its TTL) and
+/// GC moves past the checkpoint: the next refresh is refused and the subscription fails with a typed error instead of reading history
+/// that may be gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_fails_the_subscription() {
+    // No resolved ts: the checkpoint stays at the start ts.
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: None, ..ClusterConfig::default() },
+        |config| config.gc_refresh = Duration::from_millis(50),
+    )
+    .await;
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(table_span(100), start_ts).await.unwrap();
+    workload(3, 10).run(&h.cluster, 10, 0).await;
+    let forced = h.cluster.force_gc(Duration::ZERO);
+    assert!(forced > start_ts);
+    let error = tokio::time::timeout(common::DEADLINE, async {
+        loop {
+            match sub.recv().await {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return error,
+                None => panic!("the stream ended without an error"),
+            }
+        }
+    })
+    .await
+    .expect("the subscription fails");
+    match error {
+        Error::GcSafePointPassed { checkpoint, safe_point, service_id } => {
+            assert_eq!((checkpoint, safe_point), (start_ts, forced));
+            assert_eq!(service_id, kvfeed_sim::GC_WORKER_SERVICE);
+        }
+        other => panic!("expected GcSafePointPassed, got {other:?}"),
+    }
+    assert!(sub.recv().await.is_none());
+    h.stop().await;
+}
+
+/// The resolver stage's completed runs so far.
+fn resolver_runs(client: &kvfeed::Client) -> u64 {
+    let needle = "kvfeed_kvclient_lock_resolve_duration_seconds_count{action=\"run\"} ";
+    client
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(needle).map(|n| n.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// Asks for the locks of the subscription below `target` to be resolved, once PD's clock (as the
+/// client knows it) is past the margin; returns how many regions were queued.
+async fn resolve_when_allowed(
+    h: &common::Harness,
+    sub: kvfeed::SubscriptionId,
+    target: u64,
+) -> usize {
+    eventually_ok("PD's clock passes the margin", || h.client.resolve_lock(sub, target).ok()).await
+}
+
+fn two_region_cluster() -> ClusterConfig {
+    ClusterConfig {
+        stores: 2,
+        split_keys: splits(&[50]),
+        resolved_ts_interval: Some(TICK),
+        ..ClusterConfig::default()
+    }
+}
+
+fn manual_resolution(config: &mut kvfeed::Config) {
+    config.lock_resolve_fence = None;
+    config.lock_resolve_cooldown = Duration::from_millis(50);
+}
+
+/// A transaction prewrites its secondary (region 1) before its primary (region 2), and the
+/// client resolves locks meanwhile: the primary has no lock yet, but the scanned lock has not
+/// expired, so nothing is rolled back and the transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_transaction_whose_secondaries_came_first_is_never_rolled_back() {
+    let h = start_with(two_region_cluster(), manual_resolution).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    // Primary at handle 70 (second region), secondary at handle 10 (first region).
+    let txn = [put(70, "primary"), put(10, "secondary")];
+    let txn_ts = h.cluster.begin();
+    h.cluster.prewrite_part(txn_ts, &txn, &[1], 60_000, false).unwrap();
+    // PD's clock moves past the margin (the lock's 60 s TTL is far from expiring).
+    h.cluster.advance_tso(2 * LOCK_RESOLVE_MARGIN.as_millis() as i64);
+    let runs = resolver_runs(&h.client);
+    let queued = resolve_when_allowed(&h, sub.id(), txn_ts + 1).await;
+    assert_eq!(queued, 1, "the region with the secondary lags");
+    eventually("the resolver ran", || resolver_runs(&h.client) > runs).await;
+    // The primary's prewrite arrives: the transaction was left alone, so it commits.
+    h.cluster.prewrite_part(txn_ts, &txn, &[0], 60_000, false).expect("not rolled back");
+    let commit_ts = h.cluster.commit(txn_ts).expect("commits");
+    log.until_resolved(&mut sub, commit_ts + 1).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(log.rows, 2);
+    h.stop().await;
+}
+
+/// An async-commit transaction prewritten on two regions and abandoned: once its TTL expires,
+/// its secondaries say every key is locked, so it is committed at the largest min commit ts,
+/// the rows are delivered and the resolved ts moves again. 1PC transactions go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_async_commit_transaction_is_committed_through_its_secondaries() {
+    let h = start_with(two_region_cluster(), manual_resolution).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let txn_ts =
+        h.cluster.prewrite_async(&[put(10, "a"), put(70, "b"), put(20, "c")], 100).unwrap();
+    for handle in [30, 80, 90] {
+        h.cluster.commit_1pc(&[Mutation::put(record_key(100, handle), "one-phase")]).unwrap();
+    }
+    tokio::time::sleep(TICK * 4).await;
+    assert!(h.client.resolved_ts(sub.id()).unwrap() <= txn_ts, "the locks hold it back");
+    h.cluster.advance_tso(2 * LOCK_RESOLVE_MARGIN.as_millis() as i64);
+    let queued = resolve_when_allowed(&h, sub.id(), txn_ts + 1).await;
+    assert_eq!(queued, 2, "both regions lag");
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    h.verify(&span, start_ts, &log);
+    assert_eq!(log.rows, 6, "three async-commit rows and three 1PC rows");
+    h.stop().await;
+}
+
+/// An async-commit transaction abandoned before its secondary was prewritten: the secondary's
+/// check finds it missing (TiKV then writes a rollback there), so the transaction is rolled
+/// back, nothing is delivered, the resolved ts moves, and the late prewrite fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_commit_transaction_missing_a_secondary_is_rolled_back() {
+    let h = start_with(two_region_cluster(), manual_resolution).await;
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let txn = [put(10, "primary"), put(70, "never prewritten")];
+    let txn_ts = h.cluster.begin();
+    h.cluster.prewrite_part(txn_ts, &txn, &[0], 100, true).unwrap();
+    h.cluster.advance_tso(2 * LOCK_RESOLVE_MARGIN.as_millis() as i64);
+    let queued = resolve_when_allowed(&h, sub.id(), txn_ts + 1).await;
+    assert_eq!(queued, 1, "the primary's region lags");
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    assert_eq!(log.rows, 0);
+    h.verify(&span, start_ts, &log);
+    let late = h.cluster.prewrite_part(txn_ts, &txn, &[1], 100, true);
+    assert!(matches!(late, Err(TxnError::TxnNotFound { .. })), "{late:?}");
+    h.stop().await;
+}
