@@ -90,6 +90,10 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
             split_keys,
             resolved_ts_interval: Some(Duration::from_millis(100)),
             v1_only_stores: if rng.chance(30) { vec![1] } else { Vec::new() },
+            // GC runs with a short life time: only the client's service safe point keeps the
+            // history its regions are read again from.
+            gc_life_time: Some(Duration::from_secs(2)),
+            gc_interval: Duration::from_millis(500),
             ..ClusterConfig::default()
         })
         .await?,
@@ -101,6 +105,7 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         kvfeed::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
     client_config.lock_resolve_fence = Some(Duration::from_secs(1));
     client_config.lock_resolve_cooldown = Duration::from_millis(500);
+    client_config.gc_refresh = Duration::from_millis(200);
     // Wedged stores are in the schedule: registrations they swallowed are given up on soon.
     client_config.region_stuck_timeout = Some(Duration::from_secs(1));
     let client = Client::connect(client_config)
@@ -272,6 +277,17 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
             Ok(Ok(())) => {}
             Ok(Err(error)) => outcome.violation = Some(format!("client: {error}")),
             Err(error) => outcome.violation = Some(format!("client task: {error}")),
+        }
+    }
+    if outcome.violation.is_none() {
+        let below: u64 = cluster
+            .store_ids()
+            .iter()
+            .map(|&store| cluster.cdc_stats(store).registers_below_safe_point)
+            .sum();
+        if below > 0 {
+            outcome.violation =
+                Some(format!("{below} registrations were served below the GC safe point"));
         }
     }
     if outcome.violation.is_none() {

@@ -103,6 +103,17 @@ pub enum Fault {
         /// Lock TTL.
         ttl_ms: u64,
     },
+    /// Prewrite an async-commit transaction over `keys` (the first is the primary) and never
+    /// commit it: `complete` prewrites every key (the transaction is committed, a resolver must
+    /// find its commit ts), otherwise the last key is never prewritten (it must be rolled back).
+    AbandonAsyncCommit {
+        /// The raw keys.
+        keys: Vec<Vec<u8>>,
+        /// Whether every key was prewritten.
+        complete: bool,
+        /// Lock TTL.
+        ttl_ms: u64,
+    },
 }
 
 /// Why a fault could not be applied.
@@ -333,6 +344,29 @@ impl Cluster {
         Ok(self.prewrite(&[m], ttl_ms)?)
     }
 
+    /// Prewrites an async-commit transaction over `keys` (distinct; the first is the primary)
+    /// and abandons it; all keys, or all but the last when `complete` is false. Returns its
+    /// start ts.
+    pub fn abandon_async_commit(
+        &self,
+        keys: &[Vec<u8>],
+        complete: bool,
+        ttl_ms: u64,
+    ) -> Result<u64, FaultError> {
+        let mut all: Vec<Mutation> = Vec::new();
+        for key in keys {
+            if !all.iter().any(|m| m.key[..] == key[..]) {
+                let value = Bytes::from_static(b"abandoned async commit");
+                all.push(Mutation::put(Bytes::copy_from_slice(key), value));
+            }
+        }
+        let written = if complete || all.len() < 2 { all.len() } else { all.len() - 1 };
+        let indices: Vec<usize> = (0..written).collect();
+        let start_ts = self.begin();
+        self.prewrite_part(start_ts, &all, &indices, ttl_ms, true)?;
+        Ok(start_ts)
+    }
+
     /// Applies a scheduled fault.
     pub async fn apply_fault(&self, fault: &Fault) -> Result<(), FaultError> {
         match fault {
@@ -358,6 +392,9 @@ impl Cluster {
                 self.restart_store(*store).await
             }
             Fault::AbandonLock { key, ttl_ms } => self.abandon_lock(key, *ttl_ms).map(drop),
+            Fault::AbandonAsyncCommit { keys, complete, ttl_ms } => {
+                self.abandon_async_commit(keys, *complete, *ttl_ms).map(drop)
+            }
             Fault::ScanStorm { region, ms } => {
                 self.storm_after_scan(*region, Duration::from_millis(*ms));
                 self.congest_region(*region);
@@ -434,7 +471,7 @@ impl FaultSchedule {
         } else {
             self.keys[self.rng.below(self.keys.len() as u64) as usize].clone()
         };
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0 => match cluster.region_of_raw(&key) {
                 Some(r) => Fault::Split { region: r.id, key },
                 None => Fault::ResetStreams { store },
@@ -455,6 +492,18 @@ impl FaultSchedule {
             8 => Fault::Wedge { store, ms: 300 + self.rng.below(1200) },
             9 => Fault::PdOutage { ms: 200 + self.rng.below(1000) },
             10 => Fault::RefuseVersion { store, ms: 300 + self.rng.below(1200) },
+            11 => {
+                let other = if self.keys.is_empty() {
+                    vec![b'k', self.rng.below(256) as u8]
+                } else {
+                    self.keys[self.rng.below(self.keys.len() as u64) as usize].clone()
+                };
+                Fault::AbandonAsyncCommit {
+                    keys: vec![key, other],
+                    complete: self.rng.chance(50),
+                    ttl_ms: 100,
+                }
+            }
             _ => Fault::ResetStreams { store },
         }
     }

@@ -258,6 +258,9 @@ async fn resolve_stale_locks(cluster: &Cluster, span: &Span) -> usize {
                     caller_start_ts: max_version,
                     current_ts: cluster.now_ts(),
                     rollback_if_not_exist: true,
+                    // Async-commit primaries are settled as sync ones here (rolled back once
+                    // expired): no secondary checks in this minimal resolver.
+                    force_sync_commit: true,
                     ..Default::default()
                 })
                 .await
