@@ -65,6 +65,9 @@ pub struct Outcome {
     pub delivered: usize,
     /// The first violation, if any: which subscription and what.
     pub violation: Option<String>,
+    /// How far (ms of TSO time) the cluster's GC safe point ended behind the final ts: GC ran
+    /// behind the client, held back by its service safe point.
+    pub gc_behind_ms: u64,
 }
 
 const TABLES: [i64; 2] = [100, 101];
@@ -279,6 +282,9 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
             Err(error) => outcome.violation = Some(format!("client task: {error}")),
         }
     }
+    let gc_behind =
+        kvfeed_sim::physical_of(final_ts) - kvfeed_sim::physical_of(cluster.gc_safe_point());
+    outcome.gc_behind_ms = u64::try_from(gc_behind).unwrap_or(0);
     if outcome.violation.is_none() {
         let below: u64 = cluster
             .store_ids()

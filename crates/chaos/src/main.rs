@@ -43,10 +43,12 @@ fn main() -> ExitCode {
         match runtime.block_on(run_seed(&config)) {
             Ok(outcome) => match &outcome.violation {
                 None => println!(
-                    "seed {seed}: ok ({} faults, {} rows expected, {} delivered, {:.1} s)",
+                    "seed {seed}: ok ({} faults, {} rows expected, {} delivered, GC safe point \
+                     {} ms behind the end, {:.1} s)",
                     outcome.faults.len(),
                     outcome.expected,
                     outcome.delivered,
+                    outcome.gc_behind_ms,
                     run.elapsed().as_secs_f64()
                 ),
                 Some(violation) => {

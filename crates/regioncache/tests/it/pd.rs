@@ -313,3 +313,27 @@ async fn a_missing_tls_file_is_a_typed_error_naming_it() {
         other => panic!("expected a TLS error, got {other:?}"),
     }
 }
+
+/// Service GC safe points over the wire, as PD keeps them: an update below the minimum is
+/// refused (the answer names the minimum, above the asked ts), advancing is accepted, a TTL of 0
+/// removes the point, and the GC worker's own service id cannot be set.
+#[tokio::test]
+async fn service_gc_safe_points() {
+    let fake = ScriptedPd::start(1, CLUSTER).await.unwrap();
+    let pd = connect(&fake).await;
+    assert_eq!(pd.gc_safe_point().await.unwrap(), 0);
+    let first = pd.update_service_safe_point("kvfeed-a", 60, 100).await.unwrap();
+    assert!(!first.refuses(100), "{first:?}");
+    assert_eq!(first.min_safe_point, 0, "the GC worker's point at 0 is the minimum");
+    pd.update_service_safe_point("kvfeed-b", 60, 200).await.unwrap();
+    // Lowering a point is accepted while it stays at or above the minimum (the GC worker's 0).
+    let lower = pd.update_service_safe_point("kvfeed-b", 60, 50).await.unwrap();
+    assert!(!lower.refuses(50));
+    // Both removed; the GC worker's own id is reserved.
+    for id in ["kvfeed-a", "kvfeed-b"] {
+        pd.update_service_safe_point(id, 0, 0).await.unwrap();
+    }
+    let reserved = pd.update_service_safe_point(kvfeed_sim::GC_WORKER_SERVICE, 60, 5).await;
+    assert!(matches!(reserved, Err(Error::Pd { .. })), "{reserved:?}");
+    assert_eq!(fake.calls(0).gc_calls, 7);
+}
