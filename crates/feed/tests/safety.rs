@@ -38,6 +38,8 @@ async fn a_start_ts_below_the_gc_safe_point_is_refused_at_once() {
     .await;
     let old_ts = h.cluster.now_ts();
     workload(1, 20).run(&h.cluster, 20, 0).await;
+    // GC moves to the start of PD's current millisecond: make it a later one than `old_ts`'s.
+    h.cluster.advance_tso(10);
     let safe_point = h.cluster.run_gc(Duration::ZERO);
     assert!(safe_point > old_ts);
     let refused =
