@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// On exit, write every committed row to FILE as JSON lines (for checking a watcher).
     #[arg(long, value_name = "FILE")]
     commits: Option<PathBuf>,
+    /// Run a GC worker with this GC life time: versions older than SECS before now are
+    /// compacted, except what the service safe points of clients (such as `watch`) hold.
+    #[arg(long, value_name = "SECS")]
+    gc_life_time: Option<u64>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
@@ -41,6 +45,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let mut config = layout::cluster_config(args.stores, args.regions, &tables);
     config.resolved_ts_interval = Some(Duration::from_millis(args.resolved_interval_ms.max(1)));
     config.record_commits = args.commits.is_some();
+    config.gc_life_time = args.gc_life_time.map(Duration::from_secs);
     // Admission is the client's job here; the store takes any number of scans.
     config.max_pending_scans = usize::MAX;
     let cluster = Cluster::start(config).await.map_err(|error| {

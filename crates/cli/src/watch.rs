@@ -58,6 +58,14 @@ pub(crate) struct Args {
     /// deregistered and requested again (a wedged store). At least 1.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     region_stuck_timeout: u64,
+    /// The name of the PD service GC safe point held while watching (`kvfeed-NAME`); a
+    /// restarted watch that gives the same name takes its predecessor's over. Default: a name
+    /// unique to the process.
+    #[arg(long, value_name = "NAME")]
+    gc_service_name: Option<String>,
+    /// Seconds the GC safe point outlives a watch that was killed. At least 120.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    gc_ttl: u64,
 }
 
 /// The span of `--table` or `--span`.
@@ -118,8 +126,16 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.region_stuck_timeout == 0 {
         return Err(Failure::usage("--region-stuck-timeout must be at least 1 second"));
     }
+    if args.gc_ttl < 120 {
+        return Err(Failure::usage("--gc-ttl must be at least 120 seconds"));
+    }
+    if args.gc_service_name.as_ref().is_some_and(String::is_empty) {
+        return Err(Failure::usage("--gc-service-name must not be empty"));
+    }
     let mut config = Config::new(args.pd.iter().cloned());
     config.cluster_id = args.cluster_id;
+    config.gc_service_name.clone_from(&args.gc_service_name);
+    config.gc_ttl = Duration::from_secs(args.gc_ttl);
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     config.tls = tls;
     if args.any_store_version {
@@ -166,10 +182,12 @@ async fn watch(client: &Client, span: Span, args: &Args) -> Result<(), Failure> 
     if args.until_resolved.is_some_and(|until| until <= start_ts) {
         return Ok(());
     }
-    let mut subscription = client
-        .subscribe(span.clone(), start_ts)
-        .await
-        .map_err(|error| Failure::runtime(error.to_string()))?;
+    let mut subscription =
+        client.subscribe(span.clone(), start_ts).await.map_err(|error| match error {
+            // The argument cannot be used: the history it names may be gone.
+            kvfeed::Error::StartTsBelowGcSafePoint { .. } => Failure::usage(error.to_string()),
+            error => Failure::runtime(error.to_string()),
+        })?;
     tracing::info!(?span, start_ts, "watching");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

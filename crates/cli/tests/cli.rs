@@ -121,6 +121,16 @@ impl Drop for Served {
 }
 
 #[test]
+fn a_start_ts_below_the_gc_safe_point_is_a_usage_error() {
+    let served = Served::start(&["--gc-life-time", "0"]);
+    let started = Instant::now();
+    let output = kvfeed(&["watch", "--pd", &served.pd, "--table", "100", "--start-ts", "1"]);
+    assert_fails(&output, 2, "below the GC safe point");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused at once");
+    served.interrupt();
+}
+
+#[test]
 fn cluster_id_mismatch_is_reported() {
     let served = Served::start(&[]);
     let output = kvfeed(&["watch", "--pd", &served.pd, "--table", "100", "--cluster-id", "1"]);

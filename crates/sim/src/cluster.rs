@@ -196,9 +196,12 @@ impl Cluster {
             let shared = Arc::clone(&shared);
             let life_ms = u64::try_from(life.as_millis()).unwrap_or(u64::MAX);
             let interval = config.gc_interval.max(Duration::from_millis(1));
+            // The first round runs before `start` returns.
+            lock(&shared.state).run_gc(life_ms);
             tickers.push(tokio::spawn(async move {
                 let mut timer = tokio::time::interval(interval);
                 timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                timer.tick().await;
                 loop {
                     timer.tick().await;
                     lock(&shared.state).run_gc(life_ms);
