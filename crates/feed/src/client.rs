@@ -94,6 +94,7 @@ impl Client {
             filter_loop: config.filter_loop,
             connect_timeout: config.timeout,
             request_timeout: config.timeout,
+            event_channel_bytes: config::queue_bytes(config.memory_quota),
             tls: config.tls.clone(),
             ..TransportConfig::default()
         };
@@ -285,8 +286,9 @@ impl Client {
         })
     }
 
-    /// Bytes of delivered rows the subscribers have not read yet: at most
-    /// [`Config::memory_quota`], beyond which region workers wait.
+    /// Bytes the client holds on the way as [`Config::memory_quota`] counts them (events
+    /// waiting in the transport's queue, delivered rows the subscribers have not read yet): at
+    /// most the quota.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.shared.buffered_bytes()
     }

@@ -31,8 +31,12 @@ pub struct Config {
     /// Regions per store whose incremental scan may run at once; the others wait their turn,
     /// so one large subscription cannot starve the rest. At least 1.
     pub initial_scan_window: usize,
-    /// Bytes of rows delivered but not yet read by subscribers, over all subscriptions; region
-    /// workers wait (and TiKV is pushed back through HTTP/2 flow control) beyond it.
+    /// Bytes the client may hold on the way, over all subscriptions: events decoded from TiKV
+    /// and waiting for a region worker (an eighth of the quota at most) and rows delivered but
+    /// not yet read by subscribers (the rest). When either part is full, reading from TiKV
+    /// stops (HTTP/2 flow control pushes back on the stores) until it drains. Not counted yet:
+    /// the region workers' queues (1024 messages each) and the prewrites a region caches until
+    /// their commits arrive.
     pub memory_quota: usize,
     /// Ask TiKV to drop rows written by change-data replication itself (bidirectional setups).
     pub filter_loop: bool,
@@ -129,6 +133,12 @@ impl Config {
     }
 }
 
+/// The part of [`Config::memory_quota`] for events waiting in the transport's queue: an
+/// eighth, at least 1 byte.
+pub(crate) fn queue_bytes(memory_quota: usize) -> usize {
+    (memory_quota / 8).max(1)
+}
+
 /// Checks the settings a client cannot work with.
 pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     let positive = [
@@ -148,6 +158,10 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.pd_endpoints.is_empty() {
         return Err(Error::Config("no PD endpoint".to_owned()));
+    }
+    if config.memory_quota < 8 {
+        // Both parts (see `queue_bytes`) need a byte.
+        return Err(Error::Config("memory_quota must be at least 8 bytes".to_owned()));
     }
     if config.memory_quota > tokio::sync::Semaphore::MAX_PERMITS {
         return Err(Error::Config("memory_quota is too large".to_owned()));

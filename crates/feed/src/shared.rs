@@ -28,8 +28,11 @@ pub(crate) struct Shared {
     pub(crate) transport: Transport,
     pub(crate) cluster_id: u64,
     pub(crate) registry: Registry,
-    /// The memory quota: one permit per byte of delivered rows not yet read.
+    /// The delivered-rows part of the memory quota: one permit per byte of delivered rows not
+    /// yet read (the transport's queue has the rest, `config::queue_bytes`).
     pub(crate) quota: Arc<Semaphore>,
+    /// The permits `quota` started with.
+    pub(crate) delivered_quota: usize,
     pub(crate) metrics: Metrics,
     /// Regions whose locks are to be resolved; the resolver stage takes them.
     pub(crate) resolve_requests: ResolveRequests,
@@ -59,7 +62,8 @@ impl Shared {
         cluster_id: u64,
     ) -> Self {
         Self {
-            quota: Arc::new(Semaphore::new(config.memory_quota)),
+            quota: Arc::new(Semaphore::new(delivered_quota(&config))),
+            delivered_quota: delivered_quota(&config),
             resolve_requests: ResolveRequests::new(&config),
             history: Mutex::default(),
             clock: PdClock::default(),
@@ -173,9 +177,10 @@ impl Shared {
         history.len()
     }
 
-    /// Bytes of delivered rows not yet read.
+    /// Bytes held on the way: delivered rows not yet read, and events in the transport's queue.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.config.memory_quota.saturating_sub(self.quota.available_permits())
+        let delivered = self.delivered_quota.saturating_sub(self.quota.available_permits());
+        delivered + self.transport.queued_bytes()
     }
 
     /// Publishes the subscription's resolved ts if its publisher says it is time.
@@ -214,6 +219,11 @@ impl Shared {
             .filter(|&&region| self.resolve_requests.request(now, region, target_ts))
             .count()
     }
+}
+
+/// The delivered-rows part of the memory quota.
+fn delivered_quota(config: &Config) -> usize {
+    config.memory_quota.saturating_sub(crate::config::queue_bytes(config.memory_quota)).max(1)
 }
 
 /// The subscriptions by id.

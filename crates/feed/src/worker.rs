@@ -538,7 +538,7 @@ impl Worker {
         let rows = std::mem::take(&mut self.rows);
         let bytes: usize = rows.iter().map(RowEvent::footprint).sum();
         let quota = &self.shared.quota;
-        let wanted = bytes.min(self.shared.config.memory_quota).min(u32::MAX as usize) as u32;
+        let wanted = bytes.min(self.shared.delivered_quota).min(u32::MAX as usize) as u32;
         // Waiting for the quota ends if the subscription stops (its rows are not wanted any
         // more): unsubscribing a stalled reader frees the worker.
         let permit = tokio::select! {

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::codec::Streaming;
 
+use crate::budget::EventSender;
 use crate::codec::FrameCodec;
 use crate::demux::{Route, decode_frame};
 use crate::error::StreamError;
@@ -30,7 +31,7 @@ pub(crate) struct SessionTask {
     pub(crate) session: Arc<Session>,
     pub(crate) lease: Lease,
     pub(crate) requests: mpsc::UnboundedReceiver<WireRequest>,
-    pub(crate) events: mpsc::Sender<StreamEvent>,
+    pub(crate) events: EventSender,
     pub(crate) route: Route,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_decoding_message_size: usize,
@@ -133,12 +134,12 @@ impl SessionTask {
             for event in demux {
                 // Room first, then admission and the send under the session's lock (see
                 // `Session::admit_into`).
-                let Ok(permit) = events.reserve().await else {
+                let Some(reserved) = events.reserve(&event).await else {
                     // Nobody listens any more: stop quietly.
                     ender.finish(End::Closed);
                     return;
                 };
-                session.admit_into(event, permit);
+                session.admit_into(event, reserved);
             }
         }
     }
@@ -148,7 +149,7 @@ impl SessionTask {
 struct Ender<'a> {
     session: &'a Session,
     lease: &'a Lease,
-    events: &'a mpsc::Sender<StreamEvent>,
+    events: &'a EventSender,
     route: Route,
 }
 

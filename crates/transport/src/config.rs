@@ -18,6 +18,11 @@ pub struct TransportConfig {
     /// Capacity of the event channel, in events. When it is full, every stream stops reading,
     /// and HTTP/2 flow control pushes back on the stores. At least 1.
     pub event_channel_capacity: usize,
+    /// Bytes the events on the channel may hold at most (their
+    /// [`StreamEvent::footprint`](crate::StreamEvent::footprint)); when they hold this much,
+    /// every stream stops reading too. At least 1; an event larger than this is let through
+    /// alone.
+    pub event_channel_bytes: usize,
     /// Ask TiKV to drop rows written by CDC itself (`filter_loop` of every Register).
     pub filter_loop: bool,
     /// Dialling timeout; also bounds the `EventFeedV2` probe.
@@ -60,6 +65,7 @@ impl Default for TransportConfig {
             streams_per_store: 2,
             max_calls_per_connection: 1000,
             event_channel_capacity: 1024,
+            event_channel_bytes: 64 << 20,
             filter_loop: false,
             connect_timeout: Duration::from_secs(3),
             keepalive: Some(Keepalive {

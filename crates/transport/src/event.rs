@@ -75,6 +75,28 @@ pub enum StreamEvent {
     },
 }
 
+/// Bytes charged per event and per row beyond their keys and values (the structures around
+/// them), for the event channel's byte budget.
+const EVENT_OVERHEAD: usize = 64;
+const ROW_OVERHEAD: usize = 64;
+
+impl StreamEvent {
+    /// The bytes this event holds, as the event channel's byte budget counts them: keys,
+    /// values and old values of its rows, a fixed overhead per row and per event, 8 bytes per
+    /// region of a resolved-ts batch.
+    pub fn footprint(&self) -> usize {
+        EVENT_OVERHEAD
+            + match self {
+                Self::Region { event: RegionEvent::Rows(rows), .. } => rows
+                    .iter()
+                    .map(|row| ROW_OVERHEAD + row.key.len() + row.value.len() + row.old_value.len())
+                    .sum(),
+                Self::Resolved { regions, .. } => regions.len() * 8,
+                _ => 0,
+            }
+    }
+}
+
 /// What happened to one subscribed region.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RegionEvent {

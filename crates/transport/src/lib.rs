@@ -70,6 +70,7 @@
 
 extern crate alloc;
 
+mod budget;
 mod call;
 mod codec;
 mod config;

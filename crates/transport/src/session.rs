@@ -21,10 +21,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::{HashMap, HashSet};
 use kvfeed_base::lock;
+use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+use crate::budget::Reserved;
 use crate::error::StreamError;
 use crate::event::{RegionEvent, StreamEvent};
 use crate::pool::Mode;
@@ -292,10 +293,11 @@ impl Session {
     /// session's state is unlocked: an event is either on the channel before a deregistration
     /// changes the state, or dropped, so the marker `Transport::deregister` sends afterwards
     /// follows every event of the old registration.
-    pub(crate) fn admit_into(&self, event: StreamEvent, permit: mpsc::Permit<'_, StreamEvent>) {
+    pub(crate) fn admit_into(&self, event: StreamEvent, reserved: Reserved<'_>) {
         let mut state = self.lock();
+        // An event not admitted drops its reservation, giving its charge back.
         if let Some(event) = Self::admit_locked(&mut state, event) {
-            permit.send(event);
+            reserved.send(event);
         }
     }
 

@@ -21,6 +21,7 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use kvfeed_base::{Backoff, Jitter, get_mut, lock};
 
+use crate::budget::{Charged, EventBudget, EventSender};
 use crate::call::SessionTask;
 use crate::config::TransportConfig;
 use crate::demux::Route;
@@ -55,7 +56,9 @@ pub struct Transport {
 /// memory stays bounded by the channel capacity plus the HTTP/2 windows.
 #[derive(Debug)]
 pub struct Events {
-    receiver: mpsc::Receiver<StreamEvent>,
+    receiver: mpsc::Receiver<Charged>,
+    /// Given back each event's charge as it is taken.
+    budget: Arc<EventBudget>,
 }
 
 /// A snapshot of one store's connections and streams.
@@ -80,7 +83,7 @@ struct Inner {
     config: TransportConfig,
     template: RequestTemplate,
     tls: Option<ClientTlsConfig>,
-    events: mpsc::Sender<StreamEvent>,
+    events: EventSender,
     /// Stores by id. Invariant: no two stores share an address.
     stores: Mutex<HashMap<u64, Arc<Store>>>,
     seeds: AtomicU64,
@@ -159,6 +162,8 @@ impl Transport {
     pub fn new(config: TransportConfig, cluster_id: u64) -> Result<(Self, Events), TransportError> {
         let tls = config.tls.as_ref().map(kvfeed_base::tonic_tls).transpose()?;
         let (events, receiver) = mpsc::channel(config.event_channel_capacity.max(1));
+        let budget = Arc::new(EventBudget::new(config.event_channel_bytes));
+        let events = EventSender::new(events, Arc::clone(&budget));
         let template = RequestTemplate::new(cluster_id, config.filter_loop);
         let inner = Inner {
             config,
@@ -168,7 +173,7 @@ impl Transport {
             stores: Mutex::default(),
             seeds: AtomicU64::new(cluster_id),
         };
-        Ok((Self { inner: Arc::new(inner) }, Events { receiver }))
+        Ok((Self { inner: Arc::new(inner) }, Events { receiver, budget }))
     }
 
     /// Registers a region on one of the store's streams, picked round robin (see the type's
@@ -456,15 +461,28 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Bytes the events waiting on the channel hold (their
+    /// [`StreamEvent::footprint`]s), at most
+    /// [`TransportConfig::event_channel_bytes`].
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.events.used()
+    }
+}
+
 impl Events {
     /// The next event; `None` once the transport and all its streams are gone.
     pub async fn recv(&mut self) -> Option<StreamEvent> {
-        self.receiver.recv().await
+        let (event, charge) = self.receiver.recv().await?;
+        self.budget.give_back(charge);
+        Some(event)
     }
 
     /// The next event if one is ready.
     pub fn try_recv(&mut self) -> Option<StreamEvent> {
-        self.receiver.try_recv().ok()
+        let (event, charge) = self.receiver.try_recv().ok()?;
+        self.budget.give_back(charge);
+        Some(event)
     }
 
     /// The number of events waiting.
@@ -477,9 +495,9 @@ impl Events {
         self.receiver.is_empty()
     }
 
-    /// The underlying tokio receiver.
-    pub fn into_inner(self) -> mpsc::Receiver<StreamEvent> {
-        self.receiver
+    /// Bytes the waiting events hold (their footprints, as the byte budget counts them).
+    pub fn bytes(&self) -> usize {
+        self.budget.used()
     }
 }
 

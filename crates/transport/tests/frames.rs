@@ -78,6 +78,56 @@ async fn a_message_over_the_decode_limit_fails_the_stream() {
     );
 }
 
+/// The channel is bounded in bytes too: with room for 1024 events but 64 KiB, a stalled
+/// consumer holds four 16 KiB frames' events at most, and nothing is lost.
+#[tokio::test]
+async fn the_event_channel_is_bounded_in_bytes() {
+    const FRAMES: usize = 200;
+    const BYTES: usize = 64 << 10;
+    let store = TestStore::start(true);
+    let config = TransportConfig { event_channel_bytes: BYTES, ..config() };
+    let (transport, mut events) = Transport::new(config, CLUSTER_ID).unwrap();
+    transport.register(&target(1, &store), region(1, 10)).await.unwrap();
+    let call = store.accept().await;
+    let sent = std::sync::Arc::clone(&call.sent);
+    let producer = tokio::spawn(async move {
+        for i in 0..FRAMES {
+            let mut batch = rows(1, 10, 16, 1024);
+            if let Some(cdcpb::event::Event::Entries(entries)) = &mut batch.event {
+                entries.entries[0].start_ts = i as u64;
+            }
+            call.send(frame(vec![batch])).await;
+        }
+        call
+    });
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while transport.queued_bytes() + 17 * 1024 <= BYTES {
+        assert!(tokio::time::Instant::now() < deadline, "the budget never filled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Not a synchronisation: with a byte bound the figures below hold however long we wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(transport.queued_bytes() <= BYTES, "{} bytes queued", transport.queued_bytes());
+    assert!(
+        events.len() <= 4,
+        "{} events queued: the count bound (1024) would allow all",
+        events.len()
+    );
+    assert!(sent.load(Ordering::SeqCst) <= 24, "the store was held back");
+    for i in 0..FRAMES {
+        let StreamEvent::Region { event: RegionEvent::Rows(got), .. } =
+            next_event(&mut events).await
+        else {
+            panic!("rows only");
+        };
+        assert_eq!(got[0].start_ts, i as u64);
+        assert!(transport.queued_bytes() <= BYTES);
+    }
+    let _call = producer.await.unwrap();
+    assert_eq!(sent.load(Ordering::SeqCst), FRAMES);
+    assert_eq!(transport.queued_bytes(), 0, "every charge given back");
+}
+
 #[tokio::test]
 async fn a_slow_consumer_holds_the_store_back_with_bounded_memory() {
     const FRAMES: usize = 400;
