@@ -31,12 +31,15 @@ pub struct Config {
     /// Regions per store whose incremental scan may run at once; the others wait their turn,
     /// so one large subscription cannot starve the rest. At least 1.
     pub initial_scan_window: usize,
-    /// Bytes the client may hold on the way, over all subscriptions: events decoded from TiKV
-    /// and waiting for a region worker (an eighth of the quota at most) and rows delivered but
-    /// not yet read by subscribers (the rest). When either part is full, reading from TiKV
-    /// stops (HTTP/2 flow control pushes back on the stores) until it drains. Not counted yet:
-    /// the region workers' queues (1024 messages each) and the prewrites a region caches until
-    /// their commits arrive.
+    /// Bytes the client may hold on the way, over all subscriptions: events decoded from TiKV,
+    /// waiting for a region worker or being handled by one (an eighth of the quota at most),
+    /// and rows delivered but not yet read by subscribers (the rest). When either part is full,
+    /// reading from TiKV stops (HTTP/2 flow control pushes back on the stores) until it drains.
+    /// Not counted yet: the prewrites a region caches until their commits arrive.
+    ///
+    /// The quota is shared: a subscriber that stops reading one subscription while it waits
+    /// for another can fill it, and then every region worker waits, the other subscription's
+    /// too. Read every subscription (a task each, or `select!` over them).
     pub memory_quota: usize,
     /// Ask TiKV to drop rows written by change-data replication itself (bidirectional setups).
     pub filter_loop: bool,

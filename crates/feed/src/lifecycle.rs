@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kvfeed_regioncache::{RegionVerId, RpcContext};
 use kvfeed_span::Span;
-use kvfeed_transport::{RegionEvent, StreamError, TransportError};
+use kvfeed_transport::{EventCharge, RegionEvent, StreamError, TransportError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::error::Error;
@@ -42,8 +42,9 @@ pub(crate) enum WorkerMsg {
     Pending { owned: Owned, seq: u64, ctx: RpcContext, permit: OwnedSemaphorePermit },
     /// The register call of registration `seq` returned.
     Registered { sub: u64, region: u64, seq: u64, result: Option<TransportError> },
-    /// Something happened to a region.
-    Region { store_id: u64, sub: u64, region: u64, event: RegionEvent },
+    /// Something happened to a region. The charge holds the event's bytes in the memory quota
+    /// until the worker is done with it.
+    Region { store_id: u64, sub: u64, region: u64, event: RegionEvent, charge: EventCharge },
     /// These regions of a subscription resolved up to `ts`, as the store said.
     Resolved { store_id: u64, sub: u64, regions: Vec<u64>, ts: u64 },
     /// The stream carrying the region failed.

@@ -75,6 +75,8 @@ impl SafePointKeeper {
         if let Some(min) = answer
             && min > start_ts
         {
+            // Subscriptions found lost on the way are found again (and failed) by the next
+            // refresh: PD refuses their checkpoints until they stop.
             return Err(Error::StartTsBelowGcSafePoint { start_ts, safe_point: min });
         }
         let safe_point = shared.source.pd().gc_safe_point().await?;

@@ -90,11 +90,13 @@ struct SubRegions {
 /// The demultiplexer: transport events to region workers.
 pub(crate) async fn run_dispatcher(shared: Arc<Shared>, workers: Workers, mut events: Events) {
     let mut batches: Vec<Vec<u64>> = vec![Vec::new(); workers.len()];
-    while let Some(event) = events.recv().await {
+    // Rows keep their charge to the quota until their worker is done with them; the small
+    // events give theirs back at once.
+    while let Some((event, charge)) = events.recv_charged().await {
         let sent = match event {
             StreamEvent::Region { store_id, request_id, region_id, event } => {
-                let message =
-                    WorkerMsg::Region { store_id, sub: request_id, region: region_id, event };
+                let (sub, region) = (request_id, region_id);
+                let message = WorkerMsg::Region { store_id, sub, region, event, charge };
                 workers.send_for(region_id, message).await
             }
             StreamEvent::Resolved { store_id, request_id, regions, ts } => {
@@ -217,8 +219,9 @@ impl Worker {
             WorkerMsg::Registered { sub, region, seq, result } => {
                 self.on_registered(sub, region, seq, result);
             }
-            WorkerMsg::Region { store_id, sub, region, event } => {
+            WorkerMsg::Region { store_id, sub, region, event, charge } => {
                 self.on_region_event(store_id, sub, region, event).await;
+                drop(charge);
             }
             WorkerMsg::Resolved { store_id, sub, regions, ts } => {
                 self.on_resolved(store_id, sub, &regions, ts);

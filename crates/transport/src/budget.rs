@@ -4,8 +4,13 @@
 //! [`event_channel_capacity`](crate::TransportConfig::event_channel_capacity) of them.
 //!
 //! Every event is charged before it goes on the channel ([`EventSender`]), travels with its
-//! charge, and the charge is given back when the receiver takes it ([`Events`](crate::Events))
-//! or when the event is dropped unsent (a session may drop or trim an event it admits). While the budget is spent the streams stop reading, and HTTP/2 flow control slows
+//! charge, and the charge is given back when the receiver takes it ([`Events::recv`]), when the
+//! receiver drops the [`EventCharge`] it took it with ([`Events::recv_charged`]: the budget then
+//! also covers what the receiver does with the event), or when the event is dropped unsent (a
+//! session may drop or trim an event it admits).
+//!
+//! [`Events::recv`]: crate::Events::recv
+//! [`Events::recv_charged`]: crate::Events::recv_charged While the budget is spent the streams stop reading, and HTTP/2 flow control slows
 //! the stores down: a frame of large rows weighs what it holds, not one slot of a count.
 //!
 //! Invariant: the permits taken from the semaphore are exactly the charges of the events on the
@@ -56,6 +61,30 @@ impl EventBudget {
     /// Bytes charged now (events on the channel or being sent).
     pub(crate) fn used(&self) -> usize {
         self.capacity - self.semaphore.available_permits()
+    }
+}
+
+/// The charge of an event taken off the channel: given back to the budget when dropped.
+#[derive(Debug)]
+pub struct EventCharge {
+    budget: Arc<EventBudget>,
+    bytes: u32,
+}
+
+impl EventCharge {
+    pub(crate) fn new(budget: Arc<EventBudget>, bytes: u32) -> Self {
+        Self { budget, bytes }
+    }
+
+    /// The bytes charged.
+    pub fn bytes(&self) -> usize {
+        self.bytes as usize
+    }
+}
+
+impl Drop for EventCharge {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
     }
 }
 

@@ -86,6 +86,7 @@ mod transport;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
+pub use budget::EventCharge;
 pub use config::{Keepalive, TransportConfig};
 pub use error::{FrameError, StreamError, TransportError};
 pub use event::{RegionError, RegionEvent, Row, RowKind, RowOp, StreamEvent};

@@ -21,7 +21,7 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use kvfeed_base::{Backoff, Jitter, get_mut, lock};
 
-use crate::budget::{Charged, EventBudget, EventSender};
+use crate::budget::{Charged, EventBudget, EventCharge, EventSender};
 use crate::call::SessionTask;
 use crate::config::TransportConfig;
 use crate::demux::Route;
@@ -463,7 +463,8 @@ impl Transport {
 
 impl Transport {
     /// Bytes the events waiting on the channel hold (their
-    /// [`StreamEvent::footprint`]s), at most
+    /// [`StreamEvent::footprint`]s, and those of events taken with
+    /// [`Events::recv_charged`] whose charge is still held), at most
     /// [`TransportConfig::event_channel_bytes`].
     pub fn queued_bytes(&self) -> usize {
         self.inner.events.used()
@@ -471,11 +472,19 @@ impl Transport {
 }
 
 impl Events {
-    /// The next event; `None` once the transport and all its streams are gone.
+    /// The next event; `None` once the transport and all its streams are gone. Its charge to
+    /// the byte budget is given back at once.
     pub async fn recv(&mut self) -> Option<StreamEvent> {
         let (event, charge) = self.receiver.recv().await?;
         self.budget.give_back(charge);
         Some(event)
+    }
+
+    /// The next event with its charge to the byte budget, given back when the charge is
+    /// dropped: hold it while the event is processed, and the budget bounds that work too.
+    pub async fn recv_charged(&mut self) -> Option<(StreamEvent, EventCharge)> {
+        let (event, charge) = self.receiver.recv().await?;
+        Some((event, EventCharge::new(Arc::clone(&self.budget), charge)))
     }
 
     /// The next event if one is ready.

@@ -114,7 +114,12 @@ async fn the_event_channel_is_bounded_in_bytes() {
         events.len()
     );
     assert!(sent.load(Ordering::SeqCst) <= 24, "the store was held back");
-    for i in 0..FRAMES {
+    // An event taken with its charge keeps its bytes in the budget until the charge is dropped.
+    let (first, charge) = events.recv_charged().await.expect("an event");
+    assert!(matches!(first, StreamEvent::Region { .. }));
+    assert!(charge.bytes() > 16 * 1024 && transport.queued_bytes() >= charge.bytes());
+    drop(charge);
+    for i in 1..FRAMES {
         let StreamEvent::Region { event: RegionEvent::Rows(got), .. } =
             next_event(&mut events).await
         else {
