@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// unique to the process.
     #[arg(long, value_name = "NAME")]
     gc_service_name: Option<String>,
+    /// MiB the client may hold on the way (decoded events and rows not yet printed); reading
+    /// from TiKV pauses beyond it. At least 1.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    memory_quota: usize,
     /// Seconds the GC safe point outlives a watch that was killed. At least 120.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     gc_ttl: u64,
@@ -126,6 +130,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.region_stuck_timeout == 0 {
         return Err(Failure::usage("--region-stuck-timeout must be at least 1 second"));
     }
+    let memory_quota = match args.memory_quota.checked_mul(1 << 20) {
+        Some(bytes) if args.memory_quota >= 1 && bytes <= (usize::MAX >> 4) => bytes,
+        _ => return Err(Failure::usage("--memory-quota must be at least 1 (MiB) and fit memory")),
+    };
     if args.gc_ttl < 120 {
         return Err(Failure::usage("--gc-ttl must be at least 120 seconds"));
     }
@@ -136,6 +144,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     config.cluster_id = args.cluster_id;
     config.gc_service_name.clone_from(&args.gc_service_name);
     config.gc_ttl = Duration::from_secs(args.gc_ttl);
+    config.memory_quota = memory_quota;
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     config.tls = tls;
     if args.any_store_version {

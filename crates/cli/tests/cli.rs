@@ -121,6 +121,12 @@ impl Drop for Served {
 }
 
 #[test]
+fn a_zero_memory_quota_is_a_usage_error() {
+    let output = kvfeed(&["watch", "--pd", "127.0.0.1:1", "--table", "100", "--memory-quota", "0"]);
+    assert_fails(&output, 2, "--memory-quota");
+}
+
+#[test]
 fn a_start_ts_below_the_gc_safe_point_is_a_usage_error() {
     let served = Served::start(&["--gc-life-time", "0"]);
     let started = Instant::now();

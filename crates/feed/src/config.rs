@@ -100,7 +100,8 @@ pub struct Config {
 
 impl Config {
     /// The defaults for a cluster reached through `pd_endpoints`: 8 workers, 2 streams per store,
-    /// 300 ms advance interval, 32 initial scans per store, 256 MiB memory quota, no TLS,
+    /// 300 ms advance interval, 32 initial scans per store, a 1 GiB memory quota (as TiCDC's
+    /// per-changefeed default), no TLS,
     /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown, a GC safe point with a
     /// 1 h TTL refreshed every minute, stores of versions from 7.1.0-alpha up to 10.0.0
     /// (excluded), as TiCDC.
@@ -112,7 +113,7 @@ impl Config {
             streams_per_store: 2,
             advance_interval: Duration::from_millis(300),
             initial_scan_window: 32,
-            memory_quota: 256 << 20,
+            memory_quota: 1 << 30,
             filter_loop: false,
             tls: None,
             range_concurrency: 64,
