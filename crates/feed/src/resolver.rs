@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kvfeed_regioncache::Region;
 use kvfeed_span::EncodedKey;
 use kvfeed_transport::{
     CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
@@ -255,20 +256,12 @@ async fn async_commit_fate(
         if attempts > ATTEMPTS * pending.len().max(1) {
             return Err(ResolveError::GaveUp);
         }
-        let encoded = EncodedKey::encode(&first);
-        let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
-            return Err(ResolveError::GaveUp);
-        };
-        let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
-            shared.source.invalidate(region.ver_id());
-            continue;
-        };
+        let Some((region, target)) = target_of_key(shared, &first).await? else { continue };
         // Every pending key of this region in one call.
         let (keys, rest): (Vec<Bytes>, Vec<Bytes>) = pending
             .iter()
             .cloned()
             .partition(|key| region.contains_key(EncodedKey::encode(key).as_bytes()));
-        let target = RegionTarget::from(&ctx);
         let locks =
             match shared.transport.check_secondary_locks(&target, primary.start_ts, &keys).await {
                 Err(LockError::Region { .. }) => {
@@ -296,16 +289,10 @@ async fn async_commit_fate(
 
 /// `KvCheckTxnStatus` at the region holding the primary, reloading the region on region errors.
 async fn check_txn(shared: &Shared, request: &CheckTxnStatus) -> Result<WireStatus, ResolveError> {
-    let encoded = EncodedKey::encode(&request.primary_key);
     for _ in 0..ATTEMPTS {
-        let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
-            return Err(ResolveError::GaveUp);
-        };
-        let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
-            shared.source.invalidate(region.ver_id());
+        let Some((region, target)) = target_of_key(shared, &request.primary_key).await? else {
             continue;
         };
-        let target = RegionTarget::from(&ctx);
         match shared.transport.check_txn_status(&target, request).await {
             Err(LockError::Region { .. }) => {
                 shared.source.invalidate(region.ver_id());
@@ -314,4 +301,22 @@ async fn check_txn(shared: &Shared, request: &CheckTxnStatus) -> Result<WireStat
         }
     }
     Err(ResolveError::GaveUp)
+}
+
+/// The region holding the raw `key` and where to ask about it; `None` (the region invalidated,
+/// to be tried again) while its leader is unknown. A key without a region is
+/// [`ResolveError::GaveUp`].
+async fn target_of_key(
+    shared: &Shared,
+    key: &[u8],
+) -> Result<Option<(Region, RegionTarget)>, ResolveError> {
+    let encoded = EncodedKey::encode(key);
+    let Some(region) = shared.source.region_at(encoded.as_bytes()).await? else {
+        return Err(ResolveError::GaveUp);
+    };
+    let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
+        shared.source.invalidate(region.ver_id());
+        return Ok(None);
+    };
+    Ok(Some((region, RegionTarget::from(&ctx))))
 }

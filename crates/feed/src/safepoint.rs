@@ -35,8 +35,8 @@ const SERVICE_PREFIX: &str = "kvfeed-";
 pub(crate) struct SafePointKeeper {
     service_id: String,
     ttl_secs: i64,
-    /// The safe point PD holds for this client (`None`: none). Locked for every update.
-    held: Mutex<Option<u64>>,
+    /// Whether PD holds a safe point for this client. Locked for every update.
+    held: Mutex<bool>,
 }
 
 /// A subscription whose checkpoint PD's minimum safe point passed.
@@ -52,7 +52,7 @@ impl SafePointKeeper {
         Self {
             service_id: format!("{SERVICE_PREFIX}{name}"),
             ttl_secs: i64::try_from(config.gc_ttl.as_secs()).unwrap_or(i64::MAX).max(1),
-            held: Mutex::new(None),
+            held: Mutex::new(false),
         }
     }
 
@@ -69,7 +69,7 @@ impl SafePointKeeper {
         &self,
         shared: &Shared,
         start_ts: u64,
-    ) -> Result<(MutexGuard<'_, Option<u64>>, Vec<Lost>), Error> {
+    ) -> Result<(MutexGuard<'_, bool>, Vec<Lost>), Error> {
         let mut held = self.held.lock().await;
         let (answer, lost) = self.update(shared, &mut held, Some(start_ts)).await?;
         if let Some(min) = answer
@@ -96,9 +96,9 @@ impl SafePointKeeper {
     /// Removes the safe point, if one is held (a clean shutdown).
     pub(crate) async fn release(&self, shared: &Shared) {
         let mut held = self.held.lock().await;
-        if held.is_some() {
+        if *held {
             match shared.source.pd().update_service_safe_point(&self.service_id, 0, 0).await {
-                Ok(_) => *held = None,
+                Ok(_) => *held = false,
                 Err(error) => tracing::warn!(
                     service_id = %self.service_id,
                     %error,
@@ -115,7 +115,7 @@ impl SafePointKeeper {
     async fn update(
         &self,
         shared: &Shared,
-        held: &mut Option<u64>,
+        held: &mut bool,
         extra: Option<u64>,
     ) -> Result<(Option<u64>, Vec<Lost>), Error> {
         let pd = shared.source.pd();
@@ -125,16 +125,16 @@ impl SafePointKeeper {
             let live = live_checkpoints(shared, &lost);
             let floor = live.iter().map(|(_, checkpoint)| *checkpoint).chain(extra).min();
             let Some(floor) = floor else {
-                if held.is_some() {
+                if *held {
                     pd.update_service_safe_point(&self.service_id, 0, 0).await?;
-                    *held = None;
+                    *held = false;
                 }
                 return Ok((None, lost));
             };
             let answer =
                 pd.update_service_safe_point(&self.service_id, self.ttl_secs, floor).await?;
             if !answer.refuses(floor) {
-                *held = Some(floor);
+                *held = true;
                 return Ok((None, lost));
             }
             let min = answer.min_safe_point;

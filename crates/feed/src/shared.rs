@@ -61,9 +61,10 @@ impl Shared {
         transport: Transport,
         cluster_id: u64,
     ) -> Self {
+        let delivered = delivered_quota(&config);
         Self {
-            quota: Arc::new(Semaphore::new(delivered_quota(&config))),
-            delivered_quota: delivered_quota(&config),
+            quota: Arc::new(Semaphore::new(delivered)),
+            delivered_quota: delivered,
             resolve_requests: ResolveRequests::new(&config),
             history: Mutex::default(),
             clock: PdClock::default(),

@@ -173,6 +173,18 @@ fn two_region_cluster() -> ClusterConfig {
     }
 }
 
+/// A subscription of table 100 from now, read until it resolved past its start.
+async fn watching_table_100(
+    h: &common::Harness,
+) -> (kvfeed_span::Span, u64, kvfeed::Subscription, Log) {
+    let span = table_span(100);
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    (span, start_ts, sub, log)
+}
+
 fn manual_resolution(config: &mut kvfeed::Config) {
     config.lock_resolve_fence = None;
     config.lock_resolve_cooldown = Duration::from_millis(50);
@@ -184,11 +196,7 @@ fn manual_resolution(config: &mut kvfeed::Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_transaction_whose_secondaries_came_first_is_never_rolled_back() {
     let h = start_with(two_region_cluster(), manual_resolution).await;
-    let span = table_span(100);
-    let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
-    let mut log = Log::default();
-    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let (span, start_ts, mut sub, mut log) = watching_table_100(&h).await;
     // Primary at handle 70 (second region), secondary at handle 10 (first region).
     let txn = [put(70, "primary"), put(10, "secondary")];
     let txn_ts = h.cluster.begin();
@@ -214,11 +222,7 @@ async fn a_live_transaction_whose_secondaries_came_first_is_never_rolled_back() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_async_commit_transaction_is_committed_through_its_secondaries() {
     let h = start_with(two_region_cluster(), manual_resolution).await;
-    let span = table_span(100);
-    let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
-    let mut log = Log::default();
-    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let (span, start_ts, mut sub, mut log) = watching_table_100(&h).await;
     let txn_ts =
         h.cluster.prewrite_async(&[put(10, "a"), put(70, "b"), put(20, "c")], 100).unwrap();
     for handle in [30, 80, 90] {
@@ -241,11 +245,7 @@ async fn an_abandoned_async_commit_transaction_is_committed_through_its_secondar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_commit_transaction_missing_a_secondary_is_rolled_back() {
     let h = start_with(two_region_cluster(), manual_resolution).await;
-    let span = table_span(100);
-    let start_ts = h.cluster.now_ts();
-    let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
-    let mut log = Log::default();
-    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    let (span, start_ts, mut sub, mut log) = watching_table_100(&h).await;
     let txn = [put(10, "primary"), put(70, "never prewritten")];
     let txn_ts = h.cluster.begin();
     h.cluster.prewrite_part(txn_ts, &txn, &[0], 100, true).unwrap();

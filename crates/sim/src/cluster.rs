@@ -99,6 +99,19 @@ async fn bind_local() -> std::io::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").await
 }
 
+/// Runs `round` once per `interval` (the first after one interval) on a task of its own.
+fn every(interval: Duration, mut round: impl FnMut() + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer.tick().await;
+        loop {
+            timer.tick().await;
+            round();
+        }
+    })
+}
+
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     // `serve_with_incoming` leaves socket options alone: without TCP_NODELAY, large answers
     // stall on delayed ACKs.
@@ -181,15 +194,7 @@ impl Cluster {
         if let Some(interval) = config.resolved_ts_interval {
             for &id in &store_ids {
                 let shared = Arc::clone(&shared);
-                tickers.push(tokio::spawn(async move {
-                    let mut timer = tokio::time::interval(interval);
-                    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    timer.tick().await;
-                    loop {
-                        timer.tick().await;
-                        lock(&shared.state).tick_resolved(id);
-                    }
-                }));
+                tickers.push(every(interval, move || lock(&shared.state).tick_resolved(id)));
             }
         }
         if let Some(life) = config.gc_life_time {
@@ -198,14 +203,8 @@ impl Cluster {
             let interval = config.gc_interval.max(Duration::from_millis(1));
             // The first round runs before `start` returns.
             lock(&shared.state).run_gc(life_ms);
-            tickers.push(tokio::spawn(async move {
-                let mut timer = tokio::time::interval(interval);
-                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                timer.tick().await;
-                loop {
-                    timer.tick().await;
-                    lock(&shared.state).run_gc(life_ms);
-                }
+            tickers.push(every(interval, move || {
+                lock(&shared.state).run_gc(life_ms);
             }));
         }
         Ok(Self { shared, pd_addr, pd, store_addrs, servers: Mutex::new(servers), tickers })
@@ -322,7 +321,7 @@ impl Cluster {
     /// `ttl_ms`; returns the start ts. Its locks hold until [`Cluster::commit`],
     /// [`Cluster::rollback`] or a lock resolution.
     pub fn prewrite(&self, mutations: &[Mutation], ttl_ms: u64) -> Result<u64, TxnError> {
-        lock(&self.shared.state).prewrite(mutations, ttl_ms)
+        lock(&self.shared.state).prewrite(mutations, ttl_ms, false)
     }
 
     /// Commits every remaining lock of the transaction at a fresh commit ts.
@@ -344,7 +343,7 @@ impl Cluster {
     /// Prewrites and commits a transaction; returns `(start_ts, commit_ts)`.
     pub fn commit_2pc(&self, mutations: &[Mutation]) -> Result<(u64, u64), TxnError> {
         let mut st = lock(&self.shared.state);
-        let start_ts = st.prewrite(mutations, 3_000)?;
+        let start_ts = st.prewrite(mutations, 3_000, false)?;
         let commit_ts = st.commit_txn(start_ts)?;
         Ok((start_ts, commit_ts))
     }
@@ -354,11 +353,7 @@ impl Cluster {
     /// key is locked: [`Cluster::commit`] commits it at the largest min commit ts of its keys,
     /// as a lock resolver would.
     pub fn prewrite_async(&self, mutations: &[Mutation], ttl_ms: u64) -> Result<u64, TxnError> {
-        let mut st = lock(&self.shared.state);
-        let start_ts = st.tso.next();
-        let all: Vec<usize> = (0..mutations.len()).collect();
-        st.prewrite_part(start_ts, mutations, &all, ttl_ms, true)?;
-        Ok(start_ts)
+        lock(&self.shared.state).prewrite(mutations, ttl_ms, true)
     }
 
     /// A fresh start ts for [`Cluster::prewrite_part`].

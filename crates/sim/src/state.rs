@@ -328,15 +328,17 @@ impl ClusterState {
 
     // ----- transactions ---------------------------------------------------------------------
 
-    /// Prewrites a transaction at a fresh start ts; live PREWRITE rows go out.
+    /// Prewrites a whole transaction (an async-commit one with `async_commit`) at a fresh start
+    /// ts; live PREWRITE rows go out.
     pub(crate) fn prewrite(
         &mut self,
         mutations: &[Mutation],
         ttl_ms: u64,
+        async_commit: bool,
     ) -> Result<u64, TxnError> {
         let start_ts = self.tso.next();
         let all: Vec<usize> = (0..mutations.len()).collect();
-        self.prewrite_part(start_ts, mutations, &all, ttl_ms, false)?;
+        self.prewrite_part(start_ts, mutations, &all, ttl_ms, async_commit)?;
         Ok(start_ts)
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{CLUSTER_ID, config, failures, next_event, region, target};
 use kvfeed_proto::cdcpb::{self, ChangeDataEvent};
-use kvfeed_testkit::store::{PATIENCE, Reply, TestStore, frame, resolved, rows};
+use kvfeed_testkit::store::{PATIENCE, Reply, ServerCall, TestStore, frame, resolved, rows};
 use kvfeed_transport::{RegionEvent, StreamError, StreamEvent, Transport, TransportConfig};
 
 #[tokio::test]
@@ -78,6 +78,19 @@ async fn a_message_over_the_decode_limit_fails_the_stream() {
     );
 }
 
+/// Sends `frames` frames of 16 rows of 1 KiB (about 17 KiB on the wire each), frame `i`'s first
+/// row with start ts `i`; hands the call back.
+async fn send_numbered_frames(call: ServerCall, frames: usize) -> ServerCall {
+    for i in 0..frames {
+        let mut batch = rows(1, 10, 16, 1024);
+        if let Some(cdcpb::event::Event::Entries(entries)) = &mut batch.event {
+            entries.entries[0].start_ts = i as u64;
+        }
+        call.send(frame(vec![batch])).await;
+    }
+    call
+}
+
 /// The channel is bounded in bytes too: with room for 1024 events but 64 KiB, a stalled
 /// consumer holds four 16 KiB frames' events at most, and nothing is lost.
 #[tokio::test]
@@ -90,16 +103,7 @@ async fn the_event_channel_is_bounded_in_bytes() {
     transport.register(&target(1, &store), region(1, 10)).await.unwrap();
     let call = store.accept().await;
     let sent = std::sync::Arc::clone(&call.sent);
-    let producer = tokio::spawn(async move {
-        for i in 0..FRAMES {
-            let mut batch = rows(1, 10, 16, 1024);
-            if let Some(cdcpb::event::Event::Entries(entries)) = &mut batch.event {
-                entries.entries[0].start_ts = i as u64;
-            }
-            call.send(frame(vec![batch])).await;
-        }
-        call
-    });
+    let producer = tokio::spawn(send_numbered_frames(call, FRAMES));
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while transport.queued_bytes() + 17 * 1024 <= BYTES {
         assert!(tokio::time::Instant::now() < deadline, "the budget never filled");
@@ -143,17 +147,7 @@ async fn a_slow_consumer_holds_the_store_back_with_bounded_memory() {
     transport.register(&target(1, &store), region(1, 10)).await.unwrap();
     let call = store.accept().await;
     let sent = std::sync::Arc::clone(&call.sent);
-    // Each frame: 16 rows of 1 KiB, about 17 KiB on the wire.
-    let producer = tokio::spawn(async move {
-        for i in 0..FRAMES {
-            let mut batch = rows(1, 10, 16, 1024);
-            if let Some(cdcpb::event::Event::Entries(entries)) = &mut batch.event {
-                entries.entries[0].start_ts = i as u64;
-            }
-            call.send(frame(vec![batch])).await;
-        }
-        call
-    });
+    let producer = tokio::spawn(send_numbered_frames(call, FRAMES));
     // Wait until the channel is full and the stream is stalled behind it...
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while events.len() < CAPACITY {
