@@ -4,7 +4,9 @@
 //!   old values, the commit without its value, as TiKV sends live writes) through
 //!   [`RegionRows`], delivering each pair as one row event; the baseline is the original's data
 //!   structure alone: a std `HashMap` keyed by `(start ts, key bytes)` with an insert and a
-//!   remove per pair, delivering nothing.
+//!   remove per pair, delivering nothing. The pipeline runs with the client's default prewrite
+//!   cache (spilling on, a transaction that fits its memory share), with spilling off, and with
+//!   every value spilled to disk (a cache with no memory share: a huge transaction's cost).
 //! - `feed/committed`: scan output (COMMITTED rows) through [`RegionRows`] (span filter,
 //!   start-ts skip, resolved-ts check, conversion) beside a loop that only copies the rows.
 //!
@@ -22,10 +24,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed::{RegionRows, RowEvent};
+use kvfeed::{PrewriteCache, RegionRows, RowEvent};
 use kvfeed_benches::criterion_config as config;
 use kvfeed_benches::frames::{ROWS_PER_ITER, frames, prost_rows};
 use kvfeed_benches::original_rangelock::OriginalRangeLock;
@@ -37,6 +40,11 @@ use kvfeed_transport::demux::{Route, decode_frame};
 use kvfeed_transport::{RegionEvent, Row, RowKind, RowOp, StreamEvent};
 
 const PAIRS: u64 = 4096;
+
+/// A prewrite cache as the client's default (1 GiB quota: a 256 MiB memory share, spilling
+/// on): nothing these benches hold reaches disk.
+static CACHE: LazyLock<Arc<PrewriteCache>> =
+    LazyLock::new(|| Arc::new(PrewriteCache::new(256 << 20, Some(std::env::temp_dir()))));
 
 fn row(kind: RowKind, n: u64, with_value: bool) -> Row {
     let commit = matches!(kind, RowKind::Commit | RowKind::Committed);
@@ -63,16 +71,26 @@ fn matcher(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("feed/matcher");
     group.throughput(Throughput::Elements(PAIRS));
-    group.bench_function("RegionRows prewrite+commit", |b| {
-        let mut out = Vec::with_capacity(PAIRS as usize);
-        b.iter(|| {
-            let mut region = RegionRows::new(table_span(42), 500, 900);
-            region.apply([initialized()], &mut out).unwrap();
-            out.clear();
-            region.apply(rows.iter().cloned(), &mut out).unwrap();
-            black_box(out.len())
+    let caches = [
+        ("RegionRows prewrite+commit", Arc::clone(&CACHE)),
+        ("RegionRows prewrite+commit, spill off", Arc::new(PrewriteCache::new(256 << 20, None))),
+        (
+            "RegionRows prewrite+commit, every value spilled",
+            Arc::new(PrewriteCache::new(0, Some(std::env::temp_dir()))),
+        ),
+    ];
+    for (name, cache) in caches {
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(PAIRS as usize);
+            b.iter(|| {
+                let mut region = RegionRows::new(table_span(42), 500, 900);
+                region.apply([initialized()], &cache, &mut out).unwrap();
+                out.clear();
+                region.apply(rows.iter().cloned(), &cache, &mut out).unwrap();
+                black_box(out.len())
+            });
         });
-    });
+    }
     group.bench_function("baseline HashMap insert+remove", |b| {
         b.iter(|| {
             let mut pending: HashMap<(u64, Vec<u8>), Row> = HashMap::new();
@@ -99,7 +117,7 @@ fn committed(c: &mut Criterion) {
         b.iter(|| {
             let mut region = RegionRows::new(table_span(42), 500, 900);
             out.clear();
-            region.apply(rows.iter().cloned(), &mut out).unwrap();
+            region.apply(rows.iter().cloned(), &CACHE, &mut out).unwrap();
             black_box(out.len())
         });
     });
@@ -134,7 +152,7 @@ fn pipeline_rows(
                 let region =
                     regions.entry((request_id, region_id)).or_insert_with(initialized_region);
                 let mut out = Vec::with_capacity(rows.len());
-                region.apply(rows, &mut out).expect("valid rows");
+                region.apply(rows, &CACHE, &mut out).expect("valid rows");
                 sender.send(out).expect("reader alive");
             }
         }
@@ -154,7 +172,7 @@ mod hashbrown_free {
 
 fn initialized_region() -> RegionRows {
     let mut region = RegionRows::new(Span::full(), 0, 0);
-    region.apply([initialized()], &mut Vec::new()).expect("initialized");
+    region.apply([initialized()], &CACHE, &mut Vec::new()).expect("initialized");
     region
 }
 
@@ -185,7 +203,7 @@ fn resolved_batch(c: &mut Criterion) {
         let _ = lock.lock(&span, id + 1, 1).expect("inside the span");
         lock.mark_initialized(id + 1);
         let mut region = RegionRows::new(span, 0, 1);
-        region.apply([initialized()], &mut Vec::new()).expect("initialized");
+        region.apply([initialized()], &CACHE, &mut Vec::new()).expect("initialized");
         rows.insert((1, id + 1), region);
         original.lock(start.as_bytes(), end.as_bytes(), id + 1, 1);
     }

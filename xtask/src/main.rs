@@ -11,6 +11,11 @@
 //! - `bench [AREA]`: run the criterion benchmarks, all of them or one area.
 //! - `bench scale [--regions N] [--tables T] [--stores S] [--steady SECS]`: the client at scale
 //!   against `kvfeed sim serve` in another process (release builds).
+//! - `bench spill [--mib N]`: one transaction of N MiB (default 2048) through a client with a
+//!   128 MiB memory quota in a process of its own (the `huge_txn` test, release build): rows,
+//!   peak RSS, bytes spilled.
+//! - `bench plateau [--quota-mib M] [--stall S] [--drain S]`: a stalled reader against a fast
+//!   writer (`kvfeed sim serve` with 4 KiB values): the client's RSS over time.
 //! - `demo [ARGS..]`: build the `kvfeed` command in release mode and run `kvfeed demo ARGS..`.
 //! - `chaos [--seeds N] [--first SEED] [--duration S]`: seeded chaos runs of the client against
 //!   the simulator (release build); CI runs a short subset as a test of `kvfeed-chaos`.
@@ -36,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         ["fuzz", target, rest @ ..] => fuzz(target, parse_time(rest)?),
         ["fuzz"] => fuzz_list(),
         ["bench", "scale", rest @ ..] => bench_scale(rest),
+        ["bench", "spill", rest @ ..] => bench_spill(rest),
+        ["bench", "plateau", rest @ ..] => bench_plateau(rest),
         ["bench", rest @ ..] => bench(rest.first().copied()),
         ["chaos", rest @ ..] => run_cmd(
             cargo().args(["run", "--release", "--quiet", "-p", "kvfeed-chaos", "--"]).args(rest),
@@ -52,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | tidy | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA] | demo [ARGS..] | chaos [ARGS..]>";
+const USAGE: &str = "usage: cargo xtask <ci | tidy | package | codegen [--check] | fuzz [TARGET [--time S]] | bench [AREA | scale | spill | plateau] [ARGS..] | demo [ARGS..] | chaos [ARGS..]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
@@ -198,6 +205,51 @@ fn bench_scale(rest: &[&str]) -> anyhow::Result<()> {
         "--steady",
         steady,
     ]));
+    let _ = Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
+    let _ = serve.wait();
+    result
+}
+
+/// `bench spill`: the huge-transaction test in release mode, with its figures printed.
+fn bench_spill(rest: &[&str]) -> anyhow::Result<()> {
+    let mib = match rest {
+        [] => "2048",
+        ["--mib", mib] => mib,
+        _ => bail!("usage: cargo xtask bench spill [--mib N]"),
+    };
+    run_cmd(
+        cargo()
+            .args(["test", "--release", "-p", "kvfeed", "--test", "huge_txn", "--", "--nocapture"])
+            .env("KVFEED_HUGE_TXN_MIB", mib),
+    )
+}
+
+/// `bench plateau`: starts `kvfeed sim serve` with a heavy workload (4 KiB values) and runs the
+/// `plateau` binary of `kvfeed-benches` against it.
+fn bench_plateau(rest: &[&str]) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "kvfeed-cli",
+        "-p",
+        "kvfeed-benches",
+        "--bin",
+        "kvfeed",
+        "--bin",
+        "plateau",
+    ]))?;
+    let bin = root().join("target/release");
+    let mut serve = Command::new(bin.join("kvfeed"))
+        .args(["sim", "serve", "--stores", "3", "--regions", "16", "--rate", "2000"])
+        .args(["--value-len", "4096", "--resolved-interval-ms", "200"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start kvfeed sim serve")?;
+    let mut pd = String::new();
+    std::io::BufReader::new(serve.stdout.take().context("serve stdout")?).read_line(&mut pd)?;
+    let result = run_cmd(Command::new(bin.join("plateau")).args(["--pd", pd.trim()]).args(rest));
     let _ = Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
     let _ = serve.wait();
     result

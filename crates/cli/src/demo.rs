@@ -91,10 +91,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let chaos = args.chaos.then(|| {
         let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
-        let keys = layout::workload(args.seed, &tables).key_space();
+        let keys = layout::workload(args.seed, &tables, layout::VALUE_LEN).key_space();
         tokio::spawn(run_faults(cluster, faults, FaultSchedule::new(args.seed, keys), deadline))
     });
-    let mut workload = layout::workload(args.seed, &tables);
+    let mut workload = layout::workload(args.seed, &tables, layout::VALUE_LEN);
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut redraw, mut sampled) = (Instant::now(), Instant::now());

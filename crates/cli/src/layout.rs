@@ -45,15 +45,19 @@ pub(crate) fn cluster_config(stores: usize, regions: usize, tables: &[i64]) -> C
     }
 }
 
-/// The seeded workload over the tables.
-pub(crate) fn workload(seed: u64, tables: &[i64]) -> Workload {
+/// The seeded workload over the tables, writing values of `value_len` bytes.
+pub(crate) fn workload(seed: u64, tables: &[i64], value_len: usize) -> Workload {
     Workload::new(WorkloadConfig {
         seed,
         tables: tables.to_vec(),
         keys_per_table: KEYS_PER_TABLE,
+        value_len,
         ..WorkloadConfig::default()
     })
 }
+
+/// The workload's default value length.
+pub(crate) const VALUE_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {

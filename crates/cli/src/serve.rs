@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// Transactions per second (0: no workload).
     #[arg(long, default_value_t = 100, value_name = "TXN/S")]
     rate: u32,
+    /// Bytes of each value the workload writes. At least 1.
+    #[arg(long, default_value_t = 16, value_name = "BYTES")]
+    value_len: usize,
     /// Workload seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -41,6 +44,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
+    if args.value_len == 0 {
+        return Err(Failure::usage("--value-len must be at least 1"));
+    }
     let tables = layout::tables(args.tables);
     let mut config = layout::cluster_config(args.stores, args.regions, &tables);
     config.resolved_ts_interval = Some(Duration::from_millis(args.resolved_interval_ms.max(1)));
@@ -63,7 +69,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         tables,
         args.rate
     );
-    let mut workload = layout::workload(args.seed, &tables);
+    let mut workload = layout::workload(args.seed, &tables, args.value_len);
     let mut timer = (args.rate > 0).then(|| {
         let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

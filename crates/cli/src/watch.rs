@@ -67,6 +67,14 @@ pub(crate) struct Args {
     /// from TiKV pauses beyond it. At least 1.
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     memory_quota: usize,
+    /// Where prewrite values past a quarter of the memory quota wait for their commits (one huge
+    /// transaction need not fit memory): anonymous temporary files, gone when the watch ends.
+    /// Default: the system's temporary directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_spill")]
+    spill_dir: Option<PathBuf>,
+    /// Keep every prewrite in memory, however large a transaction is.
+    #[arg(long)]
+    no_spill: bool,
     /// Seconds the GC safe point outlives a watch that was killed. At least 120.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     gc_ttl: u64,
@@ -145,6 +153,11 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     config.gc_service_name.clone_from(&args.gc_service_name);
     config.gc_ttl = Duration::from_secs(args.gc_ttl);
     config.memory_quota = memory_quota;
+    if args.no_spill {
+        config.spill_dir = None;
+    } else if let Some(dir) = &args.spill_dir {
+        config.spill_dir = Some(dir.clone());
+    }
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     config.tls = tls;
     if args.any_store_version {
@@ -155,6 +168,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let pd = args.pd.join(",");
     let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
         Ok(Ok(client)) => client,
+        Ok(Err(kvfeed::Error::Config(problem))) => return Err(Failure::usage(problem)),
         Ok(Err(error)) => return Err(Failure::runtime(format!("cannot use PD at {pd}: {error}"))),
         Err(_) => {
             return Err(Failure::runtime(format!(

@@ -127,6 +127,23 @@ fn a_zero_memory_quota_is_a_usage_error() {
 }
 
 #[test]
+fn an_unusable_spill_dir_is_a_usage_error() {
+    let missing = std::env::temp_dir().join("kvfeed-cli-test-no-such-dir");
+    let missing = missing.to_str().expect("utf-8 path");
+    let started = Instant::now();
+    let output =
+        kvfeed(&["watch", "--pd", "127.0.0.1:1", "--table", "100", "--spill-dir", missing]);
+    assert_fails(&output, 2, "spill_dir");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused before PD is tried");
+}
+
+#[test]
+fn a_zero_value_len_is_a_usage_error() {
+    let output = kvfeed(&["sim", "serve", "--value-len", "0"]);
+    assert_fails(&output, 2, "--value-len");
+}
+
+#[test]
 fn a_start_ts_below_the_gc_safe_point_is_a_usage_error() {
     let served = Served::start(&["--gc-life-time", "0"]);
     let started = Instant::now();

@@ -287,10 +287,17 @@ impl Client {
     }
 
     /// Bytes the client holds on the way as [`Config::memory_quota`] counts them (events
-    /// waiting in the transport's queue, delivered rows the subscribers have not read yet): at
-    /// most the quota.
+    /// waiting in the transport's queue, prewrites waiting for their commits in memory,
+    /// delivered rows the subscribers have not read yet): at most the quota, unless spilling
+    /// is off or the keys of pending prewrites alone pass their part.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.shared.buffered_bytes()
+    }
+
+    /// Bytes of prewrite values spilled to disk ([`Config::spill_dir`]), waiting for their
+    /// commits.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.inner.shared.prewrites.disk_bytes()
     }
 
     /// The client's Prometheus registry, to serve beside an application's own metrics (with the

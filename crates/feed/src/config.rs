@@ -3,6 +3,7 @@
 //! as [`crate::TlsConfig`]: one type for PD and the stores.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kvfeed_base::{Backoff, TlsConfig};
@@ -31,16 +32,26 @@ pub struct Config {
     /// Regions per store whose incremental scan may run at once; the others wait their turn,
     /// so one large subscription cannot starve the rest. At least 1.
     pub initial_scan_window: usize,
-    /// Bytes the client may hold on the way, over all subscriptions: events decoded from TiKV,
-    /// waiting for a region worker or being handled by one (an eighth of the quota at most),
-    /// and rows delivered but not yet read by subscribers (the rest). When either part is full,
-    /// reading from TiKV stops (HTTP/2 flow control pushes back on the stores) until it drains.
-    /// Not counted yet: the prewrites a region caches until their commits arrive.
+    /// Bytes the client may hold on the way, over all subscriptions, in three parts: events
+    /// decoded from TiKV, waiting for a region worker or being handled by one (an eighth);
+    /// prewrites waiting for their commits, with the commits and rollbacks a region caches
+    /// during its incremental scan (a quarter); rows delivered but not yet read by subscribers
+    /// (the rest). When the first or the last part is full, reading from TiKV stops (HTTP/2
+    /// flow control pushes back on the stores) until it drains. Past the prewrite part, the
+    /// values of further prewrites go to disk ([`spill_dir`](Self::spill_dir)) and are read
+    /// back at their commits; their keys and bookkeeping (about a hundred bytes a row) stay in
+    /// memory and are counted. With spilling off, prewrites are held in memory past their part,
+    /// however large a transaction is.
     ///
     /// The quota is shared: a subscriber that stops reading one subscription while it waits
     /// for another can fill it, and then every region worker waits, the other subscription's
     /// too. Read every subscription (a task each, or `select!` over them).
     pub memory_quota: usize,
+    /// Where prewrite values past the memory quota's prewrite part are kept until their
+    /// commits: anonymous temporary files (removed by the system as they are closed, also when
+    /// the process dies), created in this directory, which must exist and be writable. `None`
+    /// turns spilling off.
+    pub spill_dir: Option<PathBuf>,
     /// Ask TiKV to drop rows written by change-data replication itself (bidirectional setups).
     pub filter_loop: bool,
     /// TLS to PD and the stores; plain text when `None`.
@@ -101,7 +112,8 @@ pub struct Config {
 impl Config {
     /// The defaults for a cluster reached through `pd_endpoints`: 8 workers, 2 streams per store,
     /// 300 ms advance interval, 32 initial scans per store, a 1 GiB memory quota (as TiCDC's
-    /// per-changefeed default), no TLS,
+    /// per-changefeed default) with huge transactions spilled to the system's temporary
+    /// directory, no TLS,
     /// automatic lock resolution beyond 20 s of lag with a 10 s cooldown, a GC safe point with a
     /// 1 h TTL refreshed every minute, stores of versions from 7.1.0-alpha up to 10.0.0
     /// (excluded), as TiCDC.
@@ -114,6 +126,7 @@ impl Config {
             advance_interval: Duration::from_millis(300),
             initial_scan_window: 32,
             memory_quota: 1 << 30,
+            spill_dir: Some(std::env::temp_dir()),
             filter_loop: false,
             tls: None,
             range_concurrency: 64,
@@ -141,6 +154,18 @@ impl Config {
 /// eighth, at least 1 byte.
 pub(crate) fn queue_bytes(memory_quota: usize) -> usize {
     (memory_quota / 8).max(1)
+}
+
+/// The part of [`Config::memory_quota`] for prewrites and the rows cached during incremental
+/// scans: a quarter.
+pub(crate) fn prewrite_bytes(memory_quota: usize) -> usize {
+    memory_quota / 4
+}
+
+/// The part of [`Config::memory_quota`] for delivered rows not yet read: what the queue and the
+/// prewrites leave, at least 1 byte.
+pub(crate) fn delivered_bytes(memory_quota: usize) -> usize {
+    memory_quota.saturating_sub(queue_bytes(memory_quota) + prewrite_bytes(memory_quota)).max(1)
 }
 
 /// Checks the settings a client cannot work with.
@@ -181,6 +206,13 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.gc_service_name.as_ref().is_some_and(String::is_empty) {
         return Err(Error::Config("gc_service_name must not be empty".to_owned()));
+    }
+    if let Some(dir) = &config.spill_dir {
+        // Try now: an unusable directory is a configuration error here, not a warning in the
+        // middle of a huge transaction.
+        tempfile::tempfile_in(dir).map_err(|error| {
+            Error::Config(format!("spill_dir {} cannot hold files: {error}", dir.display()))
+        })?;
     }
     if config.advance_interval.is_zero() {
         return Err(Error::Config("advance_interval must be positive".to_owned()));

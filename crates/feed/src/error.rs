@@ -53,6 +53,16 @@ pub enum Error {
         /// What is wrong with the row (the last attempt's).
         error: RowError,
     },
+    /// A prewrite value spilled to local disk ([`Config::spill_dir`](crate::Config::spill_dir))
+    /// could not be read back at its commit: the row cannot be delivered, and the subscription
+    /// ends (resubscribe from its checkpoint once the disk is fixed).
+    #[error("region {region_id}: {error}")]
+    Spill {
+        /// The region whose row was lost.
+        region_id: u64,
+        /// The read that failed ([`RowError::SpillRead`]).
+        error: RowError,
+    },
     /// A subscription cannot start this far back: the history it needs may already be gone
     /// (the start ts is below the cluster's GC safe point, or below PD's minimum service safe
     /// point, which may be this client's own: a safe point never moves back).

@@ -1,6 +1,7 @@
 //! The rows of one region registration, from TiKV's wire order to deliverable row events.
 
 use core::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kvfeed_span::Span;
@@ -8,6 +9,7 @@ use kvfeed_transport::{Row, RowKind, RowOp};
 
 use crate::event::{Op, RowEvent};
 use crate::matcher::Matcher;
+use crate::prewrite_cache::PrewriteCache;
 
 /// Why a region's rows cannot be trusted. The region must be re-requested (its registration is
 /// dropped); rows before the offending one were delivered and are correct.
@@ -50,6 +52,14 @@ pub enum RowError {
         /// The wire value (0 when unset).
         op: i32,
     },
+    /// The value of a COMMIT's prewrite, spilled to local disk, could not be read back: the
+    /// row is not TiKV's fault, but it cannot be delivered.
+    SpillRead {
+        /// The raw key.
+        key: Bytes,
+        /// The I/O error.
+        message: String,
+    },
 }
 
 impl fmt::Display for RowError {
@@ -69,6 +79,9 @@ impl fmt::Display for RowError {
             }
             Self::UnknownKind(kind) => write!(f, "unknown row type {kind}"),
             Self::UnknownOp { op, .. } => write!(f, "unknown row operation {op}"),
+            Self::SpillRead { message, .. } => {
+                write!(f, "cannot read a spilled prewrite back: {message}")
+            }
         }
     }
 }
@@ -123,8 +136,8 @@ impl RegionRows {
         self.span
     }
 
-    fn matcher(&mut self) -> &mut Matcher {
-        self.matcher.get_or_insert_with(Box::default)
+    fn matcher(&mut self, cache: &Arc<PrewriteCache>) -> &mut Matcher {
+        self.matcher.get_or_insert_with(|| Box::new(Matcher::new(Arc::clone(cache))))
     }
 
     /// Whether the region's incremental scan has ended.
@@ -147,55 +160,69 @@ impl RegionRows {
         self.out_of_span
     }
 
-    /// Applies rows in TiKV's order, appending the rows to deliver to `out`. Stops at the first
-    /// row that cannot be trusted.
+    /// Applies rows in TiKV's order, appending the rows to deliver to `out`; prewrites wait for
+    /// their commits in `cache`. Stops at the first row that cannot be trusted. The rows
+    /// appended own their bytes (none pins the frame it came in): a matched row has the
+    /// matcher's copies, and COMMITTED rows are copied into one buffer per call.
     pub fn apply(
         &mut self,
         rows: impl IntoIterator<Item = Row>,
+        cache: &Arc<PrewriteCache>,
         out: &mut Vec<RowEvent>,
     ) -> Result<(), RowError> {
-        for row in rows {
-            self.apply_one(row, out)?;
+        let first = out.len();
+        // Rows matched with a prewrite carry the matcher's copies; COMMITTED rows, slices of
+        // their frame.
+        let mut from_frame = false;
+        let result = rows.into_iter().try_for_each(|row| {
+            from_frame |= row.kind == RowKind::Committed;
+            self.apply_one(row, cache, out)
+        });
+        if from_frame {
+            own_bytes(&mut out[first..]);
         }
-        Ok(())
+        result
     }
 
-    fn apply_one(&mut self, row: Row, out: &mut Vec<RowEvent>) -> Result<(), RowError> {
+    fn apply_one(
+        &mut self,
+        row: Row,
+        cache: &Arc<PrewriteCache>,
+        out: &mut Vec<RowEvent>,
+    ) -> Result<(), RowError> {
         if row.kind != RowKind::Initialized && !self.span.contains_raw_key(&row.key) {
             self.out_of_span += 1;
             return Ok(());
         }
         match row.kind {
-            RowKind::Initialized => self.finish_scan(out),
-            RowKind::Committed => {
-                let (value, old_value) = (row.value.clone(), row.old_value.clone());
-                self.deliver(&row, value, old_value, out)
-            }
+            RowKind::Initialized => self.finish_scan(cache, out),
+            RowKind::Committed => self.deliver(row, None, out),
             RowKind::Prewrite => {
-                self.matcher().put_prewrite(row);
+                self.matcher(cache).put_prewrite(&row);
                 Ok(())
             }
             RowKind::Commit => {
                 let initialized = self.initialized;
-                match self.matcher().take_prewrite(&row, initialized) {
-                    Some(prewrite) => self.deliver(&row, prewrite.value, prewrite.old_value, out),
-                    None if !initialized => {
-                        self.matcher().cache_commit(row);
+                match self.matcher(cache).take_prewrite(&row, initialized) {
+                    Ok(Some(matched)) => self.deliver(row, Some(matched), out),
+                    Ok(None) if !initialized => {
+                        self.matcher(cache).cache_commit(&row);
                         Ok(())
                     }
-                    None => Err(RowError::CommitWithoutPrewrite {
+                    Ok(None) => Err(RowError::CommitWithoutPrewrite {
                         key: row.key,
                         start_ts: row.start_ts,
                         commit_ts: row.commit_ts,
                     }),
+                    Err(error) => Err(spill_read(&row, &error)),
                 }
             }
             RowKind::Rollback if self.initialized => {
-                self.matcher().rollback(&row);
+                self.matcher(cache).rollback(&row);
                 Ok(())
             }
             RowKind::Rollback => {
-                self.matcher().cache_rollback(row);
+                self.matcher(cache).cache_rollback(&row);
                 Ok(())
             }
             RowKind::Unspecified => Err(RowError::UnknownKind(0)),
@@ -206,28 +233,35 @@ impl RegionRows {
     /// The end of the incremental scan: cached commits meet their prewrites (in arrival order,
     /// with the same checks as live commits; one still unmatched was delivered by the scan as a
     /// COMMITTED row), then cached rollbacks drop theirs.
-    fn finish_scan(&mut self, out: &mut Vec<RowEvent>) -> Result<(), RowError> {
+    fn finish_scan(
+        &mut self,
+        cache: &Arc<PrewriteCache>,
+        out: &mut Vec<RowEvent>,
+    ) -> Result<(), RowError> {
         self.initialized = true;
         let Some(matcher) = self.matcher.as_deref_mut() else { return Ok(()) };
         let (commits, rollbacks) = matcher.take_cached();
         for commit in commits {
-            if let Some(prewrite) = self.matcher().take_prewrite(&commit, true) {
-                self.deliver(&commit, prewrite.value, prewrite.old_value, out)?;
+            match self.matcher(cache).take_prewrite(&commit, true) {
+                Ok(Some(matched)) => self.deliver(commit, Some(matched), out)?,
+                Ok(None) => {}
+                Err(error) => return Err(spill_read(&commit, &error)),
             }
         }
         for rollback in &rollbacks {
-            self.matcher().rollback(rollback);
+            self.matcher(cache).rollback(rollback);
         }
         Ok(())
     }
 
     /// Delivers a committed row, unless it is at or below the subscription's start ts (TiKV may
-    /// resend old commits); refuses one at or below the region's resolved ts.
+    /// resend old commits); refuses one at or below the region's resolved ts. A COMMIT comes
+    /// with the key, value and old value the matcher kept for it (`matched`); a COMMITTED row
+    /// carries its own.
     fn deliver(
         &self,
-        row: &Row,
-        value: Bytes,
-        old_value: Bytes,
+        row: Row,
+        matched: Option<(Bytes, Bytes, Bytes)>,
         out: &mut Vec<RowEvent>,
     ) -> Result<(), RowError> {
         if row.commit_ts <= row.start_ts {
@@ -253,9 +287,13 @@ impl RegionRows {
             RowOp::Unspecified => return Err(RowError::UnknownOp { key: row.key.clone(), op: 0 }),
             RowOp::Unknown(op) => return Err(RowError::UnknownOp { key: row.key.clone(), op }),
         };
+        let (key, value, old_value) = match matched {
+            Some(matched) => matched,
+            None => (row.key, row.value, row.old_value),
+        };
         out.push(RowEvent {
             op,
-            key: row.key.clone(),
+            key,
             value,
             old_value: (!old_value.is_empty()).then_some(old_value),
             start_ts: row.start_ts,
@@ -277,6 +315,41 @@ impl RegionRows {
         }
         true
     }
+}
+
+/// Moves the bytes of `rows` into one buffer of their own. Rows fresh from the transport share
+/// the buffer of their whole frame, so an unread row would keep the frame's other rows (the
+/// prewrites the matcher copied, rows of other regions) in memory beyond what the quota counts
+/// for it; after this, the rows of a batch pin exactly their own bytes, with one allocation
+/// per batch.
+fn own_bytes(rows: &mut [RowEvent]) {
+    let total: usize = rows
+        .iter()
+        .map(|row| row.key.len() + row.value.len() + row.old_value.as_ref().map_or(0, Bytes::len))
+        .sum();
+    if total == 0 {
+        return;
+    }
+    let mut buffer = bytes::BytesMut::with_capacity(total);
+    for row in rows.iter() {
+        buffer.extend_from_slice(&row.key);
+        buffer.extend_from_slice(&row.value);
+        if let Some(old) = &row.old_value {
+            buffer.extend_from_slice(old);
+        }
+    }
+    let mut rest = buffer.freeze();
+    for row in rows {
+        row.key = rest.split_to(row.key.len());
+        row.value = rest.split_to(row.value.len());
+        if let Some(old) = &mut row.old_value {
+            *old = rest.split_to(old.len());
+        }
+    }
+}
+
+fn spill_read(row: &Row, error: &std::io::Error) -> RowError {
+    RowError::SpillRead { key: row.key.clone(), message: error.to_string() }
 }
 
 #[cfg(test)]

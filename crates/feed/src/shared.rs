@@ -18,6 +18,7 @@ use crate::clock::{PdClock, RESOLVED_TS_ALLOWANCE};
 use crate::config::Config;
 use crate::history::{FailureHistory, Failures};
 use crate::metrics::Metrics;
+use crate::prewrite_cache::PrewriteCache;
 use crate::resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 use crate::subscription::{Delivery, SubRef, SubState};
 
@@ -29,10 +30,14 @@ pub(crate) struct Shared {
     pub(crate) cluster_id: u64,
     pub(crate) registry: Registry,
     /// The delivered-rows part of the memory quota: one permit per byte of delivered rows not
-    /// yet read (the transport's queue has the rest, `config::queue_bytes`).
+    /// yet read (`config::delivered_bytes`; the transport's queue and the prewrites have the
+    /// rest).
     pub(crate) quota: Arc<Semaphore>,
     /// The permits `quota` started with.
     pub(crate) delivered_quota: usize,
+    /// Where the region matchers keep prewrites (`config::prewrite_bytes` of the quota in
+    /// memory, the values past it on disk).
+    pub(crate) prewrites: Arc<PrewriteCache>,
     pub(crate) metrics: Metrics,
     /// Regions whose locks are to be resolved; the resolver stage takes them.
     pub(crate) resolve_requests: ResolveRequests,
@@ -61,9 +66,14 @@ impl Shared {
         transport: Transport,
         cluster_id: u64,
     ) -> Self {
-        let delivered = delivered_quota(&config);
+        let delivered = crate::config::delivered_bytes(config.memory_quota);
+        let prewrites = PrewriteCache::new(
+            crate::config::prewrite_bytes(config.memory_quota),
+            config.spill_dir.clone(),
+        );
         Self {
             quota: Arc::new(Semaphore::new(delivered)),
+            prewrites: Arc::new(prewrites),
             delivered_quota: delivered,
             resolve_requests: ResolveRequests::new(&config),
             history: Mutex::default(),
@@ -178,10 +188,11 @@ impl Shared {
         history.len()
     }
 
-    /// Bytes held on the way: delivered rows not yet read, and events in the transport's queue.
+    /// Bytes held on the way: delivered rows not yet read, events in the transport's queue, and
+    /// prewrites (with scan-time commits and rollbacks) in memory.
     pub(crate) fn buffered_bytes(&self) -> usize {
         let delivered = self.delivered_quota.saturating_sub(self.quota.available_permits());
-        delivered + self.transport.queued_bytes()
+        delivered + self.transport.queued_bytes() + self.prewrites.memory_bytes()
     }
 
     /// Publishes the subscription's resolved ts if its publisher says it is time.
@@ -223,10 +234,6 @@ impl Shared {
 }
 
 /// The delivered-rows part of the memory quota.
-fn delivered_quota(config: &Config) -> usize {
-    config.memory_quota.saturating_sub(crate::config::queue_bytes(config.memory_quota)).max(1)
-}
-
 /// The subscriptions by id.
 #[derive(Debug)]
 pub(crate) struct Registry {

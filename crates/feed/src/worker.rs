@@ -35,7 +35,7 @@ use tracing::Instrument;
 use crate::error::{ClusterPeer, Error};
 use crate::event::RowEvent;
 use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
-use crate::region::RegionRows;
+use crate::region::{RegionRows, RowError};
 use crate::shared::Shared;
 use crate::subscription::{Delivery, SubRef};
 
@@ -507,14 +507,19 @@ impl Worker {
             metrics.pull_events.with_label_values(&[kind_label(row.kind)]).inc();
         }
         self.rows.clear();
-        let result = entry.rows.apply(rows, &mut self.rows);
+        let result = entry.rows.apply(rows, &self.shared.prewrites, &mut self.rows);
         if entry.rows.is_initialized() && !entry.marked_initialized {
             entry.marked_initialized = true;
             entry.permit = None;
             subscription.state().lock.mark_initialized(region);
         }
         self.deliver(&subscription).await;
-        if let Err(error) = result {
+        if let Err(error @ RowError::SpillRead { .. }) = result {
+            // Not TiKV's row but this machine's disk: asking the region again would not help.
+            tracing::error!(subscription = sub, region, %error, "spilled prewrite lost");
+            let error = Error::Spill { region_id: region, error };
+            self.end(sub, region, End::Fail(Box::new(error)));
+        } else if let Err(error) = result {
             // The region's stream cannot be trusted past this row: deregister it and request it
             // again from its resolved ts (what was delivered before is correct), unless the row
             // came back on every attempt: then it is not going away, and the subscription fails.

@@ -7,7 +7,7 @@
 //! [`Mvcc::rollback_key`] removes it and leaves a rollback record. Old values are the value of
 //! the newest committed version below the change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -148,7 +148,9 @@ pub enum TxnError {
 pub(crate) struct Mvcc {
     versions: BTreeMap<Bytes, Vec<Version>>,
     locks: BTreeMap<Bytes, Lock>,
-    txn_keys: HashMap<u64, Vec<Bytes>>,
+    /// The keys each open transaction has locked (a set: a huge transaction's keys are
+    /// added and removed one at a time).
+    txn_keys: HashMap<u64, BTreeSet<Bytes>>,
     rollbacks: HashSet<(Bytes, u64)>,
 }
 
@@ -233,9 +235,7 @@ impl Mvcc {
                 min_commit_ts,
                 secondaries,
             };
-            if !keys.contains(&m.key) {
-                keys.push(m.key.clone());
-            }
+            keys.insert(m.key.clone());
             out.push((m.key.clone(), lock));
         }
         for (key, lock) in &mut out {
@@ -319,7 +319,7 @@ impl Mvcc {
 
     fn forget_key(&mut self, start_ts: u64, key: &Bytes) {
         if let Some(keys) = self.txn_keys.get_mut(&start_ts) {
-            keys.retain(|k| k != key);
+            keys.remove(key);
             if keys.is_empty() {
                 self.txn_keys.remove(&start_ts);
             }

@@ -1,12 +1,15 @@
 //! Row pipeline scenarios: reference §10 E14, F16-F20, L49/L51/L55/L56 and the fixes of §11
 //! items 18 (cached commits get the live checks) and 19 (orphan prewrites are collected).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kvfeed_span::{EncodedKey, Span};
 use kvfeed_transport::{Row, RowKind, RowOp};
 
 use super::{RegionRows, RowError};
 use crate::event::{Op, RowEvent};
+use crate::prewrite_cache::PrewriteCache;
 
 /// A row of `kind` for raw key `key`. Values are given as strings; "" is empty.
 fn row(
@@ -69,10 +72,41 @@ fn region(start_ts: u64, checkpoint_ts: u64) -> RegionRows {
     RegionRows::new(span, start_ts, checkpoint_ts)
 }
 
-/// Applies `rows`, returning what was delivered.
+/// Applies `rows`, returning what was delivered. Every value goes through the disk (a cache
+/// with no memory share): the in-memory path is the one of every other test.
 fn apply(region: &mut RegionRows, rows: Vec<Row>) -> Result<Vec<RowEvent>, RowError> {
+    static SPILL_ALL: std::sync::LazyLock<Arc<PrewriteCache>> =
+        std::sync::LazyLock::new(|| Arc::new(PrewriteCache::new(0, Some(std::env::temp_dir()))));
     let mut out = Vec::new();
-    region.apply(rows, &mut out).map(|()| out)
+    region.apply(rows, &SPILL_ALL, &mut out).map(|()| out)
+}
+
+/// The bytes a region's matcher held come back to the cache when its rows leave it and when
+/// the region is dropped, in memory and on disk alike.
+#[test]
+fn the_cache_gets_every_byte_back() {
+    for share in [0, usize::MAX] {
+        let cache = Arc::new(PrewriteCache::new(share, Some(std::env::temp_dir())));
+        let mut r = region(1, 1);
+        let mut out = Vec::new();
+        let rows = vec![
+            prewrite("b", 5, "v5", "o5"),
+            commit("c", 6, 7),
+            prewrite("c", 6, "v6", ""),
+            rollback("d", 8),
+            prewrite("e", 9, &"x".repeat(1000), ""),
+        ];
+        r.apply(rows, &cache, &mut out).unwrap();
+        assert!(cache.memory_bytes() > 0);
+        assert_eq!(cache.disk_bytes() > 0, share == 0, "share {share}");
+        r.apply(vec![initialized(), commit("b", 5, 10)], &cache, &mut out).unwrap();
+        assert_eq!(out.len(), 2, "c and b delivered: {out:?}");
+        assert_eq!(out[1].value, "v5");
+        assert_eq!(out[1].old_value.as_deref(), Some(&b"o5"[..]));
+        assert_eq!(r.pending_prewrites(), 1);
+        drop(r);
+        assert_eq!((cache.memory_bytes(), cache.disk_bytes()), (0, 0), "share {share}");
+    }
 }
 
 #[test]
@@ -282,4 +316,27 @@ fn pipelined_dml_keeps_the_newest_generation() {
     // A generation > 0 does not match during the scan: the commit is cached.
     assert_eq!(apply(&mut r, vec![gen2, gen1, commit("w", 3, 4)]), Ok(vec![]));
     assert_eq!(apply(&mut r, vec![initialized()]), Ok(vec![put("w", 3, 4, "second flush", "")]));
+}
+
+/// Delivered rows pin none of the frame their bytes came in: they are copied into one buffer
+/// of their own per batch (an unread row would otherwise keep its whole frame alive).
+#[test]
+fn delivered_rows_do_not_share_the_frame() {
+    let frame = Bytes::from(b"bvaluebold!cvaluec".to_vec());
+    let inside = |bytes: &Bytes| frame.as_ptr_range().contains(&bytes.as_ptr());
+    let slice = |range: core::ops::Range<usize>| frame.slice(range);
+    let row = |key, value, old| Row {
+        key: slice(key),
+        value: slice(value),
+        old_value: slice(old),
+        ..committed("", 5, 6, "")
+    };
+    let rows = vec![row(0..1, 1..7, 7..11), row(11..12, 12..18, 0..0)];
+    let mut r = region(1, 1);
+    let delivered = apply(&mut r, rows).unwrap();
+    assert_eq!(delivered, [put("b", 5, 6, "valueb", "old!"), put("c", 5, 6, "valuec", "")]);
+    for row in &delivered {
+        assert!(!inside(&row.key) && !inside(&row.value), "{row:?} shares the frame");
+        assert!(row.old_value.as_ref().is_none_or(|old| !inside(old)));
+    }
 }
