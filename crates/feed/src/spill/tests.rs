@@ -1,3 +1,6 @@
+//! The spill store: records round trips (buffered and direct writes), segments closing once
+//! empty, an emptied current segment reused, refused records, and a model of live records.
+
 use proptest::prelude::*;
 
 use super::*;
