@@ -214,7 +214,8 @@ impl Client {
         let id = shared.registry.next_id();
         let (sender, receiver) = mpsc::unbounded_channel();
         let publisher = ResolvedPublisher::new(start_ts, shared.config.advance_interval);
-        let sub = Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender));
+        let quota = shared.config.subscription_quota;
+        let sub = Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender, quota));
         shared.registry.insert(Arc::clone(&sub));
         drop(held);
         // A shutdown between the check above and the insert may have ended every stream it

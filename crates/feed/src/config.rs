@@ -45,8 +45,17 @@ pub struct Config {
     ///
     /// The quota is shared: a subscriber that stops reading one subscription while it waits
     /// for another can fill it, and then every region worker waits, the other subscription's
-    /// too. Read every subscription (a task each, or `select!` over them).
+    /// too. Read every subscription (a task each, or `select!` over them), or give each
+    /// subscription a quota of its own ([`subscription_quota`](Self::subscription_quota)).
     pub memory_quota: usize,
+    /// Bytes of delivered rows each subscription may hold unread, within the quota's part for
+    /// delivered rows. A region with rows for a subscription at its limit does not wait (which
+    /// would hold up every subscription of its worker): it is deregistered and read again from
+    /// its checkpoint once half the subscription's quota is free (TiKV scans it again, and rows
+    /// above the checkpoint delivered before may come again). This keeps a subscriber that
+    /// reads its subscriptions one at a time from stalling them all; `None` (the default)
+    /// leaves every subscription to the shared quota.
+    pub subscription_quota: Option<usize>,
     /// Where prewrite values past the memory quota's prewrite part are kept until their
     /// commits: anonymous temporary files (removed by the system as they are closed, also when
     /// the process dies), created in this directory, which must exist and be writable. `None`
@@ -127,6 +136,7 @@ impl Config {
             initial_scan_window: 32,
             memory_quota: 1 << 30,
             spill_dir: Some(std::env::temp_dir()),
+            subscription_quota: None,
             filter_loop: false,
             tls: None,
             range_concurrency: 64,
@@ -206,6 +216,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.gc_service_name.as_ref().is_some_and(String::is_empty) {
         return Err(Error::Config("gc_service_name must not be empty".to_owned()));
+    }
+    if let Some(quota) = config.subscription_quota
+        && !(1..=delivered_bytes(config.memory_quota)).contains(&quota)
+    {
+        return Err(Error::Config(format!(
+            "subscription_quota must be between 1 byte and the quota's part for delivered rows \
+             ({} bytes)",
+            delivered_bytes(config.memory_quota)
+        )));
     }
     if let Some(dir) = &config.spill_dir {
         // Try now: an unusable directory is a configuration error here, not a warning in the

@@ -61,6 +61,9 @@ pub(crate) enum WorkerMsg {
 pub(crate) enum RegionEnd {
     /// Request the same region again after the delay, keeping its range locked.
     Retry(Duration),
+    /// Request the same region again once its subscription's own quota has room (it was full
+    /// when the region had rows to deliver), keeping its range locked.
+    AwaitQuota,
     /// Unlock and re-divide the range through PD after the delay (the region split, merged or
     /// moved).
     Reload(Duration),

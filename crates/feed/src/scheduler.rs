@@ -159,6 +159,16 @@ impl Scheduler {
         while let Some(Finished { owned, end }) = finished.recv().await {
             match end {
                 RegionEnd::Retry(delay) => self.spawn_request(owned, delay),
+                RegionEnd::AwaitQuota => {
+                    let scheduler = Arc::clone(&self);
+                    self.shared.spawn(async move {
+                        if owned.sub.quota_room().await {
+                            scheduler.spawn_request(owned, Duration::ZERO);
+                        } else {
+                            scheduler.unlock(owned, AfterUnlock::Release);
+                        }
+                    });
+                }
                 RegionEnd::Reload(delay) => self.unlock(owned, AfterUnlock::Reload(delay)),
                 RegionEnd::Release => self.unlock(owned, AfterUnlock::Release),
                 RegionEnd::Fail(error) => {

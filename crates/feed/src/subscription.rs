@@ -18,17 +18,26 @@ use hashbrown::HashMap;
 use kvfeed_rangelock::{RangeLock, Ticket};
 use kvfeed_regioncache::RegionVerId;
 use kvfeed_span::Span;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::error::Error;
 use crate::event::{Event, RowEvent, SubscriptionId};
 use crate::publish::ResolvedPublisher;
 
+/// The quota a batch of rows holds until its last row is read: the client's, and the
+/// subscription's own when it has one.
+#[derive(Debug, Default)]
+#[expect(dead_code, reason = "held for their drop: the permits go back with the batch's last row")]
+pub(crate) struct Held {
+    pub(crate) client: Option<OwnedSemaphorePermit>,
+    pub(crate) own: Option<OwnedSemaphorePermit>,
+}
+
 /// What the client puts on a subscription's channel.
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// Rows of one region, with the quota they hold.
-    Rows(Vec<RowEvent>, Option<OwnedSemaphorePermit>),
+    Rows(Vec<RowEvent>, Held),
     /// A new resolved ts.
     Resolved(u64),
     /// The subscription failed; the stream ends after it.
@@ -40,7 +49,8 @@ pub(crate) enum Delivery {
 ///
 /// Read it steadily: rows not yet read hold the client's memory quota (until they are read or
 /// the stream is dropped, also after an unsubscribe), and a full quota makes every region worker
-/// wait, for every subscription. The stream ends (`None`) once the subscription is drained after
+/// wait, for every subscription, unless subscriptions have quotas of their own
+/// ([`Config::subscription_quota`](crate::Config::subscription_quota)). The stream ends (`None`) once the subscription is drained after
 /// [`Client::unsubscribe`](crate::Client::unsubscribe), after its failure was reported, or when
 /// the client shuts down. Dropping it unsubscribes.
 pub struct Subscription {
@@ -48,7 +58,7 @@ pub struct Subscription {
     receiver: mpsc::UnboundedReceiver<Delivery>,
     /// Rows of the batch being read, and the quota it holds (released with the last row).
     batch: VecDeque<RowEvent>,
-    permit: Option<OwnedSemaphorePermit>,
+    held: Held,
     on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
 }
 
@@ -64,7 +74,7 @@ impl Subscription {
         receiver: mpsc::UnboundedReceiver<Delivery>,
         on_drop: Box<dyn FnOnce(SubscriptionId) + Send + Sync>,
     ) -> Self {
-        Self { id, receiver, batch: VecDeque::new(), permit: None, on_drop: Some(on_drop) }
+        Self { id, receiver, batch: VecDeque::new(), held: Held::default(), on_drop: Some(on_drop) }
     }
 
     /// The subscription's id.
@@ -109,16 +119,16 @@ impl Subscription {
     fn next_buffered(&mut self) -> Option<Event> {
         let row = self.batch.pop_front();
         if self.batch.is_empty() {
-            self.permit = None;
+            self.held = Held::default();
         }
         row.map(Event::Row)
     }
 
     fn accept(&mut self, delivery: Delivery) -> Option<Result<Event, Error>> {
         match delivery {
-            Delivery::Rows(rows, permit) => {
+            Delivery::Rows(rows, held) => {
                 self.batch = rows.into();
-                self.permit = permit;
+                self.held = held;
                 None
             }
             Delivery::Resolved(ts) => Some(Ok(Event::Resolved(ts))),
@@ -158,6 +168,9 @@ pub(crate) struct LockRequest {
 pub(crate) struct Sub {
     pub(crate) id: u64,
     pub(crate) start_ts: u64,
+    /// The subscription's own quota of delivered rows not yet read
+    /// ([`Config::subscription_quota`](crate::Config::subscription_quota)), and its size.
+    quota: Option<(Arc<Semaphore>, usize)>,
     /// Set once by unsubscribe or failure; never cleared.
     stopped: AtomicBool,
     /// Wakes tasks waiting on behalf of the subscription (admission, backoff) when it stops.
@@ -189,6 +202,7 @@ impl Sub {
         start_ts: u64,
         publisher: ResolvedPublisher,
         sender: mpsc::UnboundedSender<Delivery>,
+        quota: Option<usize>,
     ) -> Self {
         let state = SubState {
             lock: RangeLock::new(span, start_ts),
@@ -202,6 +216,7 @@ impl Sub {
         Self {
             id,
             start_ts,
+            quota: quota.map(|bytes| (Arc::new(Semaphore::new(bytes)), bytes)),
             stopped: AtomicBool::new(false),
             stop_signal: watch::Sender::new(false),
             state: Mutex::new(state),
@@ -225,6 +240,27 @@ impl Sub {
             self.stop_signal.send_replace(true);
         }
         first
+    }
+
+    /// Takes `bytes` of the subscription's own quota (all of it for a larger batch), if it has
+    /// one: `Ok(None)` without one, `Err(())` when its quota has no room.
+    pub(crate) fn take_own_quota(&self, bytes: usize) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let Some((quota, size)) = &self.quota else { return Ok(None) };
+        let wanted = bytes.min(*size).min(u32::MAX as usize) as u32;
+        Arc::clone(quota).try_acquire_many_owned(wanted).map(Some).map_err(|_| ())
+    }
+
+    /// Resolves once half of the subscription's own quota is free (at once without one);
+    /// false if the subscription stopped meanwhile.
+    pub(crate) async fn quota_room(&self) -> bool {
+        if let Some((quota, size)) = &self.quota {
+            let half = (size / 2).clamp(1, u32::MAX as usize) as u32;
+            tokio::select! {
+                permits = quota.acquire_many(half) => drop(permits),
+                () = self.stopped() => {}
+            }
+        }
+        !self.is_stopped()
     }
 
     /// Resolves when the subscription is stopped.

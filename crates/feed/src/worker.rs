@@ -37,7 +37,7 @@ use crate::event::RowEvent;
 use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
 use crate::region::{RegionRows, RowError};
 use crate::shared::Shared;
-use crate::subscription::{Delivery, SubRef};
+use crate::subscription::{Delivery, Held, SubRef};
 
 /// What happens to a region whose registration ended.
 #[derive(Debug)]
@@ -51,6 +51,9 @@ enum End {
         send_failed: bool,
         delay: Duration,
     },
+    /// Deregister, and request the same region again once its subscription's own quota has
+    /// room, keeping its range locked.
+    AwaitQuota,
     /// Unlock and re-divide the range through PD after `delay`.
     Reload { delay: Duration },
     /// Unlock: the subscription stopped.
@@ -58,6 +61,10 @@ enum End {
     /// Fail the subscription, and unlock.
     Fail(Box<Error>),
 }
+
+/// A subscription's own quota had no room for a region's rows.
+#[derive(Debug)]
+struct QuotaFull;
 
 /// One region registration in its worker.
 #[derive(Debug)]
@@ -190,7 +197,7 @@ struct Worker {
     /// [`WorkerMsg::Deregistered`] marker shows that no event of the old registration is still
     /// on its way (otherwise such an event could be taken for the new registration's), then
     /// requested after their backoff.
-    retired: HashMap<(u64, u64), (Owned, Duration)>,
+    retired: HashMap<(u64, u64), (Owned, RegionEnd)>,
     /// The incremental scans being watched, in registration order (the timeout is the same for
     /// all, so the oldest is first). An entry whose region finished its scan, or left, or was
     /// registered again since, is skipped when it comes due.
@@ -241,8 +248,8 @@ impl Worker {
                 self.end(sub, region, end);
             }
             WorkerMsg::Deregistered { sub, region } => {
-                if let Some((owned, delay)) = self.retired.remove(&(sub, region)) {
-                    self.hand_back(owned, RegionEnd::Retry(delay));
+                if let Some((owned, end)) = self.retired.remove(&(sub, region)) {
+                    self.hand_back(owned, end);
                 }
             }
             WorkerMsg::Stop { sub } => {
@@ -382,28 +389,31 @@ impl Worker {
         let checkpoint_ts = rows.resolved_ts();
         let owned = Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts };
         let shared = &self.shared;
-        let end = match end {
-            End::Retry { .. } if owned.sub.is_stopped() => RegionEnd::Release,
+        let (end, deregister) = match end {
+            End::Retry { .. } | End::AwaitQuota if owned.sub.is_stopped() => {
+                (RegionEnd::Release, false)
+            }
             End::Retry { deregister, send_failed, delay } => {
                 if send_failed {
                     shared.source.on_send_fail(&ctx);
                 }
-                if deregister {
-                    // Requested again once the transport's marker comes through.
-                    let (sub, region) = (owned.sub.id, owned.region.id);
-                    self.retired.insert((sub, region), (owned, delay));
-                    let task = Arc::clone(shared);
-                    shared.spawn(async move {
-                        task.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
-                    });
-                    return;
-                }
-                RegionEnd::Retry(delay)
+                (RegionEnd::Retry(delay), deregister)
             }
-            End::Reload { delay } => RegionEnd::Reload(delay),
-            End::Release => RegionEnd::Release,
-            End::Fail(error) => RegionEnd::Fail(error),
+            End::AwaitQuota => (RegionEnd::AwaitQuota, true),
+            End::Reload { delay } => (RegionEnd::Reload(delay), false),
+            End::Release => (RegionEnd::Release, false),
+            End::Fail(error) => (RegionEnd::Fail(error), false),
         };
+        if deregister {
+            // Requested again once the transport's marker comes through.
+            let (sub, region) = (owned.sub.id, owned.region.id);
+            self.retired.insert((sub, region), (owned, end));
+            let task = Arc::clone(shared);
+            shared.spawn(async move {
+                task.transport.deregister(ctx.peer.store_id, sub, Some(region)).await;
+            });
+            return;
+        }
         self.hand_back(owned, end);
     }
 
@@ -513,8 +523,14 @@ impl Worker {
             entry.permit = None;
             subscription.state().lock.mark_initialized(region);
         }
-        self.deliver(&subscription).await;
-        if let Err(error @ RowError::SpillRead { .. }) = result {
+        if self.deliver(&subscription).await.is_err() {
+            // The subscriber is behind on this subscription: rather than wait (and hold up the
+            // worker's other subscriptions), the region steps aside and is read again from its
+            // checkpoint once the subscriber has caught up.
+            tracing::debug!(subscription = sub, region, "subscription quota full: region paused");
+            self.shared.metrics.region_errors.with_label_values(&["SubscriptionQuota"]).inc();
+            self.end(sub, region, End::AwaitQuota);
+        } else if let Err(error @ RowError::SpillRead { .. }) = result {
             // Not TiKV's row but this machine's disk: asking the region again would not help.
             tracing::error!(subscription = sub, region, %error, "spilled prewrite lost");
             let error = Error::Spill { region_id: region, error };
@@ -537,14 +553,19 @@ impl Worker {
         }
     }
 
-    /// Delivers the buffered rows to the subscriber, waiting for the memory quota.
-    async fn deliver(&mut self, sub: &SubRef) {
+    /// Delivers the buffered rows to the subscriber, waiting for the client's memory quota.
+    /// Fails, delivering nothing, when the subscription's own quota has no room for them.
+    async fn deliver(&mut self, sub: &SubRef) -> Result<(), QuotaFull> {
         if self.rows.is_empty() || sub.is_stopped() {
             self.rows.clear();
-            return;
+            return Ok(());
         }
+        let bytes: usize = self.rows.iter().map(RowEvent::footprint).sum();
+        let Ok(own) = sub.take_own_quota(bytes) else {
+            self.rows.clear();
+            return Err(QuotaFull);
+        };
         let rows = std::mem::take(&mut self.rows);
-        let bytes: usize = rows.iter().map(RowEvent::footprint).sum();
         let quota = &self.shared.quota;
         let wanted = bytes.min(self.shared.delivered_quota).min(u32::MAX as usize) as u32;
         // Waiting for the quota ends if the subscription stops (its rows are not wanted any
@@ -552,17 +573,19 @@ impl Worker {
         let permit = tokio::select! {
             permit = Arc::clone(quota).acquire_many_owned(wanted) => match permit {
                 Ok(permit) => permit,
-                Err(_) => return, // closed: shutting down
+                Err(_) => return Ok(()), // closed: shutting down
             },
-            () = sub.stopped() => return,
+            () = sub.stopped() => return Ok(()),
         };
         let count = rows.len() as u64;
         let state = sub.state();
         // Checked again under the state lock: a subscription that failed while this worker
         // waited for the quota has delivered its error, and nothing may follow it.
-        if !sub.is_stopped() && state.deliver(Delivery::Rows(rows, Some(permit))) {
+        let held = Held { client: Some(permit), own };
+        if !sub.is_stopped() && state.deliver(Delivery::Rows(rows, held)) {
             self.shared.metrics.send_events.with_label_values(&["row"]).inc_by(count);
         }
+        Ok(())
     }
 
     fn on_resolved(&mut self, store_id: u64, sub: u64, regions: &[u64], ts: u64) {

@@ -153,6 +153,27 @@ async fn a_config_admitting_no_store_version_is_refused() {
     assert!(matches!(&error, kvfeed::Error::Config(m) if m.contains("store_versions")), "{error}");
 }
 
+/// Memory settings a client cannot work with are refused before PD is asked: a subscription
+/// quota of 0 or beyond the quota's part for delivered rows, a spill directory that cannot hold
+/// files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_memory_settings_are_refused() {
+    let refused = |tweak: fn(&mut kvfeed::Config), what: &'static str| async move {
+        let mut config = kvfeed::Config::new(["127.0.0.1:1"]);
+        tweak(&mut config);
+        let error = kvfeed::Client::connect(config).await.unwrap_err();
+        assert!(matches!(&error, kvfeed::Error::Config(m) if m.contains(what)), "{error}");
+    };
+    refused(|config| config.subscription_quota = Some(0), "subscription_quota").await;
+    refused(|config| config.subscription_quota = Some(config.memory_quota), "subscription_quota")
+        .await;
+    refused(
+        |config| config.spill_dir = Some(std::env::temp_dir().join("kvfeed-no-such-dir")),
+        "spill_dir",
+    )
+    .await;
+}
+
 /// A span whose bounds are raw keys (not memcomparable-encoded) is refused with a typed error;
 /// unbounded ends are fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,14 @@
 //! Upstream safety through the simulator: the client's GC service safe point (held at the lowest
 //! checkpoint, refused start ts, refused refreshes, removed at shutdown) and lock resolution as
 //! client-go does it (live transactions whose secondaries came first, abandoned async-commit
-//! transactions committed or rolled back through their secondaries).
+//! transactions committed or rolled back through their secondaries), and subscription quotas
+//! (one unread subscription does not stall the others).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Log, TICK, eventually, eventually_ok, start_with, workload};
+use common::{Log, TICK, error_count, eventually, eventually_ok, start_with, workload};
 use kvfeed::{Error, LOCK_RESOLVE_MARGIN};
 use kvfeed_sim::{Cluster, ClusterConfig, Mutation, TxnError};
 use kvfeed_span::table::{record_key, table_span};
@@ -257,5 +258,48 @@ async fn an_async_commit_transaction_missing_a_secondary_is_rolled_back() {
     h.verify(&span, start_ts, &log);
     let late = h.cluster.prewrite_part(txn_ts, &txn, &[1], 100, true);
     assert!(matches!(late, Err(TxnError::TxnNotFound { .. })), "{late:?}");
+    h.stop().await;
+}
+
+/// A subscriber that reads its subscriptions one at a time. With one shared quota the unread
+/// subscription fills it and its worker waits, the read one's rows with it (a deadlock: the
+/// subscriber waits for the read one). With subscription quotas the unread one's region steps
+/// aside, the read one is read to the end, and then the unread one catches up with nothing
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_quotas_keep_an_unread_subscription_from_stalling_the_others() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |config| {
+            // One worker: both subscriptions' registrations of the one region are on it.
+            config.worker_count = 1;
+            config.memory_quota = 1 << 20;
+            config.subscription_quota = Some(64 << 10);
+        },
+    )
+    .await;
+    let start_ts = h.cluster.now_ts();
+    let mut unread = h.client.subscribe(table_span(100), start_ts).await.expect("subscribe");
+    let mut read = h.client.subscribe(table_span(101), start_ts).await.expect("subscribe");
+    // About 1.6 MiB for the unread subscription: more than the whole quota.
+    let value = vec![b'v'; 1024];
+    for handle in 0..1500 {
+        let row = Mutation::put(record_key(100, handle), value.clone());
+        h.cluster.commit_2pc(&[row]).expect("commit");
+    }
+    let mut last = 0;
+    for handle in 0..100 {
+        let row = Mutation::put(record_key(101, handle), "x");
+        last = h.cluster.commit_2pc(&[row]).expect("commit").1;
+    }
+    let mut log_read = Log::default();
+    log_read.until_resolved(&mut read, last).await;
+    assert!(error_count(&h.client, "SubscriptionQuota") > 0, "the unread subscription paused");
+    let mut log_unread = Log::default();
+    log_unread.until_resolved(&mut unread, last).await;
+    assert!(log_unread.rows >= 1500, "{} rows", log_unread.rows);
+    h.verify(&table_span(101), start_ts, &log_read);
+    h.verify(&table_span(100), start_ts, &log_unread);
+    drop((read, unread));
     h.stop().await;
 }
