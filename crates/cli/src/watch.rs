@@ -69,7 +69,8 @@ pub(crate) struct Args {
     memory_quota: usize,
     /// Where prewrite values past a quarter of the memory quota wait for their commits (one huge
     /// transaction need not fit memory): anonymous temporary files, gone when the watch ends.
-    /// Default: the system's temporary directory.
+    /// Default: the system's temporary directory (if that is tmpfs, spilled values stay in
+    /// memory: name a directory on disk).
     #[arg(long, value_name = "DIR", conflicts_with = "no_spill")]
     spill_dir: Option<PathBuf>,
     /// Keep every prewrite in memory, however large a transaction is.

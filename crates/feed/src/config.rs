@@ -51,15 +51,21 @@ pub struct Config {
     /// Bytes of delivered rows each subscription may hold unread, within the quota's part for
     /// delivered rows. A region with rows for a subscription at its limit does not wait (which
     /// would hold up every subscription of its worker): it is deregistered and read again from
-    /// its checkpoint once half the subscription's quota is free (TiKV scans it again, and rows
-    /// above the checkpoint delivered before may come again). This keeps a subscriber that
-    /// reads its subscriptions one at a time from stalling them all; `None` (the default)
-    /// leaves every subscription to the shared quota.
+    /// its checkpoint once at most half the subscription's quota is in use (TiKV scans it
+    /// again, and rows above the checkpoint delivered before may come again). This keeps a
+    /// subscriber that reads its subscriptions one at a time from stalling them all; `None`
+    /// (the default) leaves every subscription to the shared quota.
+    ///
+    /// The limit is soft: a batch (at most a quarter of this quota, and at most 4 MiB) is
+    /// delivered whole when the subscription is below its limit, so the unread bytes stay
+    /// under the limit plus one batch per region worker. The shared quota is never exceeded.
     pub subscription_quota: Option<usize>,
     /// Where prewrite values past the memory quota's prewrite part are kept until their
     /// commits: anonymous temporary files (removed by the system as they are closed, also when
     /// the process dies), created in this directory, which must exist and be writable. `None`
-    /// turns spilling off.
+    /// turns spilling off. The default is the system's temporary directory: where that is a
+    /// memory file system (tmpfs, as `/tmp` is on many distributions), spilled values are
+    /// still in memory, so point this at a disk.
     pub spill_dir: Option<PathBuf>,
     /// Ask TiKV to drop rows written by change-data replication itself (bidirectional setups).
     pub filter_loop: bool,
@@ -176,6 +182,16 @@ pub(crate) fn prewrite_bytes(memory_quota: usize) -> usize {
 /// prewrites leave, at least 1 byte.
 pub(crate) fn delivered_bytes(memory_quota: usize) -> usize {
     memory_quota.saturating_sub(queue_bytes(memory_quota) + prewrite_bytes(memory_quota)).max(1)
+}
+
+/// The bytes a worker gathers into one delivered batch before handing it over (a frame's rows
+/// of one region are sliced at this size): 4 MiB, a sixteenth of the delivered part, or a
+/// quarter of a subscription's own quota, whichever is least. So a COMMIT of many spilled
+/// values is read back a slice at a time, and a subscription's soft quota is overshot by
+/// little.
+pub(crate) fn batch_bytes(config: &Config) -> usize {
+    let own = config.subscription_quota.map_or(usize::MAX, |quota| quota / 4);
+    (4 << 20).min(delivered_bytes(config.memory_quota) / 16).min(own).max(1)
 }
 
 /// Checks the settings a client cannot work with.

@@ -90,6 +90,7 @@ mod safepoint;
 mod scheduler;
 mod shared;
 mod spill;
+mod sub_quota;
 mod subscription;
 mod version;
 mod worker;

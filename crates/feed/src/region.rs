@@ -170,17 +170,40 @@ impl RegionRows {
         cache: &Arc<PrewriteCache>,
         out: &mut Vec<RowEvent>,
     ) -> Result<(), RowError> {
-        let first = out.len();
-        // Rows matched with a prewrite carry the matcher's copies; COMMITTED rows, slices of
-        // their frame.
-        let mut from_frame = false;
-        let result = rows.into_iter().try_for_each(|row| {
-            from_frame |= row.kind == RowKind::Committed;
-            self.apply_one(row, cache, out)
-        });
-        if from_frame {
-            own_bytes(&mut out[first..]);
-        }
+        self.apply_up_to(&mut rows.into_iter(), usize::MAX, cache, out).map(|_| ())
+    }
+
+    /// Applies rows as [`apply`](Self::apply) does until the rows appended to `out` hold
+    /// `budget` bytes or more (at least one row is taken): a COMMIT event of a huge transaction
+    /// whose values were spilled is read back from disk a slice at a time. Returns whether
+    /// `rows` has rows left.
+    pub fn apply_up_to(
+        &mut self,
+        rows: &mut impl Iterator<Item = Row>,
+        budget: usize,
+        cache: &Arc<PrewriteCache>,
+        out: &mut Vec<RowEvent>,
+    ) -> Result<bool, RowError> {
+        let mut appended = 0;
+        // Indices in `out` of COMMITTED rows, whose bytes are slices of their frame (rows
+        // matched with a prewrite carry the matcher's copies).
+        let mut from_frame = Vec::new();
+        let result = loop {
+            if appended >= budget {
+                break Ok(true);
+            }
+            let Some(row) = rows.next() else { break Ok(false) };
+            let before = out.len();
+            let committed = row.kind == RowKind::Committed;
+            if let Err(error) = self.apply_one(row, cache, out) {
+                break Err(error);
+            }
+            if committed && out.len() > before {
+                from_frame.push(before);
+            }
+            appended += out[before..].iter().map(RowEvent::footprint).sum::<usize>();
+        };
+        own_bytes(out, &from_frame);
         result
     }
 
@@ -317,21 +340,21 @@ impl RegionRows {
     }
 }
 
-/// Moves the bytes of `rows` into one buffer of their own. Rows fresh from the transport share
-/// the buffer of their whole frame, so an unread row would keep the frame's other rows (the
-/// prewrites the matcher copied, rows of other regions) in memory beyond what the quota counts
-/// for it; after this, the rows of a batch pin exactly their own bytes, with one allocation
-/// per batch.
-fn own_bytes(rows: &mut [RowEvent]) {
-    let total: usize = rows
-        .iter()
+/// Moves the bytes of the rows of `out` at `indices` into one buffer of their own. Rows fresh
+/// from the transport share the buffer of their whole frame, so an unread row would keep the
+/// frame's other rows (the prewrites the matcher copied, rows of other regions) in memory
+/// beyond what the quota counts for it; after this, they pin exactly their own bytes, with one
+/// allocation per batch.
+fn own_bytes(out: &mut [RowEvent], indices: &[usize]) {
+    let rows = || indices.iter().map(|&index| &out[index]);
+    let total: usize = rows()
         .map(|row| row.key.len() + row.value.len() + row.old_value.as_ref().map_or(0, Bytes::len))
         .sum();
     if total == 0 {
         return;
     }
     let mut buffer = bytes::BytesMut::with_capacity(total);
-    for row in rows.iter() {
+    for row in rows() {
         buffer.extend_from_slice(&row.key);
         buffer.extend_from_slice(&row.value);
         if let Some(old) = &row.old_value {
@@ -339,7 +362,8 @@ fn own_bytes(rows: &mut [RowEvent]) {
         }
     }
     let mut rest = buffer.freeze();
-    for row in rows {
+    for &index in indices {
+        let row = &mut out[index];
         row.key = rest.split_to(row.key.len());
         row.value = rest.split_to(row.value.len());
         if let Some(old) = &mut row.old_value {

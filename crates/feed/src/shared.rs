@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) quota: Arc<Semaphore>,
     /// The permits `quota` started with.
     pub(crate) delivered_quota: usize,
+    /// The bytes of one delivered batch (`config::batch_bytes`).
+    pub(crate) batch_bytes: usize,
     /// Where the region matchers keep prewrites (`config::prewrite_bytes` of the quota in
     /// memory, the values past it on disk).
     pub(crate) prewrites: Arc<PrewriteCache>,
@@ -75,6 +77,7 @@ impl Shared {
             quota: Arc::new(Semaphore::new(delivered)),
             prewrites: Arc::new(prewrites),
             delivered_quota: delivered,
+            batch_bytes: crate::config::batch_bytes(&config),
             resolve_requests: ResolveRequests::new(&config),
             history: Mutex::default(),
             clock: PdClock::default(),

@@ -66,6 +66,9 @@ pub(crate) struct SpillFiles {
     buffer: Vec<u8>,
     /// Bytes of all live records.
     live: u64,
+    /// Makes every file write fail (tests of the error paths).
+    #[cfg(test)]
+    fail_writes: bool,
 }
 
 impl SpillFiles {
@@ -80,6 +83,8 @@ impl SpillFiles {
             written: 0,
             buffer: Vec::new(),
             live: 0,
+            #[cfg(test)]
+            fail_writes: false,
         }
     }
 
@@ -109,19 +114,23 @@ impl SpillFiles {
         let offset = self.written + self.buffer.len() as u64;
         if total >= WRITE_BUFFER {
             self.flush()?;
-            let file = &self.segments[&segment].file;
             let mut at = offset;
             for part in parts {
-                write_all_at(file, part, at)?;
+                self.write_at(segment, part, at)?;
                 at += part.len() as u64;
             }
             self.written += u64::from(len);
         } else {
+            let before = self.buffer.len();
             for part in parts {
                 self.buffer.extend_from_slice(part);
             }
-            if self.buffer.len() >= WRITE_BUFFER {
-                self.flush()?;
+            if self.buffer.len() >= WRITE_BUFFER
+                && let Err(error) = self.flush()
+            {
+                // The record was not stored: the buffer keeps only the records before it.
+                self.buffer.truncate(before);
+                return Err(error);
             }
         }
         self.segments.get_mut(&segment).expect("the current segment is open").live +=
@@ -185,10 +194,18 @@ impl SpillFiles {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        write_all_at(&self.segments[&id].file, &self.buffer, self.written)?;
+        self.write_at(id, &self.buffer, self.written)?;
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(())
+    }
+
+    fn write_at(&self, segment: u32, bytes: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_writes {
+            return Err(io::Error::other("writes fail (test)"));
+        }
+        write_all_at(&self.segments[&segment].file, bytes, offset)
     }
 
     /// Seals the current segment (closing it if it has no live record) and opens a new one.

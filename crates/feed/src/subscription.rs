@@ -18,11 +18,12 @@ use hashbrown::HashMap;
 use kvfeed_rangelock::{RangeLock, Ticket};
 use kvfeed_regioncache::RegionVerId;
 use kvfeed_span::Span;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::error::Error;
 use crate::event::{Event, RowEvent, SubscriptionId};
 use crate::publish::ResolvedPublisher;
+use crate::sub_quota::{SubCharge, SubQuota};
 
 /// The quota a batch of rows holds until its last row is read: the client's, and the
 /// subscription's own when it has one.
@@ -30,8 +31,12 @@ use crate::publish::ResolvedPublisher;
 #[expect(dead_code, reason = "held for their drop: the permits go back with the batch's last row")]
 pub(crate) struct Held {
     pub(crate) client: Option<OwnedSemaphorePermit>,
-    pub(crate) own: Option<OwnedSemaphorePermit>,
+    pub(crate) own: Option<SubCharge>,
 }
+
+/// A subscription's own quota is at its limit.
+#[derive(Debug)]
+pub(crate) struct QuotaFull;
 
 /// What the client puts on a subscription's channel.
 #[derive(Debug)]
@@ -169,8 +174,8 @@ pub(crate) struct Sub {
     pub(crate) id: u64,
     pub(crate) start_ts: u64,
     /// The subscription's own quota of delivered rows not yet read
-    /// ([`Config::subscription_quota`](crate::Config::subscription_quota)), and its size.
-    quota: Option<(Arc<Semaphore>, usize)>,
+    /// ([`Config::subscription_quota`](crate::Config::subscription_quota)).
+    quota: Option<Arc<SubQuota>>,
     /// Set once by unsubscribe or failure; never cleared.
     stopped: AtomicBool,
     /// Wakes tasks waiting on behalf of the subscription (admission, backoff) when it stops.
@@ -216,7 +221,7 @@ impl Sub {
         Self {
             id,
             start_ts,
-            quota: quota.map(|bytes| (Arc::new(Semaphore::new(bytes)), bytes)),
+            quota: quota.map(SubQuota::new),
             stopped: AtomicBool::new(false),
             stop_signal: watch::Sender::new(false),
             state: Mutex::new(state),
@@ -242,21 +247,19 @@ impl Sub {
         first
     }
 
-    /// Takes `bytes` of the subscription's own quota (all of it for a larger batch), if it has
-    /// one: `Ok(None)` without one, `Err(())` when its quota has no room.
-    pub(crate) fn take_own_quota(&self, bytes: usize) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        let Some((quota, size)) = &self.quota else { return Ok(None) };
-        let wanted = bytes.min(*size).min(u32::MAX as usize) as u32;
-        Arc::clone(quota).try_acquire_many_owned(wanted).map(Some).map_err(|_| ())
+    /// Charges `bytes` to the subscription's own quota, if it has one: `Ok(None)` without
+    /// one, `Err(QuotaFull)` when it is at its limit (a soft one: see [`SubQuota`]).
+    pub(crate) fn charge_own_quota(&self, bytes: usize) -> Result<Option<SubCharge>, QuotaFull> {
+        let Some(quota) = &self.quota else { return Ok(None) };
+        quota.try_charge(bytes).map(Some).ok_or(QuotaFull)
     }
 
-    /// Resolves once half of the subscription's own quota is free (at once without one);
-    /// false if the subscription stopped meanwhile.
+    /// Resolves once at most half of the subscription's own quota is in use (at once without
+    /// one), reserving nothing; false if the subscription stopped meanwhile.
     pub(crate) async fn quota_room(&self) -> bool {
-        if let Some((quota, size)) = &self.quota {
-            let half = (size / 2).clamp(1, u32::MAX as usize) as u32;
+        if let Some(quota) = &self.quota {
             tokio::select! {
-                permits = quota.acquire_many(half) => drop(permits),
+                () = quota.room() => {}
                 () = self.stopped() => {}
             }
         }

@@ -37,7 +37,7 @@ use crate::event::RowEvent;
 use crate::lifecycle::{Finished, FinishedSender, Owned, RegionEnd, WorkerMsg, Workers};
 use crate::region::{RegionRows, RowError};
 use crate::shared::Shared;
-use crate::subscription::{Delivery, Held, SubRef};
+use crate::subscription::{Delivery, Held, QuotaFull, SubRef};
 
 /// What happens to a region whose registration ended.
 #[derive(Debug)]
@@ -61,10 +61,6 @@ enum End {
     /// Fail the subscription, and unlock.
     Fail(Box<Error>),
 }
-
-/// A subscription's own quota had no room for a region's rows.
-#[derive(Debug)]
-struct QuotaFull;
 
 /// One region registration in its worker.
 #[derive(Debug)]
@@ -509,47 +505,74 @@ impl Worker {
     }
 
     async fn on_rows(&mut self, sub: u64, region: u64, rows: Vec<Row>) {
-        let Some(entries) = self.subs.get_mut(&sub) else { return };
-        let subscription = Arc::clone(&entries.sub);
-        let Some(entry) = entries.regions.get_mut(&region) else { return };
-        let metrics = &self.shared.metrics;
         for row in &rows {
-            metrics.pull_events.with_label_values(&[kind_label(row.kind)]).inc();
+            self.shared.metrics.pull_events.with_label_values(&[kind_label(row.kind)]).inc();
         }
-        self.rows.clear();
-        let result = entry.rows.apply(rows, &self.shared.prewrites, &mut self.rows);
-        if entry.rows.is_initialized() && !entry.marked_initialized {
-            entry.marked_initialized = true;
-            entry.permit = None;
-            subscription.state().lock.mark_initialized(region);
+        let mut rows = rows.into_iter();
+        // The frame's rows are delivered in batches of at most about `batch_bytes`: the values
+        // of a huge transaction's COMMIT are read back from disk a batch at a time.
+        loop {
+            let Some(entries) = self.subs.get_mut(&sub) else { return };
+            let subscription = Arc::clone(&entries.sub);
+            let Some(entry) = entries.regions.get_mut(&region) else { return };
+            if entry.end.is_some() {
+                return;
+            }
+            self.rows.clear();
+            let prewrites = &self.shared.prewrites;
+            let result = entry.rows.apply_up_to(
+                &mut rows,
+                self.shared.batch_bytes,
+                prewrites,
+                &mut self.rows,
+            );
+            if entry.rows.is_initialized() && !entry.marked_initialized {
+                entry.marked_initialized = true;
+                entry.permit = None;
+                subscription.state().lock.mark_initialized(region);
+            }
+            if self.deliver(&subscription).await.is_err() {
+                // The subscriber is behind on this subscription: rather than wait (and hold up
+                // the worker's other subscriptions), the region steps aside and is read again
+                // from its checkpoint once the subscriber has caught up.
+                tracing::debug!(
+                    subscription = sub,
+                    region,
+                    "subscription quota full: region paused"
+                );
+                self.shared.metrics.region_errors.with_label_values(&["SubscriptionQuota"]).inc();
+                self.end(sub, region, End::AwaitQuota);
+                return;
+            }
+            match result {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => return self.on_bad_row(sub, region, error),
+            }
         }
-        if self.deliver(&subscription).await.is_err() {
-            // The subscriber is behind on this subscription: rather than wait (and hold up the
-            // worker's other subscriptions), the region steps aside and is read again from its
-            // checkpoint once the subscriber has caught up.
-            tracing::debug!(subscription = sub, region, "subscription quota full: region paused");
-            self.shared.metrics.region_errors.with_label_values(&["SubscriptionQuota"]).inc();
-            self.end(sub, region, End::AwaitQuota);
-        } else if let Err(error @ RowError::SpillRead { .. }) = result {
+    }
+
+    /// A row of the region's stream could not be applied.
+    fn on_bad_row(&mut self, sub: u64, region: u64, error: RowError) {
+        if let RowError::SpillRead { .. } = error {
             // Not TiKV's row but this machine's disk: asking the region again would not help.
             tracing::error!(subscription = sub, region, %error, "spilled prewrite lost");
             let error = Error::Spill { region_id: region, error };
+            return self.end(sub, region, End::Fail(Box::new(error)));
+        }
+        // The region's stream cannot be trusted past this row: deregister it and request it
+        // again from its resolved ts (what was delivered before is correct), unless the row
+        // came back on every attempt: then it is not going away, and the subscription fails.
+        self.shared.metrics.region_errors.with_label_values(&["BadRow"]).inc();
+        let (failures, delay) = self.shared.region_failed(sub, region, true, Duration::ZERO);
+        let attempts = self.shared.config.bad_row_attempts;
+        if failures.bad_rows >= attempts {
+            tracing::warn!(subscription = sub, region, %error, attempts, "bad row from TiKV again");
+            let error = Error::BadRow { region_id: region, attempts, error };
             self.end(sub, region, End::Fail(Box::new(error)));
-        } else if let Err(error) = result {
-            // The region's stream cannot be trusted past this row: deregister it and request it
-            // again from its resolved ts (what was delivered before is correct), unless the row
-            // came back on every attempt: then it is not going away, and the subscription fails.
-            self.shared.metrics.region_errors.with_label_values(&["BadRow"]).inc();
-            let (failures, delay) = self.shared.region_failed(sub, region, true, Duration::ZERO);
-            let attempts = self.shared.config.bad_row_attempts;
-            if failures.bad_rows >= attempts {
-                tracing::warn!(subscription = sub, region, %error, attempts, "bad row from TiKV again");
-                let error = Error::BadRow { region_id: region, attempts, error };
-                self.end(sub, region, End::Fail(Box::new(error)));
-            } else {
-                tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
-                self.end(sub, region, End::Retry { deregister: true, send_failed: false, delay });
-            }
+        } else {
+            tracing::warn!(subscription = sub, region, %error, "bad row from TiKV");
+            self.end(sub, region, End::Retry { deregister: true, send_failed: false, delay });
         }
     }
 
@@ -561,7 +584,7 @@ impl Worker {
             return Ok(());
         }
         let bytes: usize = self.rows.iter().map(RowEvent::footprint).sum();
-        let Ok(own) = sub.take_own_quota(bytes) else {
+        let Ok(own) = sub.charge_own_quota(bytes) else {
             self.rows.clear();
             return Err(QuotaFull);
         };

@@ -169,6 +169,8 @@ async fn huge_txn_client_process() {
     let mut config =
         Config::new([std::env::var(PD_ENV).expect("run by the huge-transaction test")]);
     config.memory_quota = (QUOTA_MIB << 20) as usize;
+    // On disk: the system's temporary directory may be a memory file system.
+    config.spill_dir = Some(env!("CARGO_TARGET_TMPDIR").into());
     config.advance_interval = Duration::from_millis(20);
     let expected = env_u64(ROWS_ENV);
     let client = Client::connect(config).await.expect("connect");

@@ -23,8 +23,41 @@ use crate::tso::{Tso, compose, physical_of};
 /// What a connection's forwarder sends to the client.
 pub(crate) type Outgoing = Result<ChangeDataEvent, Status>;
 
-/// Rows per `Entries` event.
+/// Rows per `Entries` event of an incremental scan.
 pub(crate) const ROWS_PER_EVENT: usize = 64;
+
+/// Live rows of one apply are cut into `Entries` events of at most this many bytes of keys and
+/// values (one row may be larger) or [`LIVE_ROWS_PER_EVENT`] rows, in TiKV's shape: the COMMIT
+/// rows of a large transaction, which carry no value, come hundreds to an event.
+const LIVE_EVENT_BYTES: usize = 1 << 20;
+
+/// The most rows of one live `Entries` event.
+const LIVE_ROWS_PER_EVENT: usize = 1024;
+
+/// Cuts `rows` into runs of at most [`LIVE_EVENT_BYTES`] (at least one row each) and
+/// [`LIVE_ROWS_PER_EVENT`] rows.
+fn live_chunks(rows: &[event::Row]) -> impl Iterator<Item = &[event::Row]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut len = 0;
+        while len < rest.len() && len < LIVE_ROWS_PER_EVENT {
+            let row = &rest[len];
+            let size = row.key.len() + row.value.len() + row.old_value.len();
+            if len > 0 && bytes + size > LIVE_EVENT_BYTES {
+                break;
+            }
+            bytes += size;
+            len += 1;
+        }
+        let (chunk, tail) = rest.split_at(len);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// Events per `ChangeDataEvent` message.
 pub(crate) const EVENTS_PER_MESSAGE: usize = 128;
@@ -249,7 +282,7 @@ impl ClusterState {
                 .cloned()
                 .collect();
             out.entry(conn).or_default().extend(
-                mine.chunks(ROWS_PER_EVENT)
+                live_chunks(&mine)
                     .map(|chunk| entries_event(region_id, request_id, index, chunk.to_vec())),
             );
         }
@@ -567,5 +600,32 @@ impl ClusterState {
     /// The regions (cloned) in key order.
     pub(crate) fn region_list(&self) -> Vec<RegionMeta> {
         self.regions.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(value_len: usize) -> event::Row {
+        event::Row {
+            key: b"k".to_vec().into(),
+            value: vec![0; value_len].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn live_rows_are_cut_by_bytes_and_by_count() {
+        let lens = |rows: &[event::Row]| live_chunks(rows).map(<[_]>::len).collect::<Vec<_>>();
+        // Commit rows (no value) come up to the row limit per event.
+        let commits: Vec<_> = (0..2500).map(|_| row(0)).collect();
+        assert_eq!(lens(&commits), [1024, 1024, 452]);
+        // 300 KiB values: three fit in 1 MiB.
+        let prewrites: Vec<_> = (0..7).map(|_| row(300 << 10)).collect();
+        assert_eq!(lens(&prewrites), [3, 3, 1]);
+        // A row larger than the limit is an event of its own.
+        assert_eq!(lens(&[row(2 << 20), row(1)]), [1, 1]);
+        assert_eq!(lens(&[]), Vec::<usize>::new());
     }
 }

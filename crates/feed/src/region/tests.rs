@@ -109,6 +109,38 @@ fn the_cache_gets_every_byte_back() {
     }
 }
 
+/// A COMMIT event of many spilled values is read back a budget at a time: each call of
+/// `apply_up_to` takes rows until the rows it appended hold the budget, and the values not
+/// taken yet stay on disk.
+#[test]
+fn a_large_commit_is_read_back_a_slice_at_a_time() {
+    let cache = Arc::new(PrewriteCache::new(0, Some(std::env::temp_dir())));
+    let mut r = region(1, 1);
+    let mut out = Vec::new();
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let value = "v".repeat(1000);
+    let mut rows = vec![initialized()];
+    rows.extend(keys.iter().map(|key| prewrite(key, 5, &value, "")));
+    r.apply(rows, &cache, &mut out).unwrap();
+    let spilled = cache.disk_bytes();
+    assert!(spilled >= 10_000, "every value on disk: {spilled}");
+    let mut commits = keys.iter().map(|key| commit(key, 5, 6));
+    let mut slices = Vec::new();
+    loop {
+        out.clear();
+        let more = r.apply_up_to(&mut commits, 2500, &cache, &mut out).unwrap();
+        slices.push(out.len());
+        assert!(out.iter().all(|row| row.value == value.as_bytes()));
+        if !more {
+            break;
+        }
+        assert!(cache.disk_bytes() > 0, "the rest waits on disk");
+    }
+    // Each row holds a little over 1000 bytes: three rows reach 2500.
+    assert_eq!(slices, [3, 3, 3, 1]);
+    assert_eq!((cache.memory_bytes(), cache.disk_bytes(), r.pending_prewrites()), (0, 0, 0));
+}
+
 #[test]
 fn out_of_order_scan_with_a_fake_prewrite() {
     // §10 E14: fake prewrite, commit, real prewrite, INITIALIZED.

@@ -88,6 +88,27 @@ fn a_record_above_4_gib_is_refused_without_being_written() {
 }
 
 #[test]
+fn a_failed_write_stores_nothing_and_keeps_the_records_before_it() {
+    let mut files = store(SEGMENT_BYTES);
+    let small = files.append(&[&record(1, 100)]).expect("append");
+    let large = files.append(&[&record(2, 2 * WRITE_BUFFER)]).expect("append");
+    let buffered = files.append(&[&record(3, 100)]).expect("append");
+    files.fail_writes = true;
+    // A large record written directly, and a small one filling the buffer: both fail.
+    assert!(files.append(&[&record(4, 2 * WRITE_BUFFER)]).is_err());
+    assert!(files.append(&[&record(5, WRITE_BUFFER - 50)]).is_err());
+    assert_eq!(files.live_bytes(), (200 + 2 * WRITE_BUFFER) as u64);
+    files.fail_writes = false;
+    let after = files.append(&[&record(6, WRITE_BUFFER - 50)]).expect("append");
+    assert_eq!(after.offset, buffered.offset + 100, "the failed records left no bytes behind");
+    assert_eq!(files.take(buffered).expect("take"), record(3, 100));
+    assert_eq!(files.take(after).expect("take"), record(6, WRITE_BUFFER - 50));
+    assert_eq!(files.take(large).expect("take"), record(2, 2 * WRITE_BUFFER));
+    assert_eq!(files.take(small).expect("take"), record(1, 100));
+    assert_eq!(files.live_bytes(), 0);
+}
+
+#[test]
 fn a_missing_directory_is_an_error_at_the_first_record() {
     let mut files = SpillFiles::new(std::env::temp_dir().join("kvfeed-no-such-dir/x"), 1000);
     assert!(files.append(&[b"x"]).is_err());
