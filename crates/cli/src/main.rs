@@ -5,11 +5,13 @@
 
 #![forbid(unsafe_code)]
 
+mod connect;
 mod demo;
 mod layout;
 mod metrics_http;
 mod output;
 mod serve;
+mod snapshot;
 mod watch;
 
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Stream a span's row changes and resolved timestamps to stdout.
     Watch(watch::Args),
+    /// Print a span's keys and values as of a timestamp, in key order.
+    Snapshot(snapshot::Args),
     /// Run a simulated cluster, a workload and a subscriber of every table, then verify.
     Demo(demo::Args),
     /// The simulated cluster.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(args) => watch::run(args).await,
+            Command::Snapshot(args) => snapshot::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Sim { command: SimCommand::Serve(args) } => serve::run(args).await,
         }

@@ -1,13 +1,14 @@
-//! What `watch` prints: one JSON object per line (the format scripts rely on), or text.
+//! What `watch` and `snapshot` print: one JSON object per line (the format scripts rely on), or text.
 
 use std::io::Write;
 
 use kvfeed::{Event, Op};
 
-/// Output formats of `watch`.
+/// Output formats of `watch` and `snapshot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
-    /// `{"kind":"row",...}` and `{"kind":"resolved","ts":N}`, one per line.
+    /// `{"kind":"row",...}`, `{"kind":"resolved","ts":N}`, `{"kind":"snapshot",...}` and
+    /// `{"kind":"snapshot_done","ts":N}`, one per line.
     Json,
     /// Human-readable lines.
     Text,
@@ -49,6 +50,19 @@ pub(crate) fn write_event(
             )
         }
         (Format::Text, Event::Resolved(ts)) => writeln!(out, "resolved {ts}"),
+        (Format::Json, Event::Snapshot(row)) => writeln!(
+            out,
+            r#"{{"kind":"snapshot","key":"{}","value":"{}"}}"#,
+            hex(&row.key),
+            hex(&row.value)
+        ),
+        (Format::Json, Event::SnapshotDone(ts)) => {
+            writeln!(out, r#"{{"kind":"snapshot_done","ts":{ts}}}"#)
+        }
+        (Format::Text, Event::Snapshot(row)) => {
+            writeln!(out, "snapshot key={} value={}", hex(&row.key), hex(&row.value))
+        }
+        (Format::Text, Event::SnapshotDone(ts)) => writeln!(out, "snapshot_done {ts}"),
         // A kind of event newer than this output format: nothing to print for it.
         (_, _) => Ok(()),
     }
@@ -113,6 +127,12 @@ mod tests {
         )
         .unwrap();
         write_event(&mut out, Format::Json, &Event::Resolved(7)).unwrap();
+        let snapshot = kvfeed::SnapshotRow {
+            key: Bytes::from_static(b"\x74"),
+            value: Bytes::from_static(b"\x01"),
+        };
+        write_event(&mut out, Format::Json, &Event::Snapshot(snapshot)).unwrap();
+        write_event(&mut out, Format::Json, &Event::SnapshotDone(8)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
@@ -121,6 +141,10 @@ mod tests {
                 r#"{"kind":"row","op":"delete","key":"7401","value":"","old_value":"ff","start_ts":5,"commit_ts":6}"#,
                 "\n",
                 r#"{"kind":"resolved","ts":7}"#,
+                "\n",
+                r#"{"kind":"snapshot","key":"74","value":"01"}"#,
+                "\n",
+                r#"{"kind":"snapshot_done","ts":8}"#,
                 "\n"
             )
         );

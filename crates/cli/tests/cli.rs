@@ -1,14 +1,14 @@
-//! End-to-end tests of the built `kvfeed` binary: `watch` against `sim serve` (its JSON lines
-//! checked by the verifier), `demo --chaos` with a fixed seed, and every user error with its
-//! message and exit code.
+//! End-to-end tests of the built `kvfeed` binary: `watch` (with and without `--snapshot`) and
+//! `snapshot` against `sim serve` (their JSON lines checked by the verifier), `demo --chaos`
+//! with a fixed seed, and every user error with its message and exit code.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kvfeed_sim::verify_up_to;
 use kvfeed_sim::{CommittedRow, FeedEvent, Op, RowEvent, compose};
+use kvfeed_sim::{state_at, verify_snapshot, verify_up_to};
 use kvfeed_span::table::table_span;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kvfeed");
@@ -256,6 +256,108 @@ fn watch_against_sim_serve_delivers_what_the_verifier_expects() {
     let report = verify_up_to(&commits, &table_span(100), start_ts, &log, last_resolved);
     assert!(report.ok(), "{report:#?}");
     assert!(report.expected > 100, "three seconds at 200 txn/s wrote rows: {report:?}");
+}
+
+fn commits_of(file: &std::path::Path) -> Vec<CommittedRow> {
+    std::fs::read_to_string(file)
+        .expect("commit log")
+        .lines()
+        .map(|line| {
+            let row = row_of(line);
+            CommittedRow {
+                key: row.key,
+                op: row.op,
+                value: row.value,
+                old_value: row.old_value,
+                start_ts: row.start_ts,
+                commit_ts: row.commit_ts,
+            }
+        })
+        .collect()
+}
+
+/// `watch --snapshot`: the snapshot lines are the table at the start ts, and the snapshot plus
+/// the changes after it is the table's state at the last resolved ts; `kvfeed snapshot` at the
+/// same ts prints the same lines.
+#[test]
+fn watch_with_a_snapshot_prints_the_whole_history_and_snapshot_agrees() {
+    let commits_file =
+        std::env::temp_dir().join(format!("kvfeed-e2e-snapshot-{}.jsonl", std::process::id()));
+    let served = Served::start(&["--commits", commits_file.to_str().unwrap()]);
+    // Not a synchronisation: it gives the workload time to write rows for the snapshot.
+    std::thread::sleep(Duration::from_secs(1));
+    let until = compose(now_ms() + 2000, 0);
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "100",
+        "--snapshot",
+        "--until-resolved",
+        &until.to_string(),
+    ]);
+    assert!(output.status.success(), "watch: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut snapshot = Vec::new();
+    let mut snapshot_ts = None;
+    let mut log = Vec::new();
+    let mut last_resolved = 0;
+    for line in stdout.lines() {
+        match field(line, "kind") {
+            "snapshot" => {
+                assert!(snapshot_ts.is_none(), "snapshot lines come before snapshot_done");
+                snapshot.push((bytes_of(field(line, "key")), bytes_of(field(line, "value"))));
+            }
+            "snapshot_done" => snapshot_ts = Some(field(line, "ts").parse::<u64>().expect("ts")),
+            "row" => {
+                assert!(snapshot_ts.is_some(), "changes come after snapshot_done");
+                log.push(FeedEvent::Row(row_of(line)));
+            }
+            "resolved" => {
+                last_resolved = field(line, "ts").parse().expect("ts");
+                log.push(FeedEvent::Resolved(last_resolved));
+            }
+            other => panic!("unknown kind {other}"),
+        }
+    }
+    let ts = snapshot_ts.expect("snapshot_done");
+    let printed =
+        kvfeed(&["snapshot", "--pd", &served.pd, "--table", "100", "--ts", &ts.to_string()]);
+    assert!(printed.status.success(), "snapshot: {}", String::from_utf8_lossy(&printed.stderr));
+    served.interrupt();
+    let commits = commits_of(&commits_file);
+    let _ = std::fs::remove_file(&commits_file);
+    let span = table_span(100);
+    let report = verify_snapshot(&commits, &span, ts, &snapshot);
+    assert!(report.ok() && report.rows > 0, "{report:?}");
+    let changes = verify_up_to(&commits, &span, ts, &log, last_resolved);
+    assert!(changes.ok(), "{changes:#?}");
+    // The snapshot plus the changes (the newest of each key, as a replica applies them) is
+    // the state at the last resolved ts.
+    let mut state: std::collections::BTreeMap<Bytes, (u64, Option<Bytes>)> =
+        snapshot.iter().map(|(key, value)| (key.clone(), (ts, Some(value.clone())))).collect();
+    for event in &log {
+        if let FeedEvent::Row(row) = event
+            && row.commit_ts <= last_resolved
+            && state.get(&row.key).is_none_or(|(at, _)| *at < row.commit_ts)
+        {
+            let value = (row.op == Op::Put).then(|| row.value.clone());
+            state.insert(row.key.clone(), (row.commit_ts, value));
+        }
+    }
+    let applied: Vec<(Bytes, Bytes)> =
+        state.into_iter().filter_map(|(key, (_, value))| value.map(|value| (key, value))).collect();
+    assert_eq!(applied, state_at(&commits, &span, last_resolved));
+    // `kvfeed snapshot` at the same ts prints the same keys and values, then its done line.
+    let lines: Vec<&str> = std::str::from_utf8(&printed.stdout).expect("utf-8").lines().collect();
+    let (done, rows) = lines.split_last().expect("a done line");
+    assert_eq!(*done, format!(r#"{{"kind":"snapshot_done","ts":{ts}}}"#));
+    let rows: Vec<(Bytes, Bytes)> = rows
+        .iter()
+        .map(|line| (bytes_of(field(line, "key")), bytes_of(field(line, "value"))))
+        .collect();
+    assert_eq!(rows, snapshot);
 }
 
 #[test]

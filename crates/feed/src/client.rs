@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
 use kvfeed_regioncache::{PdClient, PdConfig, PdRegionSource};
 use kvfeed_span::Span;
 use kvfeed_transport::{Events, Transport, TransportConfig};
@@ -23,6 +24,7 @@ use crate::resolver;
 use crate::safepoint::{self, SafePointKeeper};
 use crate::scheduler::Scheduler;
 use crate::shared::{Shared, lock};
+use crate::snapshot::{self, Snapshot, SnapshotCursor, SnapshotRow};
 use crate::subscription::{Delivery, Sub, SubRef, Subscription};
 use crate::worker;
 
@@ -233,6 +235,91 @@ impl Client {
             }
         });
         Ok(Subscription::new(SubscriptionId(id), receiver, on_drop))
+    }
+
+    /// The keys of `span` (memcomparable-encoded bounds, as for [`subscribe`](Self::subscribe))
+    /// and their values as of `ts`, in key order: a consistent copy of the span at `ts`, read
+    /// from each region's leader in pages (see [`Snapshot`]). Together with a subscription from
+    /// `ts` ([`subscribe`](Self::subscribe)), which delivers every change committed after
+    /// `ts`, it is the span's whole history.
+    ///
+    /// The client's GC safe point is held at `ts` until the snapshot ends or is dropped. Fails
+    /// with [`Error::InvalidSpan`] for a bound that is not an encoded key and with
+    /// [`Error::StartTsBelowGcSafePoint`] for a `ts` below the GC safe point; the stream fails
+    /// with [`Error::Read`] when a part of the span cannot be read, and with
+    /// [`Error::GcSafePointPassed`] if PD lets GC pass `ts` while it reads.
+    pub async fn snapshot(&self, span: Span, ts: u64) -> Result<Snapshot, Error> {
+        let shared = &self.inner.shared;
+        if shared.is_shut_down() {
+            return Err(Error::Shutdown);
+        }
+        check_encoded(&span)?;
+        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
+        safepoint::fail_lost(&self.inner.scheduler, lost);
+        tracing::info!(?span, ts, "snapshot");
+        Ok(snapshot::start(Arc::clone(shared), Some(span), ts, hold))
+    }
+
+    /// A consistent initial load, then the changes: a subscription of `span` from `ts` whose
+    /// stream first gives the span's keys as of `ts` ([`Event::Snapshot`], in key order), then
+    /// [`Event::SnapshotDone`], then the changes committed after `ts` as
+    /// [`subscribe`](Self::subscribe) gives them. The snapshot plus the changes is the span's
+    /// whole history from `ts`: the change stream is registered before the snapshot is read (its
+    /// rows wait, under the memory quota, until the snapshot is delivered), so no change is
+    /// missed. A failed snapshot ends the stream with its error.
+    ///
+    /// [`Event::Snapshot`]: crate::Event::Snapshot
+    /// [`Event::SnapshotDone`]: crate::Event::SnapshotDone
+    pub async fn subscribe_with_snapshot(
+        &self,
+        span: Span,
+        ts: u64,
+    ) -> Result<Subscription, Error> {
+        let subscription = self.subscribe(span.clone(), ts).await?;
+        let snapshot = self.snapshot(span, ts).await?;
+        Ok(subscription.with_snapshot(snapshot))
+    }
+
+    /// The rest of a snapshot of `span` at `ts` after `cursor` ([`Snapshot::cursor`] of an
+    /// interrupted one): the keys after the cursor's, as [`snapshot`](Self::snapshot) would
+    /// have delivered them. A cursor past the span's end gives an empty snapshot.
+    pub async fn resume_snapshot(
+        &self,
+        span: Span,
+        ts: u64,
+        cursor: &SnapshotCursor,
+    ) -> Result<Snapshot, Error> {
+        let shared = &self.inner.shared;
+        if shared.is_shut_down() {
+            return Err(Error::Shutdown);
+        }
+        check_encoded(&span)?;
+        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
+        safepoint::fail_lost(&self.inner.scheduler, lost);
+        let rest = snapshot::rest_after(&span, cursor);
+        tracing::info!(?rest, ts, "snapshot resumed");
+        Ok(snapshot::start(Arc::clone(shared), rest, ts, hold))
+    }
+
+    /// The value of the raw `key` as of `ts` (`None` when it has none), read from its region's
+    /// leader on the snapshot path (locks resolved, region errors retried, the GC safe point
+    /// held while it reads).
+    pub async fn get(&self, key: &[u8], ts: u64) -> Result<Option<Bytes>, Error> {
+        let mut found = self.batch_get(&[Bytes::copy_from_slice(key)], ts).await?;
+        Ok(found.pop().map(|row| row.value))
+    }
+
+    /// The values of those of the raw `keys` that have one as of `ts`, in the order asked
+    /// (keys without a value are left out; a key asked twice comes once), one `KvBatchGet` per
+    /// region.
+    pub async fn batch_get(&self, keys: &[Bytes], ts: u64) -> Result<Vec<SnapshotRow>, Error> {
+        let shared = &self.inner.shared;
+        if shared.is_shut_down() {
+            return Err(Error::Shutdown);
+        }
+        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
+        safepoint::fail_lost(&self.inner.scheduler, lost);
+        snapshot::batch_get(shared, &hold, keys).await
     }
 
     /// The id of the client's PD service GC safe point (`kvfeed-` and

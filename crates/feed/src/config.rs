@@ -75,6 +75,11 @@ pub struct Config {
     pub range_concurrency: usize,
     /// Regions asked of PD per call.
     pub region_scan_limit: usize,
+    /// Keys per `KvScan` page of a snapshot read ([`Client::snapshot`](crate::Client::snapshot)).
+    /// At least 1.
+    pub snapshot_page_size: u32,
+    /// Snapshot pages asked of one store at once (per snapshot). At least 1.
+    pub snapshot_store_concurrency: usize,
     /// Backoff bounds for requesting a region again after any failure (busy, congested, not
     /// leader, stream, epoch, region not found, unknown errors; jittered, doubling per
     /// consecutive failure of the region). The count survives reloads and completed scans and
@@ -147,6 +152,8 @@ impl Config {
             tls: None,
             range_concurrency: 64,
             region_scan_limit: 1024,
+            snapshot_page_size: 1024,
+            snapshot_store_concurrency: 3,
             region_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             bad_row_attempts: 3,
             region_stuck_timeout: Some(Duration::from_secs(60)),
@@ -203,6 +210,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         ("memory_quota", config.memory_quota),
         ("range_concurrency", config.range_concurrency),
         ("region_scan_limit", config.region_scan_limit),
+        ("snapshot_page_size", config.snapshot_page_size as usize),
+        ("snapshot_store_concurrency", config.snapshot_store_concurrency),
         ("lock_resolve_queue", config.lock_resolve_queue),
         ("bad_row_attempts", config.bad_row_attempts as usize),
     ];

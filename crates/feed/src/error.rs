@@ -63,7 +63,7 @@ pub enum Error {
         /// The read that failed ([`RowError::SpillRead`]).
         error: RowError,
     },
-    /// A subscription cannot start this far back: the history it needs may already be gone
+    /// A subscription (or a snapshot read) cannot start this far back: the history it needs may already be gone
     /// (the start ts is below the cluster's GC safe point, or below PD's minimum service safe
     /// point, which may be this client's own: a safe point never moves back).
     #[error(
@@ -97,6 +97,16 @@ pub enum Error {
         target_ts: u64,
         /// The highest target allowed now (0 while PD's clock is not known yet).
         limit: u64,
+    },
+    /// A snapshot or point read could not go on: a store refused it with a key error, a region
+    /// boundary could not be read as a key, a lock could not be resolved, or its part of the
+    /// span kept failing (the logs say how).
+    #[error("read failed at key {key:02x?}: {message}")]
+    Read {
+        /// The raw key the read was at (empty when unknown).
+        key: bytes::Bytes,
+        /// What went wrong.
+        message: String,
     },
     /// No subscription has this id (never subscribed, or already drained).
     #[error("unknown subscription {0}")]

@@ -5,6 +5,8 @@ use core::fmt;
 
 use bytes::Bytes;
 
+use crate::snapshot::SnapshotRow;
+
 /// The change a row makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -64,6 +66,12 @@ pub enum Event {
     /// The subscription's resolved ts advanced: no row with `commit_ts <= ts` will follow.
     /// Published values strictly increase and are all above the start ts.
     Resolved(u64),
+    /// A key and its value as of the snapshot's ts, from
+    /// [`Client::subscribe_with_snapshot`](crate::Client::subscribe_with_snapshot): every one
+    /// comes before [`Event::SnapshotDone`], in key order.
+    Snapshot(SnapshotRow),
+    /// The snapshot at this ts is complete; the changes committed after it follow.
+    SnapshotDone(u64),
 }
 
 /// The id of a subscription; also its `request_id` on the wire. Never 0.

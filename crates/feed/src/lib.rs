@@ -89,6 +89,7 @@ mod resolver;
 mod safepoint;
 mod scheduler;
 mod shared;
+mod snapshot;
 mod spill;
 mod sub_quota;
 mod subscription;
@@ -108,6 +109,7 @@ pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 pub use resolver::LOCK_RESOLVE_MARGIN;
+pub use snapshot::{Snapshot, SnapshotCursor, SnapshotProgress, SnapshotRow};
 pub use subscription::Subscription;
 pub use version::{TikvVersion, VersionError};
 

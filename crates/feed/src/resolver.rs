@@ -27,7 +27,7 @@ use bytes::Bytes;
 use kvfeed_regioncache::Region;
 use kvfeed_span::EncodedKey;
 use kvfeed_transport::{
-    CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
+    CheckTxnStatus, KeyError, KvError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
     TxnStatus as WireStatus,
 };
 
@@ -50,7 +50,7 @@ pub(crate) enum ResolveError {
     #[error(transparent)]
     Pd(#[from] kvfeed_regioncache::Error),
     #[error(transparent)]
-    Tikv(#[from] LockError),
+    Tikv(#[from] KvError),
     #[error("region errors persisted")]
     GaveUp,
 }
@@ -138,7 +138,7 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
             ..ScanLock::default()
         };
         let locks = match shared.transport.scan_lock(&target, &scan).await {
-            Err(LockError::Region { .. }) => {
+            Err(KvError::Region { .. }) => {
                 shared.source.invalidate(region.ver_id());
                 continue;
             }
@@ -168,7 +168,7 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
             };
             let resolve = ResolveLock { start_ts, commit_ts, ..ResolveLock::default() };
             match shared.transport.resolve_lock(&target, &resolve).await {
-                Err(LockError::Region { .. }) => {
+                Err(KvError::Region { .. }) => {
                     region_failed = true;
                     break;
                 }
@@ -186,6 +186,33 @@ async fn resolve_region(shared: &Shared, task: ResolveTask) -> Result<usize, Res
                 attempts = 0;
             }
             _ => return Ok(settled),
+        }
+    }
+    Err(ResolveError::GaveUp)
+}
+
+/// Settles the transaction holding `lock`, a lock a snapshot read met, as a resolution task
+/// would: true once it is committed or rolled back (its locks in the key's region resolved, so
+/// the key can be read again), false while it is alive (wait, then read again).
+pub(crate) async fn resolve_read_lock(
+    shared: &Shared,
+    lock: &LockInfo,
+) -> Result<bool, ResolveError> {
+    let current_ts = shared.source.pd().get_ts().await?;
+    let commit_ts = match txn_fate(shared, lock, current_ts).await? {
+        Fate::Alive => return Ok(false),
+        Fate::Committed(commit_ts) => Some(commit_ts),
+        Fate::RolledBack => None,
+    };
+    let resolve = ResolveLock { start_ts: lock.start_ts, commit_ts, ..ResolveLock::default() };
+    for _ in 0..ATTEMPTS {
+        let Some((region, target)) = target_of_key(shared, &lock.key).await? else { continue };
+        match shared.transport.resolve_lock(&target, &resolve).await {
+            Err(KvError::Region { .. }) => shared.source.invalidate(region.ver_id()),
+            other => {
+                other?;
+                return Ok(true);
+            }
         }
     }
     Err(ResolveError::GaveUp)
@@ -219,7 +246,7 @@ async fn txn_fate(shared: &Shared, lock: &LockInfo, current_ts: u64) -> Result<F
                 }
             }
             Ok(WireStatus::Locked { .. }) => return Ok(Fate::Alive),
-            Err(ResolveError::Tikv(LockError::Key { error, .. }))
+            Err(ResolveError::Tikv(KvError::Key { error, .. }))
                 if matches!(*error, KeyError::TxnNotFound { .. }) =>
             {
                 // No lock and no record at the primary: its prewrite may still be on its way.
@@ -229,7 +256,7 @@ async fn txn_fate(shared: &Shared, lock: &LockInfo, current_ts: u64) -> Result<F
                 }
                 request.rollback_if_not_exist = true;
             }
-            Err(ResolveError::Tikv(LockError::Key { error, .. }))
+            Err(ResolveError::Tikv(KvError::Key { error, .. }))
                 if matches!(*error, KeyError::PrimaryMismatch(_)) =>
             {
                 // The key named as primary holds a lock that is not one (a pessimistic
@@ -264,7 +291,7 @@ async fn async_commit_fate(
             .partition(|key| region.contains_key(EncodedKey::encode(key).as_bytes()));
         let locks =
             match shared.transport.check_secondary_locks(&target, primary.start_ts, &keys).await {
-                Err(LockError::Region { .. }) => {
+                Err(KvError::Region { .. }) => {
                     shared.source.invalidate(region.ver_id());
                     continue;
                 }
@@ -294,7 +321,7 @@ async fn check_txn(shared: &Shared, request: &CheckTxnStatus) -> Result<WireStat
             continue;
         };
         match shared.transport.check_txn_status(&target, request).await {
-            Err(LockError::Region { .. }) => {
+            Err(KvError::Region { .. }) => {
                 shared.source.invalidate(region.ver_id());
             }
             other => return Ok(other?),

@@ -13,10 +13,14 @@
 //! [`Error::GcSafePointPassed`] instead of reading history that may be gone. A clean shutdown
 //! removes the safe point ([`SafePointKeeper::release`]); after a crash it expires with its TTL.
 //!
+//! Snapshot reads hold the safe point at their read ts in the same way, for as long as they run
+//! ([`SafePointKeeper::hold_read`] returns a [`ReadHold`]; its drop lets the point advance).
+//!
 //! Updates are serialised by one async mutex, held from the PD call to the registry insert of a
 //! new subscription: a refresh cannot advance the safe point past a start ts just admitted.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard};
@@ -37,6 +41,44 @@ pub(crate) struct SafePointKeeper {
     ttl_secs: i64,
     /// Whether PD holds a safe point for this client. Locked for every update.
     held: Mutex<bool>,
+    /// The snapshot reads running: id -> (read ts, set once PD's minimum passed it).
+    reads: std::sync::Mutex<Reads>,
+}
+
+#[derive(Debug, Default)]
+struct Reads {
+    next_id: u64,
+    live: BTreeMap<u64, (u64, Arc<OnceLock<Error>>)>,
+}
+
+/// A snapshot read's hold on the safe point, at its read ts, until dropped.
+#[derive(Debug)]
+pub(crate) struct ReadHold {
+    keeper: Weak<SafePointKeeper>,
+    id: u64,
+    ts: u64,
+    lost: Arc<OnceLock<Error>>,
+}
+
+impl ReadHold {
+    /// [`Error::GcSafePointPassed`] once PD's minimum safe point passed the read's ts (history
+    /// it reads may be gone).
+    pub(crate) fn lost(&self) -> Option<Error> {
+        self.lost.get().cloned()
+    }
+
+    /// The read ts held.
+    pub(crate) fn ts(&self) -> u64 {
+        self.ts
+    }
+}
+
+impl Drop for ReadHold {
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.upgrade() {
+            kvfeed_base::lock(&keeper.reads).live.remove(&self.id);
+        }
+    }
 }
 
 /// A subscription whose checkpoint PD's minimum safe point passed.
@@ -53,6 +95,7 @@ impl SafePointKeeper {
             service_id: format!("{SERVICE_PREFIX}{name}"),
             ttl_secs: i64::try_from(config.gc_ttl.as_secs()).unwrap_or(i64::MAX).max(1),
             held: Mutex::new(false),
+            reads: std::sync::Mutex::default(),
         }
     }
 
@@ -84,6 +127,26 @@ impl SafePointKeeper {
             return Err(Error::StartTsBelowGcSafePoint { start_ts, safe_point });
         }
         Ok((held, lost))
+    }
+
+    /// Admits a snapshot read at `ts`: holds the safe point at or below it until the returned
+    /// hold is dropped, and refuses a ts below PD's minimum service safe point or the cluster's
+    /// GC safe point ([`Error::StartTsBelowGcSafePoint`]).
+    pub(crate) async fn hold_read(
+        self: &Arc<Self>,
+        shared: &Shared,
+        ts: u64,
+    ) -> Result<(ReadHold, Vec<Lost>), Error> {
+        let (held, lost) = self.hold_for(shared, ts).await?;
+        let mut reads = kvfeed_base::lock(&self.reads);
+        let id = reads.next_id;
+        reads.next_id += 1;
+        let flag = Arc::new(OnceLock::new());
+        reads.live.insert(id, (ts, Arc::clone(&flag)));
+        drop(reads);
+        // Registered before the keeper's lock is let go: no refresh passes `ts` first.
+        drop(held);
+        Ok((ReadHold { keeper: Arc::downgrade(self), id, ts, lost: flag }, lost))
     }
 
     /// Moves the safe point to the lowest checkpoint now (removing it when no subscription
@@ -123,7 +186,9 @@ impl SafePointKeeper {
         // Each round loses at least one subscription, so this ends.
         loop {
             let live = live_checkpoints(shared, &lost);
-            let floor = live.iter().map(|(_, checkpoint)| *checkpoint).chain(extra).min();
+            let reads = self.read_floor();
+            let floor =
+                live.iter().map(|(_, checkpoint)| *checkpoint).chain(extra).chain(reads).min();
             let Some(floor) = floor else {
                 if *held {
                     pd.update_service_safe_point(&self.service_id, 0, 0).await?;
@@ -150,12 +215,38 @@ impl SafePointKeeper {
                     },
                 })
                 .collect();
-            if passed.is_empty() {
+            let reads_passed = self.fail_reads_below(min, &answer.service_id);
+            if passed.is_empty() && !reads_passed {
                 // Only `extra` is below the minimum: refused; the others hold as they were.
                 return Ok((Some(min), lost));
             }
             lost.extend(passed);
         }
+    }
+}
+
+impl SafePointKeeper {
+    /// The lowest ts of the snapshot reads still good.
+    fn read_floor(&self) -> Option<u64> {
+        let reads = kvfeed_base::lock(&self.reads);
+        reads.live.values().filter(|(_, lost)| lost.get().is_none()).map(|(ts, _)| *ts).min()
+    }
+
+    /// Fails the reads below `min`; returns whether one was not failed before.
+    fn fail_reads_below(&self, min: u64, service_id: &str) -> bool {
+        let reads = kvfeed_base::lock(&self.reads);
+        let mut any = false;
+        for (ts, lost) in reads.live.values() {
+            if *ts < min && lost.get().is_none() {
+                let error = Error::GcSafePointPassed {
+                    checkpoint: *ts,
+                    safe_point: min,
+                    service_id: service_id.to_owned(),
+                };
+                any |= lost.set(error).is_ok();
+            }
+        }
+        any
     }
 }
 

@@ -101,6 +101,14 @@ impl Shared {
         drop(self.runtime.spawn(work));
     }
 
+    /// Spawns `work` on the client's runtime, keeping its handle (to abort it).
+    pub(crate) fn spawn_handle(
+        &self,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        self.runtime.spawn(work)
+    }
+
     /// Time since the client started, the clock of the sans-IO pieces.
     pub(crate) fn now(&self) -> Duration {
         self.epoch.elapsed()

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use crate::error::Error;
 use crate::event::{Event, RowEvent, SubscriptionId};
 use crate::publish::ResolvedPublisher;
+use crate::snapshot::Snapshot;
 use crate::sub_quota::{SubCharge, SubQuota};
 
 /// The quota a batch of rows holds until its last row is read: the client's, and the
@@ -64,6 +65,13 @@ pub struct Subscription {
     /// Rows of the batch being read, and the quota it holds (released with the last row).
     batch: VecDeque<RowEvent>,
     held: Held,
+    /// The snapshot delivered before the changes ([`Client::subscribe_with_snapshot`]), until
+    /// it ends.
+    ///
+    /// [`Client::subscribe_with_snapshot`]: crate::Client::subscribe_with_snapshot
+    snapshot: Option<Snapshot>,
+    /// Set once the snapshot failed: the stream has ended.
+    ended: bool,
     on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
 }
 
@@ -79,7 +87,44 @@ impl Subscription {
         receiver: mpsc::UnboundedReceiver<Delivery>,
         on_drop: Box<dyn FnOnce(SubscriptionId) + Send + Sync>,
     ) -> Self {
-        Self { id, receiver, batch: VecDeque::new(), held: Held::default(), on_drop: Some(on_drop) }
+        Self {
+            id,
+            receiver,
+            batch: VecDeque::new(),
+            held: Held::default(),
+            snapshot: None,
+            ended: false,
+            on_drop: Some(on_drop),
+        }
+    }
+
+    /// Delivers `snapshot` first, then [`Event::SnapshotDone`], then the changes.
+    pub(crate) fn with_snapshot(mut self, snapshot: Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// The snapshot's next event, while there is a snapshot; its failure ends the stream (and
+    /// the subscription).
+    fn poll_snapshot(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        let Some(snapshot) = &mut self.snapshot else { return Poll::Ready(None) };
+        let event = match std::task::ready!(snapshot.poll_row(cx)) {
+            Some(Ok(row)) => Ok(Event::Snapshot(row)),
+            Some(Err(error)) => {
+                self.snapshot = None;
+                self.ended = true;
+                if let Some(on_drop) = self.on_drop.take() {
+                    on_drop(self.id);
+                }
+                Err(error)
+            }
+            None => {
+                let ts = snapshot.ts();
+                self.snapshot = None;
+                Ok(Event::SnapshotDone(ts))
+            }
+        };
+        Poll::Ready(Some(event))
     }
 
     /// The subscription's id.
@@ -95,6 +140,12 @@ impl Subscription {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if self.snapshot.is_some() {
+            return self.poll_snapshot(cx);
+        }
         loop {
             if let Some(row) = self.next_buffered() {
                 return Poll::Ready(Some(Ok(row)));
@@ -110,6 +161,16 @@ impl Subscription {
 
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<Result<Event, Error>> {
+        if self.ended {
+            return None;
+        }
+        if self.snapshot.is_some() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            return match self.poll_snapshot(&mut cx) {
+                Poll::Ready(event) => event,
+                Poll::Pending => None,
+            };
+        }
         loop {
             if let Some(row) = self.next_buffered() {
                 return Some(Ok(row));

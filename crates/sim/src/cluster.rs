@@ -417,6 +417,32 @@ impl Cluster {
         lock(&self.shared.state).recorded.clone()
     }
 
+    /// The raw keys in `[start, end)` (raw bounds, `None` unbounded) with a value at `ts`, and
+    /// their values, as the simulator's MVCC holds them (what a snapshot read at `ts` sees once
+    /// every lock below `ts` is settled).
+    #[must_use]
+    pub fn mvcc_state_at(
+        &self,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        ts: u64,
+    ) -> Vec<(Bytes, Bytes)> {
+        let st = lock(&self.shared.state);
+        st.mvcc
+            .keys_in(start, end)
+            .filter_map(|key| match st.mvcc.read_at(key, ts) {
+                crate::mvcc::ReadAt::Value(value) => Some((key.clone(), value)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Locks held now (transactions prewritten and neither committed nor rolled back).
+    #[must_use]
+    pub fn lock_count(&self) -> usize {
+        lock(&self.shared.state).mvcc.all_locks().count()
+    }
+
     /// The regions, in key order.
     #[must_use]
     pub fn regions(&self) -> Vec<RegionMeta> {

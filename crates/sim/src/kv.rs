@@ -1,5 +1,6 @@
 //! The `tikvpb.Tikv` lock APIs of one store: `KvScanLock`, `KvCheckTxnStatus`,
-//! `KvResolveLock`, `KvCheckSecondaryLocks`.
+//! `KvResolveLock`, `KvCheckSecondaryLocks` (and the service's snapshot reads, served by
+//! `read.rs`).
 //!
 //! Requests carry a `Context` naming the region; a region this store does not lead, or a stale
 //! epoch, is answered with the matching `region_error` (RegionNotFound, NotLeader with the
@@ -28,7 +29,7 @@ pub(crate) struct KvService {
     pub(crate) store_id: u64,
 }
 
-fn lock_info(key: &Bytes, l: &Lock) -> LockInfo {
+pub(crate) fn lock_info(key: &Bytes, l: &Lock) -> LockInfo {
     LockInfo {
         primary_lock: l.primary.clone(),
         lock_version: l.start_ts,
@@ -47,7 +48,7 @@ fn lock_info(key: &Bytes, l: &Lock) -> LockInfo {
 }
 
 /// Checks a request's context against `store`: the region it names, or the region error.
-fn check_context(
+pub(crate) fn check_context(
     st: &ClusterState,
     store: u64,
     ctx: Option<&Context>,
@@ -79,7 +80,7 @@ fn check_context(
     Ok(region.clone())
 }
 
-fn key_not_in_region(key: &Bytes, r: &RegionMeta) -> errorpb::Error {
+pub(crate) fn key_not_in_region(key: &Bytes, r: &RegionMeta) -> errorpb::Error {
     errorpb::Error {
         message: "key not in region".to_owned(),
         key_not_in_region: Some(errorpb::KeyNotInRegion {
@@ -94,6 +95,30 @@ fn key_not_in_region(key: &Bytes, r: &RegionMeta) -> errorpb::Error {
 
 #[tonic::async_trait]
 impl Tikv for KvService {
+    async fn kv_get(
+        &self,
+        request: Request<kvrpcpb::GetRequest>,
+    ) -> Result<Response<kvrpcpb::GetResponse>, Status> {
+        let mut st = lock(&self.shared.state);
+        Ok(Response::new(crate::read::get(&mut st, self.store_id, request.get_ref())))
+    }
+
+    async fn kv_scan(
+        &self,
+        request: Request<kvrpcpb::ScanRequest>,
+    ) -> Result<Response<kvrpcpb::ScanResponse>, Status> {
+        let mut st = lock(&self.shared.state);
+        Ok(Response::new(crate::read::scan(&mut st, self.store_id, request.get_ref())))
+    }
+
+    async fn kv_batch_get(
+        &self,
+        request: Request<kvrpcpb::BatchGetRequest>,
+    ) -> Result<Response<kvrpcpb::BatchGetResponse>, Status> {
+        let mut st = lock(&self.shared.state);
+        Ok(Response::new(crate::read::batch_get(&mut st, self.store_id, request.get_ref())))
+    }
+
     async fn kv_scan_lock(
         &self,
         request: Request<kvrpcpb::ScanLockRequest>,

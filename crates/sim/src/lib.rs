@@ -56,6 +56,7 @@ mod gc;
 mod kv;
 mod mvcc;
 mod pd;
+mod read;
 mod region;
 pub mod scripted;
 mod state;
@@ -74,5 +75,7 @@ pub use pd::{PdCalls, PdKnobs, ScanLayout, ScriptedData};
 pub use region::{PeerMeta, RegionError, RegionMeta};
 pub use state::CdcStats;
 pub use tso::{LOGICAL_BITS, compose, physical_of};
-pub use verify::{FeedEvent, Report, RowEvent, verify, verify_up_to};
+pub use verify::{
+    FeedEvent, Report, RowEvent, SnapshotReport, state_at, verify, verify_snapshot, verify_up_to,
+};
 pub use workload::{SplitMix64, TxnOutcome, Workload, WorkloadConfig};

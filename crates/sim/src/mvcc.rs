@@ -113,6 +113,17 @@ pub struct CommittedRow {
     pub commit_ts: u64,
 }
 
+/// What a snapshot read sees of one key.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadAt<'a> {
+    /// The value.
+    Value(Bytes),
+    /// No value (never written, deleted, or written after the read ts).
+    Missing,
+    /// Locked by a transaction that may commit at or before the read ts.
+    Locked(&'a Lock),
+}
+
 /// Why a transactional operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxnError {
@@ -396,6 +407,54 @@ impl Mvcc {
         dropped
     }
 
+    /// What a snapshot read at `ts` sees of `key` (TiKV's snapshot-isolation read): the lock of
+    /// a transaction started at or before `ts` that may still commit at or before it blocks
+    /// the read; otherwise the newest version committed at or before `ts`.
+    pub(crate) fn read_at(&self, key: &[u8], ts: u64) -> ReadAt<'_> {
+        if let Some(lock) = self.locks.get(key)
+            && lock.start_ts <= ts
+            && lock.min_commit_ts <= ts
+        {
+            return ReadAt::Locked(lock);
+        }
+        let Some(versions) = self.versions.get(key) else { return ReadAt::Missing };
+        let visible = versions.partition_point(|v| v.commit_ts <= ts);
+        match visible.checked_sub(1).map(|index| &versions[index]) {
+            Some(Version { op: Op::Put, value, .. }) => ReadAt::Value(value.clone()),
+            _ => ReadAt::Missing,
+        }
+    }
+
+    /// The keys with a version or a lock in `[start, end)` (raw bounds), in key order.
+    pub(crate) fn keys_in<'a>(
+        &'a self,
+        start: Option<&'a [u8]>,
+        end: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let mut versions = self.versions.range::<[u8], _>(bounds(start, end)).map(|(k, _)| k);
+        let mut locks = self.locks.range::<[u8], _>(bounds(start, end)).map(|(k, _)| k);
+        let (mut next_version, mut next_lock) = (versions.next(), locks.next());
+        std::iter::from_fn(move || match (next_version, next_lock) {
+            (Some(v), Some(l)) if v == l => {
+                (next_version, next_lock) = (versions.next(), locks.next());
+                Some(v)
+            }
+            (Some(v), Some(l)) if v < l => {
+                next_version = versions.next();
+                Some(v)
+            }
+            (_, Some(l)) => {
+                next_lock = locks.next();
+                Some(l)
+            }
+            (Some(v), None) => {
+                next_version = versions.next();
+                Some(v)
+            }
+            (None, None) => None,
+        })
+    }
+
     /// Every lock, in key order.
     pub(crate) fn all_locks(&self) -> impl Iterator<Item = (&Bytes, &Lock)> + '_ {
         self.locks.iter()
@@ -454,5 +513,30 @@ mod tests {
         assert!(!m.is_rolled_back(&a, 4));
         // The change at 6 keeps its old value (the version at 4).
         assert_eq!(rows[1].old_value.as_deref(), Some(&b"a2"[..]));
+    }
+
+    #[test]
+    fn snapshot_reads_see_the_versions_at_their_ts_and_the_locks_below_it() {
+        let mut m = Mvcc::default();
+        let (a, b, c) =
+            (Bytes::from_static(b"a"), Bytes::from_static(b"b"), Bytes::from_static(b"c"));
+        m.write_version(a.clone(), Op::Put, Bytes::from_static(b"a1"), 1, 2);
+        m.write_version(a.clone(), Op::Delete, Bytes::new(), 5, 6);
+        m.write_version(c.clone(), Op::Put, Bytes::from_static(b"c1"), 3, 4);
+        m.prewrite(&[Mutation::put(b.clone(), "b1")], 10, 100).unwrap();
+        let value = |v: &'static [u8]| ReadAt::Value(Bytes::from_static(v));
+        assert_eq!(m.read_at(&a, 1), ReadAt::Missing);
+        assert_eq!(m.read_at(&a, 2), value(b"a1"));
+        assert_eq!(m.read_at(&a, 5), value(b"a1"));
+        assert_eq!(m.read_at(&a, 6), ReadAt::Missing, "deleted at 6");
+        assert_eq!(m.read_at(&b, 9), ReadAt::Missing, "a lock started after the read is not seen");
+        assert!(matches!(m.read_at(&b, 10), ReadAt::Locked(lock) if lock.start_ts == 10));
+        let keys: Vec<&[u8]> = m.keys_in(None, None).map(|k| &k[..]).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"c"]);
+        let keys: Vec<&[u8]> = m.keys_in(Some(b"b"), Some(b"c")).map(|k| &k[..]).collect();
+        assert_eq!(keys, [&b"b"[..]]);
+        // A key with both a version and a lock comes once.
+        m.prewrite(&[Mutation::put(c.clone(), "c2")], 11, 100).unwrap();
+        assert_eq!(m.keys_in(None, None).count(), 3);
     }
 }

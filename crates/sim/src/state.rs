@@ -90,6 +90,9 @@ pub struct CdcStats {
     /// Register requests accepted with a checkpoint ts below the GC safe point (served from
     /// what GC left, as TiKV does: changes may be missing).
     pub registers_below_safe_point: u64,
+    /// Snapshot reads (`KvGet`, `KvScan`, `KvBatchGet`) refused because their ts was below the
+    /// GC safe point.
+    pub reads_below_safe_point: u64,
 }
 
 /// One store as the servers see it.

@@ -321,3 +321,91 @@ mod tests {
         assert_eq!((r.after_unsubscribe, r.ok()), (1, false));
     }
 }
+
+/// What [`verify_snapshot`] found wrong with a snapshot, each kind with its first offender.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotReport {
+    /// Keys delivered.
+    pub rows: usize,
+    /// Keys with a value at the ts that were not delivered.
+    pub missing: usize,
+    /// Keys delivered without a value at the ts (never written, deleted, written later, or
+    /// outside the span).
+    pub unexpected: usize,
+    /// Keys delivered with a value other than theirs at the ts.
+    pub wrong_value: usize,
+    /// Keys delivered twice, or after a greater key.
+    pub out_of_order: usize,
+    /// The first offender, described.
+    pub first: Option<String>,
+}
+
+impl SnapshotReport {
+    /// Whether the snapshot is exactly the span's state at the ts, in key order.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.missing + self.unexpected + self.wrong_value + self.out_of_order == 0
+    }
+}
+
+/// The state of `span` at `ts` from the commit history: each key's value as of its last commit
+/// at or before `ts` (deleted keys left out), in key order.
+#[must_use]
+pub fn state_at(commits: &[CommittedRow], span: &Span, ts: u64) -> Vec<(Bytes, Bytes)> {
+    let mut last: std::collections::BTreeMap<&Bytes, &CommittedRow> =
+        std::collections::BTreeMap::new();
+    for row in commits.iter().filter(|row| row.commit_ts <= ts && span.contains_raw_key(&row.key)) {
+        let newer = last.get(&row.key).is_none_or(|seen| seen.commit_ts < row.commit_ts);
+        if newer {
+            last.insert(&row.key, row);
+        }
+    }
+    last.into_iter()
+        .filter(|(_, row)| row.op == Op::Put)
+        .map(|(key, row)| (key.clone(), row.value.clone()))
+        .collect()
+}
+
+/// Checks a snapshot of `span` at `ts` (raw keys and values, in delivery order) against the
+/// span's state at `ts` from `commits`.
+#[must_use]
+pub fn verify_snapshot(
+    commits: &[CommittedRow],
+    span: &Span,
+    ts: u64,
+    rows: &[(Bytes, Bytes)],
+) -> SnapshotReport {
+    let expected: HashMap<Bytes, Bytes> = state_at(commits, span, ts).into_iter().collect();
+    let mut report = SnapshotReport { rows: rows.len(), ..SnapshotReport::default() };
+    let mut previous: Option<&Bytes> = None;
+    let mut delivered = std::collections::HashSet::new();
+    for (key, value) in rows {
+        if previous.is_some_and(|p| p >= key) {
+            note(&mut report.out_of_order, &mut report.first, &format!("{key:02x?} out of order"));
+        }
+        previous = Some(key);
+        delivered.insert(key.clone());
+        match expected.get(key) {
+            None => note(
+                &mut report.unexpected,
+                &mut report.first,
+                &format!("{key:02x?} has no value at {ts}"),
+            ),
+            Some(v) if v != value => {
+                note(
+                    &mut report.wrong_value,
+                    &mut report.first,
+                    &format!("{key:02x?}: wrong value"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    let mut missing: Vec<&Bytes> =
+        expected.keys().filter(|key| !delivered.contains(*key)).collect();
+    missing.sort();
+    for key in missing {
+        note(&mut report.missing, &mut report.first, &format!("{key:02x?} missing"));
+    }
+    report
+}

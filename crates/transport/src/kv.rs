@@ -7,7 +7,7 @@
 //! (keyed by store id) that carries its CDC streams: there is no second connection cache. Every
 //! request carries a `kvrpcpb::Context` with the region id, its epoch and the peer. Each answer
 //! is converted once: a region error into [`RegionError`] (with TiKV's message), a key error
-//! into [`KeyError`], a gRPC failure or a timeout into its own [`LockError`] variant. Keys are raw
+//! into [`KeyError`], a gRPC failure or a timeout into its own [`KvError`] variant. Keys are raw
 //! (TiKV's transaction keys, not memcomparable-encoded).
 
 use core::future::Future;
@@ -213,9 +213,9 @@ pub enum KeyError {
     Other(String),
 }
 
-/// Why a lock-resolution call failed.
+/// Why a call of the `Tikv` service (lock resolution, snapshot reads) failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub enum KvError {
     /// The store cannot be used: its address is invalid.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -276,7 +276,7 @@ impl Transport {
         &self,
         target: &RegionTarget,
         request: &ScanLock,
-    ) -> Result<Vec<LockInfo>, LockError> {
+    ) -> Result<Vec<LockInfo>, KvError> {
         const METHOD: &str = "KvScanLock";
         let wire = kvrpcpb::ScanLockRequest {
             context: Some(context(target)),
@@ -297,7 +297,7 @@ impl Transport {
         &self,
         target: &RegionTarget,
         request: &CheckTxnStatus,
-    ) -> Result<TxnStatus, LockError> {
+    ) -> Result<TxnStatus, KvError> {
         const METHOD: &str = "KvCheckTxnStatus";
         let wire = kvrpcpb::CheckTxnStatusRequest {
             context: Some(context(target)),
@@ -334,7 +334,7 @@ impl Transport {
         target: &RegionTarget,
         start_ts: u64,
         keys: &[Bytes],
-    ) -> Result<SecondaryLocks, LockError> {
+    ) -> Result<SecondaryLocks, KvError> {
         const METHOD: &str = "KvCheckSecondaryLocks";
         let wire = kvrpcpb::CheckSecondaryLocksRequest {
             context: Some(context(target)),
@@ -359,7 +359,7 @@ impl Transport {
         &self,
         target: &RegionTarget,
         request: &ResolveLock,
-    ) -> Result<(), LockError> {
+    ) -> Result<(), KvError> {
         const METHOD: &str = "KvResolveLock";
         let wire = kvrpcpb::ResolveLockRequest {
             context: Some(context(target)),
@@ -377,12 +377,12 @@ impl Transport {
     /// One unary call on a channel of the target's store pool, within the request timeout. A
     /// broken connection is left to the pool: tonic reconnects the unary channel, and the
     /// streams retire a failed stream connection.
-    async fn unary<Resp, F, Fut>(
+    pub(crate) async fn unary<Resp, F, Fut>(
         &self,
         target: &RegionTarget,
         method: &'static str,
         call: F,
-    ) -> Result<Resp, LockError>
+    ) -> Result<Resp, KvError>
     where
         F: FnOnce(TikvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
@@ -393,19 +393,19 @@ impl Transport {
             .max_decoding_message_size(self.config().max_decoding_message_size);
         match tokio::time::timeout(self.config().request_timeout, call(client)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(LockError::Grpc {
+            Ok(Err(status)) => Err(KvError::Grpc {
                 method,
                 store_id,
                 code: status.code() as i32,
                 message: status.message().to_owned(),
             }),
-            Err(_elapsed) => Err(LockError::Timeout { method, store_id }),
+            Err(_elapsed) => Err(KvError::Timeout { method, store_id }),
         }
     }
 }
 
 /// The request context: region id, epoch and peer.
-fn context(target: &RegionTarget) -> kvrpcpb::Context {
+pub(crate) fn context(target: &RegionTarget) -> kvrpcpb::Context {
     kvrpcpb::Context {
         region_id: target.region.id,
         region_epoch: Some(epoch_to_wire(target.region.epoch)),
@@ -414,17 +414,17 @@ fn context(target: &RegionTarget) -> kvrpcpb::Context {
     }
 }
 
-/// A response's region error, then its key error, as a [`LockError`].
-fn check(
+/// A response's region error, then its key error, as a [`KvError`].
+pub(crate) fn check(
     target: &RegionTarget,
     method: &'static str,
     region_error: Option<errorpb::Error>,
     key_error: Option<kvrpcpb::KeyError>,
-) -> Result<(), LockError> {
+) -> Result<(), KvError> {
     let store_id = target.store.store_id;
     if let Some(error) = region_error {
         let message = error.message.clone();
-        return Err(LockError::Region {
+        return Err(KvError::Region {
             method,
             store_id,
             region_id: target.region.id,
@@ -433,14 +433,12 @@ fn check(
         });
     }
     match key_error {
-        Some(error) => {
-            Err(LockError::Key { method, store_id, error: Box::new(key_error_of(error)) })
-        }
+        Some(error) => Err(KvError::Key { method, store_id, error: Box::new(key_error_of(error)) }),
         None => Ok(()),
     }
 }
 
-fn key_error_of(error: kvrpcpb::KeyError) -> KeyError {
+pub(crate) fn key_error_of(error: kvrpcpb::KeyError) -> KeyError {
     if let Some(lock) = error.locked {
         KeyError::Locked(lock_info(lock))
     } else if let Some(missing) = error.txn_not_found {
@@ -456,7 +454,7 @@ fn key_error_of(error: kvrpcpb::KeyError) -> KeyError {
     }
 }
 
-fn lock_info(lock: kvrpcpb::LockInfo) -> LockInfo {
+pub(crate) fn lock_info(lock: kvrpcpb::LockInfo) -> LockInfo {
     LockInfo {
         key: lock.key,
         primary: lock.primary_lock,

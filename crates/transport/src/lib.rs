@@ -1,11 +1,12 @@
 //! Pooled HTTP/2 connections and multiplexed CDC streams to TiKV stores, and the lock-resolution
-//! RPCs on the same connections.
+//! and snapshot-read RPCs on the same connections.
 //!
 //! [`Transport`] is the part of kvfeed that owns every TiKV connection. It talks gRPC to TiKV's
 //! `cdcpb.ChangeData` service and, for lock resolution, to `tikvpb.Tikv`
 //! ([`Transport::scan_lock`], [`Transport::check_txn_status`],
-//! [`Transport::check_secondary_locks`], [`Transport::resolve_lock`]: domain types in and out,
-//! failures as [`LockError`]). The
+//! [`Transport::check_secondary_locks`], [`Transport::resolve_lock`]) and for snapshot reads
+//! ([`Transport::scan`], [`Transport::get`], [`Transport::batch_get`]): domain types in and out,
+//! failures as [`KvError`]. The
 //! feed gives it domain requests ("register this region of this subscription on this store",
 //! "deregister that") and reads domain events from one bounded channel ([`Events`]):
 //!
@@ -79,6 +80,7 @@ mod error;
 mod event;
 mod kv;
 mod pool;
+mod read;
 mod request;
 mod session;
 mod transport;
@@ -91,7 +93,7 @@ pub use config::{Keepalive, TransportConfig};
 pub use error::{FrameError, StreamError, TransportError};
 pub use event::{RegionError, RegionEvent, Row, RowKind, RowOp, StreamEvent};
 pub use kv::{
-    CheckTxnStatus, KeyError, LockError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
+    CheckTxnStatus, KeyError, KvError, LockInfo, LockKind, RegionTarget, ResolveLock, ScanLock,
     SecondaryLocks, TxnAction, TxnStatus,
 };
 /// The shared vocabulary: TLS settings and backoff from `kvfeed-base`.
@@ -99,6 +101,7 @@ pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig, TlsError};
 /// Region metadata from the layer below, `kvfeed-regioncache`.
 pub use kvfeed_regioncache::{Peer, PeerRole, Region, RegionEpoch};
 pub use pool::Mode;
+pub use read::{Read, Scan};
 pub use request::{RegisterRequest, StoreTarget, TICDC_VERSION};
 pub use transport::{Events, StoreStats, Transport};
 

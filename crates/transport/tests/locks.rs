@@ -8,7 +8,7 @@ use kvfeed_sim::{Cluster, ClusterConfig, Mutation};
 use kvfeed_span::EncodedKey;
 use kvfeed_span::table::record_key;
 use kvfeed_transport::{
-    CheckTxnStatus, Events, KeyError, LockError, LockKind, RegionError, RegionTarget, ResolveLock,
+    CheckTxnStatus, Events, KeyError, KvError, LockKind, RegionError, RegionTarget, ResolveLock,
     ScanLock, StoreTarget, Transport, TransportConfig, TransportError, TxnAction, TxnStatus,
 };
 
@@ -168,7 +168,7 @@ async fn a_committed_primary_commits_its_secondaries() {
     let late = h.cluster.prewrite(&[Mutation::put(key(5), "x")], 100).unwrap();
     let bad = ResolveLock { start_ts: late, commit_ts: Some(late - 1), keys: Vec::new() };
     let error = h.transport.resolve_lock(&target, &bad).await.unwrap_err();
-    let LockError::Key { method: "KvResolveLock", error: key_error, .. } = &error else {
+    let KvError::Key { method: "KvResolveLock", error: key_error, .. } = &error else {
         panic!("expected a key error, got {error}");
     };
     assert!(matches!(**key_error, KeyError::Abort(_)), "{error}");
@@ -193,7 +193,7 @@ async fn region_errors_are_typed() {
         ..target.clone()
     };
     let error = h.transport.scan_lock(&stale, &scan).await.unwrap_err();
-    let LockError::Region {
+    let KvError::Region {
         error: RegionError::EpochNotMatch { current_regions }, region_id, ..
     } = error
     else {
@@ -208,7 +208,7 @@ async fn region_errors_are_typed() {
     h.cluster.split_region(region.id, &key(6)).expect("split");
     let error = h.transport.scan_lock(&target, &scan).await.unwrap_err();
     assert!(
-        matches!(&error, LockError::Region { error: RegionError::EpochNotMatch { .. }, .. }),
+        matches!(&error, KvError::Region { error: RegionError::EpochNotMatch { .. }, .. }),
         "{error}"
     );
     h.source.invalidate(target.region);
@@ -233,7 +233,7 @@ async fn region_errors_are_typed() {
         ..fresh.clone()
     };
     let error = h.transport.scan_lock(&wrong, &scan).await.unwrap_err();
-    let LockError::Region { error: RegionError::NotLeader { leader: Some(named) }, .. } = error
+    let KvError::Region { error: RegionError::NotLeader { leader: Some(named) }, .. } = error
     else {
         panic!("expected NotLeader, got {error}");
     };
@@ -246,14 +246,14 @@ async fn region_errors_are_typed() {
     let unreachable =
         RegionTarget { store: StoreTarget { store_id: 99, address }, ..fresh.clone() };
     let error = h.transport.scan_lock(&unreachable, &scan).await.unwrap_err();
-    assert!(matches!(error, LockError::Grpc { store_id: 99, code: 14, .. }), "{error}");
+    assert!(matches!(error, KvError::Grpc { store_id: 99, code: 14, .. }), "{error}");
     let garbage = RegionTarget {
         store: StoreTarget { store_id: 98, address: "not an address\n".to_owned() },
         ..fresh.clone()
     };
     let error = h.transport.scan_lock(&garbage, &scan).await.unwrap_err();
     assert!(
-        matches!(error, LockError::Transport(TransportError::InvalidAddress { store_id: 98, .. })),
+        matches!(error, KvError::Transport(TransportError::InvalidAddress { store_id: 98, .. })),
         "{error}"
     );
     h.cluster.shutdown().await;

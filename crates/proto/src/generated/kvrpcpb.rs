@@ -406,6 +406,104 @@ pub struct CheckSecondaryLocksResponse {
     #[prost(uint64, tag = "4")]
     pub commit_ts: u64,
 }
+/// Reads one key as of a ts.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetRequest {
+    #[prost(message, optional, tag = "1")]
+    pub context: ::core::option::Option<Context>,
+    /// Raw key.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub key: ::prost::bytes::Bytes,
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
+    /// Later addition to kvproto: also return the commit ts of the value read.
+    #[prost(bool, tag = "4")]
+    pub need_commit_ts: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetResponse {
+    #[prost(message, optional, tag = "1")]
+    pub region_error: ::core::option::Option<super::errorpb::Error>,
+    #[prost(message, optional, tag = "2")]
+    pub error: ::core::option::Option<KeyError>,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub value: ::prost::bytes::Bytes,
+    #[prost(bool, tag = "4")]
+    pub not_found: bool,
+    /// Later addition to kvproto, with need_commit_ts.
+    #[prost(uint64, tag = "7")]
+    pub commit_ts: u64,
+}
+/// Reads a region's keys in \[start_key, end_key) as of a ts, in pages of at most `limit`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ScanRequest {
+    #[prost(message, optional, tag = "1")]
+    pub context: ::core::option::Option<Context>,
+    /// Raw key, inclusive.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub start_key: ::prost::bytes::Bytes,
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+    #[prost(uint64, tag = "4")]
+    pub version: u64,
+    #[prost(bool, tag = "5")]
+    pub key_only: bool,
+    #[prost(bool, tag = "6")]
+    pub reverse: bool,
+    /// Raw key, exclusive; empty means the region's end.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub end_key: ::prost::bytes::Bytes,
+    #[prost(uint32, tag = "8")]
+    pub sample_step: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ScanResponse {
+    #[prost(message, optional, tag = "1")]
+    pub region_error: ::core::option::Option<super::errorpb::Error>,
+    #[prost(message, repeated, tag = "2")]
+    pub pairs: ::prost::alloc::vec::Vec<KvPair>,
+    /// A key error of the whole scan (for example a lock met by a newer TiKV).
+    #[prost(message, optional, tag = "3")]
+    pub error: ::core::option::Option<KeyError>,
+}
+/// A key and its value, or the key error met reading it (a lock).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KvPair {
+    #[prost(message, optional, tag = "1")]
+    pub error: ::core::option::Option<KeyError>,
+    /// Raw key.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub key: ::prost::bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub value: ::prost::bytes::Bytes,
+    /// Later addition to kvproto.
+    #[prost(uint64, tag = "4")]
+    pub commit_ts: u64,
+}
+/// Reads several keys of one region as of a ts.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BatchGetRequest {
+    #[prost(message, optional, tag = "1")]
+    pub context: ::core::option::Option<Context>,
+    /// Raw keys.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub keys: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
+    /// Later addition to kvproto.
+    #[prost(bool, tag = "4")]
+    pub need_commit_ts: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BatchGetResponse {
+    #[prost(message, optional, tag = "1")]
+    pub region_error: ::core::option::Option<super::errorpb::Error>,
+    /// The keys found (missing keys are left out), or a key error each.
+    #[prost(message, repeated, tag = "2")]
+    pub pairs: ::prost::alloc::vec::Vec<KvPair>,
+    #[prost(message, optional, tag = "5")]
+    pub error: ::core::option::Option<KeyError>,
+}
 /// Extra work asked of TiKV, such as reading the old value for CDC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

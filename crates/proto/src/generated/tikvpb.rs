@@ -91,6 +91,69 @@ pub mod tikv_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
+        pub async fn kv_get(
+            &mut self,
+            request: impl tonic::IntoRequest<super::super::kvrpcpb::GetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::GetResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/tikvpb.Tikv/KvGet");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("tikvpb.Tikv", "KvGet"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn kv_scan(
+            &mut self,
+            request: impl tonic::IntoRequest<super::super::kvrpcpb::ScanRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::ScanResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/tikvpb.Tikv/KvScan");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("tikvpb.Tikv", "KvScan"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn kv_batch_get(
+            &mut self,
+            request: impl tonic::IntoRequest<super::super::kvrpcpb::BatchGetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::BatchGetResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/tikvpb.Tikv/KvBatchGet");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("tikvpb.Tikv", "KvBatchGet"));
+            self.inner.unary(req, path, codec).await
+        }
         pub async fn kv_scan_lock(
             &mut self,
             request: impl tonic::IntoRequest<super::super::kvrpcpb::ScanLockRequest>,
@@ -202,6 +265,27 @@ pub mod tikv_server {
     /// Generated trait containing gRPC methods that should be implemented for use with TikvServer.
     #[async_trait]
     pub trait Tikv: std::marker::Send + std::marker::Sync + 'static {
+        async fn kv_get(
+            &self,
+            request: tonic::Request<super::super::kvrpcpb::GetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::GetResponse>,
+            tonic::Status,
+        >;
+        async fn kv_scan(
+            &self,
+            request: tonic::Request<super::super::kvrpcpb::ScanRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::ScanResponse>,
+            tonic::Status,
+        >;
+        async fn kv_batch_get(
+            &self,
+            request: tonic::Request<super::super::kvrpcpb::BatchGetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::BatchGetResponse>,
+            tonic::Status,
+        >;
         async fn kv_scan_lock(
             &self,
             request: tonic::Request<super::super::kvrpcpb::ScanLockRequest>,
@@ -307,6 +391,143 @@ pub mod tikv_server {
         }
         fn call(&mut self, req: http::Request<B>) -> Self::Future {
             match req.uri().path() {
+                "/tikvpb.Tikv/KvGet" => {
+                    #[allow(non_camel_case_types)]
+                    struct KvGetSvc<T: Tikv>(pub Arc<T>);
+                    impl<
+                        T: Tikv,
+                    > tonic::server::UnaryService<super::super::kvrpcpb::GetRequest>
+                    for KvGetSvc<T> {
+                        type Response = super::super::kvrpcpb::GetResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::super::kvrpcpb::GetRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Tikv>::kv_get(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KvGetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tikvpb.Tikv/KvScan" => {
+                    #[allow(non_camel_case_types)]
+                    struct KvScanSvc<T: Tikv>(pub Arc<T>);
+                    impl<
+                        T: Tikv,
+                    > tonic::server::UnaryService<super::super::kvrpcpb::ScanRequest>
+                    for KvScanSvc<T> {
+                        type Response = super::super::kvrpcpb::ScanResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::super::kvrpcpb::ScanRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Tikv>::kv_scan(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KvScanSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tikvpb.Tikv/KvBatchGet" => {
+                    #[allow(non_camel_case_types)]
+                    struct KvBatchGetSvc<T: Tikv>(pub Arc<T>);
+                    impl<
+                        T: Tikv,
+                    > tonic::server::UnaryService<super::super::kvrpcpb::BatchGetRequest>
+                    for KvBatchGetSvc<T> {
+                        type Response = super::super::kvrpcpb::BatchGetResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::super::kvrpcpb::BatchGetRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Tikv>::kv_batch_get(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KvBatchGetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 "/tikvpb.Tikv/KvScanLock" => {
                     #[allow(non_camel_case_types)]
                     struct KvScanLockSvc<T: Tikv>(pub Arc<T>);
