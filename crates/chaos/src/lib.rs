@@ -2,8 +2,9 @@
 //! invariants hold under any schedule of faults).
 //!
 //! [`run_seed`] builds a cluster and a client from the seed, subscribes several spans (two
-//! tables, a span overlapping one of them, and one subscription that is unsubscribed and
-//! subscribed again mid-run), and runs a seeded workload while a seeded schedule injects faults:
+//! tables, a span overlapping one of them, one subscription that is unsubscribed and
+//! subscribed again mid-run, and one started mid-run with a snapshot: the snapshot must be the
+//! table at its ts, and the changes after it complete), and runs a seeded workload while a seeded schedule injects faults:
 //! splits, merges, leader transfers, store restarts, stream resets, busy and congested stores,
 //! slow stores, long-held and abandoned locks. Then the faults stop, every subscription must reach
 //! the final resolved ts, and the verifier checks each log. The schedule of faults is a function
@@ -153,6 +154,7 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let mut next_fault = started + jittered(&mut rng, config.fault_every);
     let churn_at = started + config.duration / 2;
     let mut churn_done = false;
+    let mut snapshotted: Option<Arc<Watcher>> = None;
     let mut held: Vec<(u64, Instant)> = Vec::new();
     let mut slowed: Option<(u64, Instant)> = None;
     let mut timer = tokio::time::interval(Duration::from_secs(1) / config.rate.max(1));
@@ -182,6 +184,15 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
                 client.subscribe(table_span(101), restart_ts).await.map_err(io_error)?;
             (churned, churned_reader) =
                 Watcher::spawn("churned (2nd)", subscription, table_span(101), restart_ts);
+            let subscription = client
+                .subscribe_with_snapshot(table_span(100), restart_ts)
+                .await
+                .map_err(io_error)?;
+            let (watcher, reader) =
+                Watcher::spawn("snapshot + changes", subscription, table_span(100), restart_ts);
+            snapshotted = Some(Arc::clone(&watcher));
+            watchers.push((watcher, true));
+            readers.push(reader);
         }
         if now >= next_fault {
             next_fault = now + jittered(&mut rng, config.fault_every);
@@ -270,6 +281,17 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
                 watcher.name,
                 watcher.resolved()
             ));
+        }
+    }
+    if outcome.violation.is_none()
+        && let Some(watcher) = &snapshotted
+    {
+        match watcher.snapshot_report(&commits) {
+            None => outcome.violation = Some(format!("{}: no SnapshotDone", watcher.name)),
+            Some(report) if !report.ok() => {
+                outcome.violation = Some(format!("{}: snapshot {report:?}", watcher.name));
+            }
+            Some(_) => {}
         }
     }
     if outcome.violation.is_none() && stuck {

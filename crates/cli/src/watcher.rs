@@ -7,7 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvfeed::{Event, Subscription, SubscriptionId};
 use kvfeed_base::lock;
-use kvfeed_sim::{CommittedRow, FeedEvent, Report, physical_of, verify, verify_up_to};
+use bytes::Bytes;
+use kvfeed_sim::{
+    CommittedRow, FeedEvent, Report, SnapshotReport, physical_of, verify, verify_snapshot,
+    verify_up_to,
+};
 use kvfeed_span::Span;
 use tokio::task::JoinHandle;
 
@@ -25,6 +29,8 @@ pub struct Watcher {
     rows: AtomicU64,
     resolved: AtomicU64,
     log: Mutex<Vec<FeedEvent>>,
+    /// The snapshot rows (raw key, value), and the ts of its `SnapshotDone` once received.
+    snapshot: Mutex<(Vec<(Bytes, Bytes)>, Option<u64>)>,
     lags: Mutex<Vec<u64>>,
     failure: Mutex<Option<String>>,
 }
@@ -46,6 +52,7 @@ impl Watcher {
             rows: AtomicU64::new(0),
             resolved: AtomicU64::new(start_ts),
             log: Mutex::default(),
+            snapshot: Mutex::default(),
             lags: Mutex::default(),
             failure: Mutex::default(),
         });
@@ -74,6 +81,14 @@ impl Watcher {
                     self.resolved.store(ts, Ordering::Release);
                     lock(&self.log).push(FeedEvent::Resolved(ts));
                 }
+                Ok(Event::Snapshot(row)) => {
+                    let mut snapshot = lock(&self.snapshot);
+                    if snapshot.1.is_some() {
+                        *lock(&self.failure) = Some("a snapshot row after SnapshotDone".to_owned());
+                    }
+                    snapshot.0.push((row.key, row.value));
+                }
+                Ok(Event::SnapshotDone(ts)) => lock(&self.snapshot).1 = Some(ts),
                 // A kind of event this watcher does not know cannot be verified: say so.
                 Ok(other) => *lock(&self.failure) = Some(format!("unexpected event {other:?}")),
                 Err(error) => *lock(&self.failure) = Some(error.to_string()),
@@ -111,6 +126,15 @@ impl Watcher {
     /// The lag samples so far, in ms.
     pub fn lags(&self) -> Vec<u64> {
         lock(&self.lags).clone()
+    }
+
+    /// The verifier's report on the snapshot this subscription started with
+    /// ([`Client::subscribe_with_snapshot`](kvfeed::Client::subscribe_with_snapshot)), once it
+    /// was delivered whole (`None` before, or without one).
+    pub fn snapshot_report(&self, commits: &[CommittedRow]) -> Option<SnapshotReport> {
+        let snapshot = lock(&self.snapshot);
+        let ts = snapshot.1?;
+        Some(verify_snapshot(commits, &self.span, ts, &snapshot.0))
     }
 
     /// The verifier's report on this subscription's log. With `complete` false (the

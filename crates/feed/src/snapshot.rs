@@ -288,7 +288,9 @@ async fn divide(reader: Arc<Reader>, span: Option<Span>, parts: mpsc::Sender<Par
             Ok(batch) => batch,
             Err(error) => {
                 failures += 1;
-                if failures >= MAX_FAILURES {
+                let other_cluster =
+                    matches!(error, kvfeed_regioncache::Error::ClusterIdMismatch { .. });
+                if failures >= MAX_FAILURES || other_cluster {
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Err(Error::from(error)));
                     let _ = parts.send(rx).await;
@@ -369,11 +371,7 @@ async fn read_part_pages(
             tokio::time::sleep(crate::backoff::delay(&RETRY, failures, index)).await;
         }
         failures += 1;
-        let Some(region) = shared.source.region_at(from.as_bytes()).await? else { continue };
-        let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
-            shared.source.invalidate(region.ver_id());
-            continue;
-        };
+        let Some((region, ctx)) = locate(shared, from.as_bytes()).await? else { continue };
         let target = RegionTarget::from(&ctx);
         // The page ends at the region's end or the part's, whichever comes first.
         let stop = if kvfeed_span::cmp_end(region.span().end().as_bytes(), part.end().as_bytes())
@@ -425,12 +423,16 @@ async fn read_part_pages(
             reader.send(index, rows, out).await?;
         }
         if let Some(lock) = locked {
-            // A live transaction is waited for (its TTL bounds the wait, unless it keeps
-            // sending heartbeats, as TiDB's long transactions do): not a failure.
-            failures = 0;
-            if !resolve(shared, &lock).await? {
-                lock_waits += 1;
-                tokio::time::sleep(crate::backoff::delay(&RETRY, lock_waits, index)).await;
+            match resolve(shared, &lock).await {
+                LockOutcome::Settled => failures = 0,
+                // A live transaction is waited for (its TTL bounds the wait, unless it keeps
+                // sending heartbeats, as TiDB's long transactions do): not a failure.
+                LockOutcome::Alive => {
+                    failures = 0;
+                    lock_waits += 1;
+                    tokio::time::sleep(crate::backoff::delay(&RETRY, lock_waits, index)).await;
+                }
+                LockOutcome::Failed => {}
             }
         } else if !full && stop == *part.end() {
             return Ok(());
@@ -510,11 +512,57 @@ fn on_read_error(
     }
 }
 
-/// Resolves a lock a read met: true once its transaction is settled, false while it lives.
-async fn resolve(shared: &Shared, lock: &LockInfo) -> Result<bool, Error> {
-    resolver::resolve_read_lock(shared, lock)
-        .await
-        .map_err(|error| Error::Read { key: lock.key.clone(), message: error.to_string() })
+/// What resolving a lock a read met came to.
+enum LockOutcome {
+    /// Its transaction is committed or rolled back: read the key again.
+    Settled,
+    /// Its transaction is alive: wait, then read the key again.
+    Alive,
+    /// PD or a store failed on the way (logged): a failure of the read, retried.
+    Failed,
+}
+
+async fn resolve(shared: &Shared, lock: &LockInfo) -> LockOutcome {
+    match resolver::resolve_read_lock(shared, lock).await {
+        Ok(true) => LockOutcome::Settled,
+        Ok(false) => LockOutcome::Alive,
+        Err(error) => {
+            tracing::debug!(start_ts = lock.start_ts, %error, "resolving a lock a read met failed");
+            LockOutcome::Failed
+        }
+    }
+}
+
+/// The region holding the encoded `key` and where to ask for it; `None` (to try again after a
+/// backoff) while PD cannot say or the region has no usable peer. Only a PD of another cluster
+/// is an error.
+async fn locate(
+    shared: &Shared,
+    key: &[u8],
+) -> Result<Option<(Region, kvfeed_regioncache::RpcContext)>, Error> {
+    let found = match shared.source.region_at(key).await {
+        Ok(found) => found,
+        Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => {
+            return Err(error.into());
+        }
+        Err(error) => {
+            tracing::debug!(%error, "finding a region to read failed");
+            return Ok(None);
+        }
+    };
+    let Some(region) = found else { return Ok(None) };
+    match shared.source.rpc_context(region.ver_id()).await {
+        Ok(Some(ctx)) => Ok(Some((region, ctx))),
+        Ok(None) => {
+            shared.source.invalidate(region.ver_id());
+            Ok(None)
+        }
+        Err(error @ kvfeed_regioncache::Error::ClusterIdMismatch { .. }) => Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%error, "finding a region's leader failed");
+            Ok(None)
+        }
+    }
 }
 
 /// The raw key of an encoded bound (empty for an unbounded one).
@@ -562,12 +610,8 @@ pub(crate) async fn batch_get(
             tokio::time::sleep(crate::backoff::delay(&RETRY, failures, 0)).await;
         }
         failures += 1;
-        let Some(region) = shared.source.region_at(EncodedKey::encode(&first).as_bytes()).await?
+        let Some((region, ctx)) = locate(shared, EncodedKey::encode(&first).as_bytes()).await?
         else {
-            continue;
-        };
-        let Some(ctx) = shared.source.rpc_context(region.ver_id()).await? else {
-            shared.source.invalidate(region.ver_id());
             continue;
         };
         let (mine, rest): (Vec<Bytes>, Vec<Bytes>) =
@@ -579,7 +623,6 @@ pub(crate) async fn batch_get(
                 continue;
             }
         };
-        failures = 0;
         pending = rest;
         let mut locks: Vec<LockInfo> = Vec::new();
         for read in reads {
@@ -596,8 +639,16 @@ pub(crate) async fn batch_get(
             }
         }
         let mut alive = false;
+        let mut failed = false;
         for lock in &locks {
-            alive |= !resolve(shared, lock).await?;
+            match resolve(shared, lock).await {
+                LockOutcome::Settled => {}
+                LockOutcome::Alive => alive = true,
+                LockOutcome::Failed => failed = true,
+            }
+        }
+        if !failed {
+            failures = 0;
         }
         if alive {
             lock_waits += 1;
