@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use kvfeed::{Event, Subscription, SubscriptionId};
 use kvfeed_base::lock;
-use bytes::Bytes;
 use kvfeed_sim::{
     CommittedRow, FeedEvent, Report, SnapshotReport, physical_of, verify, verify_snapshot,
     verify_up_to,

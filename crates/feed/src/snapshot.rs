@@ -660,3 +660,44 @@ pub(crate) async fn batch_get(
         .filter_map(|key| found.remove(&key).map(|value| SnapshotRow { key, value }))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn span_of(start: &[u8], end: &[u8]) -> Option<Span> {
+        let bound = |raw: &[u8]| {
+            if raw.is_empty() { EncodedKey::default() } else { EncodedKey::encode(raw) }
+        };
+        Span::new(bound(start), bound(end)).ok()
+    }
+
+    proptest! {
+        /// The rest of a span after a cursor holds exactly the span's keys above the cursor's.
+        #[test]
+        fn the_rest_after_a_cursor_is_the_keys_above_it(
+            start in proptest::collection::vec(0u8..4, 0..3),
+            end in proptest::collection::vec(0u8..4, 0..3),
+            last in proptest::collection::vec(0u8..4, 0..4),
+            probes in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 1..40),
+        ) {
+            let Some(span) = span_of(&start, &end) else { return Ok(()) };
+            let cursor = SnapshotCursor::after(last.clone());
+            let rest = rest_after(&span, &cursor);
+            for probe in probes {
+                let wanted = span.contains_raw_key(&probe) && probe > last;
+                let got = rest.as_ref().is_some_and(|rest| rest.contains_raw_key(&probe));
+                prop_assert_eq!(got, wanted, "probe {:?}, last {:?}, span {:?}", probe, last, span);
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_names_the_key_after_its_own() {
+        let cursor = SnapshotCursor::after(Bytes::from_static(b"k"));
+        assert_eq!(cursor.last_key().as_ref(), b"k");
+        assert_eq!(cursor.next_start(), EncodedKey::encode(b"k\0"));
+    }
+}

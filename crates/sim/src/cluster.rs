@@ -411,6 +411,12 @@ impl Cluster {
         lock(&self.shared.state).commit_1pc(mutations)
     }
 
+    /// Writes `mutations` (distinct keys, none locked) as one transaction that CDC subscribers
+    /// are not sent (a bulk import, for snapshot benchmarks and tests); returns its commit ts.
+    pub fn bulk_load(&self, mutations: impl IntoIterator<Item = Mutation>) -> u64 {
+        lock(&self.shared.state).bulk_load(mutations)
+    }
+
     /// Every committed row so far, in commit order (if recording is on).
     #[must_use]
     pub fn committed_rows(&self) -> Vec<CommittedRow> {

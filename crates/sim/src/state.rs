@@ -469,6 +469,21 @@ impl ClusterState {
         Ok(commit_ts)
     }
 
+    /// Writes `mutations` as one transaction that CDC does not see (as a physical import
+    /// ingests files under TiKV's change stream); recorded like any commit. Returns its commit
+    /// ts.
+    pub(crate) fn bulk_load(&mut self, mutations: impl IntoIterator<Item = Mutation>) -> u64 {
+        let start_ts = self.tso.next();
+        let commit_ts = self.tso.next();
+        for m in mutations {
+            let row = self.mvcc.write_version(m.key, m.op, m.value, start_ts, commit_ts);
+            if self.record {
+                self.recorded.push(row);
+            }
+        }
+        commit_ts
+    }
+
     /// Writes a transaction in one phase (rows go out as COMMITTED).
     pub(crate) fn commit_1pc(&mut self, mutations: &[Mutation]) -> Result<u64, TxnError> {
         if mutations.is_empty() {

@@ -4,6 +4,8 @@
 //! - [`transport_decode`]: arbitrary bytes as a `ChangeDataEvent` frame through
 //!   [`decode_frame`](crate::demux::decode_frame) and demultiplexing, on a multiplexed and on a
 //!   per-subscription stream, checked against a plain prost decode of the same bytes.
+//! - [`transport_read`]: arbitrary bytes as a `KvScan` or `KvBatchGet` answer through the
+//!   conversion of its pairs, checked pair by pair against the prost decode.
 
 use bytes::Bytes;
 use kvfeed_proto::cdcpb::{self, ChangeDataEvent};
@@ -11,6 +13,43 @@ use prost::Message as _;
 
 use crate::demux::{Route, decode_frame};
 use crate::event::{RegionEvent, StreamEvent};
+
+/// Converts `data`, decoded as a `ScanResponse` (and as a `BatchGetResponse`), as a snapshot
+/// read does; panics on any divergence from the decoded pairs (never otherwise).
+pub fn transport_read(data: &[u8]) {
+    use kvfeed_proto::kvrpcpb;
+
+    use crate::kv::KvError;
+    use crate::read::{Read, reads_of};
+
+    let scan = kvrpcpb::ScanResponse::decode(data).map(|resp| resp.pairs);
+    let batch = kvrpcpb::BatchGetResponse::decode(data).map(|resp| resp.pairs);
+    for pairs in [scan, batch].into_iter().flatten() {
+        let fatal = pairs
+            .iter()
+            .position(|pair| pair.error.as_ref().is_some_and(|error| error.locked.is_none()));
+        match (reads_of(1, "fuzz", pairs.clone()), fatal) {
+            (Ok(reads), None) => {
+                assert_eq!(reads.len(), pairs.len());
+                for (read, pair) in reads.iter().zip(&pairs) {
+                    match read {
+                        Read::Value { key, value } => {
+                            assert!(pair.error.is_none());
+                            assert_eq!((key, value), (&pair.key, &pair.value));
+                        }
+                        Read::Locked(lock) => {
+                            let wire = pair.error.as_ref().and_then(|e| e.locked.as_ref());
+                            let wire = wire.expect("a Locked read comes from a lock");
+                            assert_eq!((&lock.key, lock.start_ts), (&wire.key, wire.lock_version));
+                        }
+                    }
+                }
+            }
+            (Err(KvError::Key { store_id: 1, .. }), Some(_)) => {}
+            (result, fatal) => panic!("{result:?} for pairs with a fatal error at {fatal:?}"),
+        }
+    }
+}
 
 /// Decodes and demultiplexes `data` as a frame; panics on any divergence from prost's own decode
 /// (it must never panic otherwise).
@@ -109,10 +148,45 @@ mod tests {
         .encode_to_vec()
     }
 
+    fn scan_sample() -> Vec<u8> {
+        use kvfeed_proto::kvrpcpb;
+        let locked = kvrpcpb::KeyError {
+            locked: Some(kvrpcpb::LockInfo {
+                key: Bytes::from_static(b"b"),
+                lock_version: 4,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pair = |key: &'static [u8], error| kvrpcpb::KvPair {
+            key: Bytes::from_static(key),
+            value: Bytes::from_static(b"value"),
+            error,
+            ..Default::default()
+        };
+        kvrpcpb::ScanResponse {
+            pairs: vec![pair(b"a", None), pair(b"b", Some(locked)), pair(b"c", None)],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
             transport_decode(&data);
+            crate::fuzzing::transport_read(&data);
+        }
+
+        #[test]
+        fn mutated_read_answers_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6), cut in any::<prop::sample::Index>()) {
+            let mut data = scan_sample();
+            for (at, byte) in flips {
+                let at = at.index(data.len());
+                data[at] = byte;
+            }
+            let len = cut.index(data.len() + 1);
+            crate::fuzzing::transport_read(&data[..len]);
         }
 
         #[test]

@@ -63,7 +63,7 @@ impl Transport {
             .unary(target, METHOD, |mut client| async move { client.kv_scan(wire).await })
             .await?;
         check(target, METHOD, resp.region_error, resp.error)?;
-        resp.pairs.into_iter().map(|pair| read_of(target, METHOD, pair)).collect()
+        reads_of(target.store.store_id, METHOD, resp.pairs)
     }
 
     /// `KvGet`: the key's value at `version` (`None` when it has none), or its lock.
@@ -109,22 +109,23 @@ impl Transport {
             .unary(target, METHOD, |mut client| async move { client.kv_batch_get(wire).await })
             .await?;
         check(target, METHOD, resp.region_error, resp.error)?;
-        resp.pairs.into_iter().map(|pair| read_of(target, METHOD, pair)).collect()
+        reads_of(target.store.store_id, METHOD, resp.pairs)
     }
 }
 
-/// One pair of a scan or batch get: its value, its lock, or (any other key error) a failure of
+/// The pairs of a scan or batch get: each its value or its lock; any other key error fails
 /// the call.
-fn read_of(
-    target: &RegionTarget,
+pub(crate) fn reads_of(
+    store_id: u64,
     method: &'static str,
-    pair: kvrpcpb::KvPair,
-) -> Result<Read, KvError> {
-    match pair.error.map(key_error_of) {
-        None => Ok(Read::Value { key: pair.key, value: pair.value }),
-        Some(KeyError::Locked(lock)) => Ok(Read::Locked(lock)),
-        Some(error) => {
-            Err(KvError::Key { method, store_id: target.store.store_id, error: Box::new(error) })
-        }
-    }
+    pairs: Vec<kvrpcpb::KvPair>,
+) -> Result<Vec<Read>, KvError> {
+    pairs
+        .into_iter()
+        .map(|pair| match pair.error.map(key_error_of) {
+            None => Ok(Read::Value { key: pair.key, value: pair.value }),
+            Some(KeyError::Locked(lock)) => Ok(Read::Locked(lock)),
+            Some(error) => Err(KvError::Key { method, store_id, error: Box::new(error) }),
+        })
+        .collect()
 }
