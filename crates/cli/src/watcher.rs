@@ -29,10 +29,18 @@ pub struct Watcher {
     rows: AtomicU64,
     resolved: AtomicU64,
     log: Mutex<Vec<FeedEvent>>,
-    /// The snapshot rows (raw key, value), and the ts of its `SnapshotDone` once received.
-    snapshot: Mutex<(Vec<(Bytes, Bytes)>, Option<u64>)>,
+    snapshot: Mutex<SnapshotLog>,
     lags: Mutex<Vec<u64>>,
     failure: Mutex<Option<String>>,
+}
+
+/// The snapshot a subscription started with, as received.
+#[derive(Debug, Default)]
+struct SnapshotLog {
+    /// Its rows (raw key, value).
+    rows: Vec<(Bytes, Bytes)>,
+    /// The ts of its `SnapshotDone`, once received.
+    done: Option<u64>,
 }
 
 impl Watcher {
@@ -83,12 +91,12 @@ impl Watcher {
                 }
                 Ok(Event::Snapshot(row)) => {
                     let mut snapshot = lock(&self.snapshot);
-                    if snapshot.1.is_some() {
+                    if snapshot.done.is_some() {
                         *lock(&self.failure) = Some("a snapshot row after SnapshotDone".to_owned());
                     }
-                    snapshot.0.push((row.key, row.value));
+                    snapshot.rows.push((row.key, row.value));
                 }
-                Ok(Event::SnapshotDone(ts)) => lock(&self.snapshot).1 = Some(ts),
+                Ok(Event::SnapshotDone(ts)) => lock(&self.snapshot).done = Some(ts),
                 // A kind of event this watcher does not know cannot be verified: say so.
                 Ok(other) => *lock(&self.failure) = Some(format!("unexpected event {other:?}")),
                 Err(error) => *lock(&self.failure) = Some(error.to_string()),
@@ -133,8 +141,8 @@ impl Watcher {
     /// was delivered whole (`None` before, or without one).
     pub fn snapshot_report(&self, commits: &[CommittedRow]) -> Option<SnapshotReport> {
         let snapshot = lock(&self.snapshot);
-        let ts = snapshot.1?;
-        Some(verify_snapshot(commits, &self.span, ts, &snapshot.0))
+        let ts = snapshot.done?;
+        Some(verify_snapshot(commits, &self.span, ts, &snapshot.rows))
     }
 
     /// The verifier's report on this subscription's log. With `complete` false (the
