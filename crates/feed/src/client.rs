@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{self, Config};
 use crate::error::Error;
-use crate::event::SubscriptionId;
+use crate::event::{SnapshotRow, SubscriptionId};
 use crate::housekeeping;
 use crate::lifecycle::{FinishedReceiver, FinishedSender, WorkerMsg, Workers};
 use crate::publish::ResolvedPublisher;
@@ -24,7 +24,7 @@ use crate::resolver;
 use crate::safepoint::{self, SafePointKeeper};
 use crate::scheduler::Scheduler;
 use crate::shared::{Shared, lock};
-use crate::snapshot::{self, Snapshot, SnapshotCursor, SnapshotRow};
+use crate::snapshot::{self, Snapshot, SnapshotCursor};
 use crate::subscription::{Delivery, Sub, SubRef, Subscription};
 use crate::worker;
 
@@ -277,7 +277,8 @@ impl Client {
     ) -> Result<Subscription, Error> {
         let subscription = self.subscribe(span.clone(), ts).await?;
         let snapshot = self.snapshot(span, ts).await?;
-        Ok(subscription.with_snapshot(snapshot))
+        let ts = snapshot.ts();
+        Ok(subscription.with_snapshot(Box::pin(snapshot), ts))
     }
 
     /// The rest of a snapshot of `span` at `ts` after `cursor` ([`Snapshot::cursor`] of an

@@ -5,8 +5,6 @@ use core::fmt;
 
 use bytes::Bytes;
 
-use crate::snapshot::SnapshotRow;
-
 /// The change a row makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -52,6 +50,15 @@ impl RowEvent {
         let old = self.old_value.as_ref().map_or(0, Bytes::len);
         core::mem::size_of::<Self>() + self.key.len() + self.value.len() + old
     }
+}
+
+/// One key and its value at a snapshot's ts ([`Client::snapshot`](crate::Client::snapshot)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRow {
+    /// The raw key (as TiKV stores it, not memcomparable-encoded).
+    pub key: Bytes,
+    /// The value.
+    pub value: Bytes,
 }
 
 /// One item of a subscription's stream. New kinds of items may come in any release: match

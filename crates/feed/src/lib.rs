@@ -102,14 +102,14 @@ pub mod fuzzing;
 pub use client::{Client, SubscriptionStats};
 pub use config::Config;
 pub use error::{ClusterPeer, Error};
-pub use event::{Event, Op, RowEvent, SubscriptionId};
+pub use event::{Event, Op, RowEvent, SnapshotRow, SubscriptionId};
 pub use kvfeed_base::{Backoff, ClientIdentity, TlsConfig};
 pub use prewrite_cache::PrewriteCache;
 pub use publish::ResolvedPublisher;
 pub use region::{RegionRows, RowError};
 pub use resolve_lock::{Admission, LockResolveQueue, ResolveTask};
 pub use resolver::LOCK_RESOLVE_MARGIN;
-pub use snapshot::{Snapshot, SnapshotCursor, SnapshotProgress, SnapshotRow};
+pub use snapshot::{Snapshot, SnapshotCursor, SnapshotProgress};
 pub use subscription::Subscription;
 pub use version::{TikvVersion, VersionError};
 

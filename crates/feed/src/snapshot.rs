@@ -35,6 +35,7 @@ use kvfeed_transport::{KvError, LockInfo, Read, RegionError, RegionTarget, Scan}
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::error::Error;
+use crate::event::SnapshotRow;
 use crate::resolver;
 use crate::safepoint::ReadHold;
 use crate::shared::Shared;
@@ -48,15 +49,6 @@ const MAX_FAILURES: u32 = 40;
 
 /// The backoff between attempts of a part that failed.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
-
-/// One key and its value at the snapshot's ts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotRow {
-    /// The raw key (as TiKV stores it, not memcomparable-encoded).
-    pub key: Bytes,
-    /// The value.
-    pub value: Bytes,
-}
 
 /// Where an interrupted snapshot continues: after the last key it delivered
 /// ([`Snapshot::cursor`]), given to [`Client::resume_snapshot`](crate::Client::resume_snapshot).

@@ -21,9 +21,9 @@ use kvfeed_span::Span;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::error::Error;
+use crate::event::SnapshotRow;
 use crate::event::{Event, RowEvent, SubscriptionId};
 use crate::publish::ResolvedPublisher;
-use crate::snapshot::Snapshot;
 use crate::sub_quota::{SubCharge, SubQuota};
 
 /// The quota a batch of rows holds until its last row is read: the client's, and the
@@ -34,6 +34,10 @@ pub(crate) struct Held {
     pub(crate) client: Option<OwnedSemaphorePermit>,
     pub(crate) own: Option<SubCharge>,
 }
+
+/// The rows of a snapshot, as a subscription delivers them before its changes.
+pub(crate) type SnapshotRows =
+    Pin<Box<dyn Stream<Item = Result<SnapshotRow, Error>> + Send + Sync>>;
 
 /// A subscription's own quota is at its limit.
 #[derive(Debug)]
@@ -65,11 +69,11 @@ pub struct Subscription {
     /// Rows of the batch being read, and the quota it holds (released with the last row).
     batch: VecDeque<RowEvent>,
     held: Held,
-    /// The snapshot delivered before the changes ([`Client::subscribe_with_snapshot`]), until
-    /// it ends.
+    /// The rows of the snapshot delivered before the changes
+    /// ([`Client::subscribe_with_snapshot`]), and its ts, until it ends.
     ///
     /// [`Client::subscribe_with_snapshot`]: crate::Client::subscribe_with_snapshot
-    snapshot: Option<Snapshot>,
+    snapshot: Option<(SnapshotRows, u64)>,
     /// Set once the snapshot failed: the stream has ended.
     ended: bool,
     on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
@@ -98,17 +102,19 @@ impl Subscription {
         }
     }
 
-    /// Delivers `snapshot` first, then [`Event::SnapshotDone`], then the changes.
-    pub(crate) fn with_snapshot(mut self, snapshot: Snapshot) -> Self {
-        self.snapshot = Some(snapshot);
+    /// Delivers the rows of the snapshot at `ts` first, then [`Event::SnapshotDone`], then the
+    /// changes.
+    pub(crate) fn with_snapshot(mut self, rows: SnapshotRows, ts: u64) -> Self {
+        self.snapshot = Some((rows, ts));
         self
     }
 
     /// The snapshot's next event, while there is a snapshot; its failure ends the stream (and
     /// the subscription).
     fn poll_snapshot(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
-        let Some(snapshot) = &mut self.snapshot else { return Poll::Ready(None) };
-        let event = match std::task::ready!(snapshot.poll_row(cx)) {
+        let Some((rows, ts)) = &mut self.snapshot else { return Poll::Ready(None) };
+        let ts = *ts;
+        let event = match std::task::ready!(rows.as_mut().poll_next(cx)) {
             Some(Ok(row)) => Ok(Event::Snapshot(row)),
             Some(Err(error)) => {
                 self.snapshot = None;
@@ -119,7 +125,6 @@ impl Subscription {
                 Err(error)
             }
             None => {
-                let ts = snapshot.ts();
                 self.snapshot = None;
                 Ok(Event::SnapshotDone(ts))
             }

@@ -60,6 +60,7 @@ mod read;
 mod region;
 pub mod scripted;
 mod state;
+mod tikv_context;
 mod tso;
 mod verify;
 mod workload;

@@ -18,10 +18,10 @@ use bytes::Bytes;
 use kvfeed_proto::kvrpcpb::{self, KeyError};
 use kvfeed_span::key::decode;
 
-use crate::kv::{check_context, key_not_in_region, lock_info};
 use crate::mvcc::ReadAt;
 use crate::region::RegionMeta;
 use crate::state::ClusterState;
+use crate::tikv_context::{check_context, key_not_in_region, lock_info};
 
 /// A read's failure before any key is read: a region error or a key error of the whole
 /// request.
