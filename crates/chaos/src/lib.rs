@@ -7,9 +7,9 @@
 //! table at its ts, and the changes after it complete), and runs a seeded workload while a seeded schedule injects faults:
 //! splits, merges, leader transfers, store restarts, stream resets, busy and congested stores,
 //! slow stores, long-held and abandoned locks. Then the faults stop, every subscription must reach
-//! the final resolved ts, and the verifier checks each log. The schedule of faults is a function
-//! of the seed (their timing is not: the machine's speed decides what they hit), so a failing
-//! seed is rerun with the same faults in the same order.
+//! the final resolved ts, and the verifier checks each log: every row delivered, and only once.
+//! The schedule of faults is a function of the seed (their timing is not: the machine's speed
+//! decides what they hit), so a failing seed is rerun with the same faults in the same order.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -275,6 +275,12 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
                 format!(" (did not catch up: {})", stuck_stats.join("; "))
             };
             outcome.violation = Some(format!("{}: {violation}{stuck}", watcher.name));
+        } else if report.duplicated > 0 {
+            // The client delivers exactly once by default.
+            outcome.violation = Some(format!(
+                "{}: {} rows delivered twice, the first {:?}",
+                watcher.name, report.duplicated, report.first_duplicated
+            ));
         } else if *complete && watcher.resolved() < final_ts {
             outcome.violation = Some(format!(
                 "{}: resolved ts stuck at {} below the final {final_ts}",

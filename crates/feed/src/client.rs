@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config};
+use crate::delivered::DeliveredRows;
 use crate::error::Error;
 use crate::event::{SnapshotRow, SubscriptionId};
 use crate::housekeeping;
@@ -217,7 +218,10 @@ impl Client {
         let (sender, receiver) = mpsc::unbounded_channel();
         let publisher = ResolvedPublisher::new(start_ts, shared.config.advance_interval);
         let quota = shared.config.subscription_quota;
-        let sub = Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender, quota));
+        let delivered =
+            shared.config.exactly_once.then(|| DeliveredRows::new(Arc::clone(&shared.prewrites)));
+        let sub =
+            Arc::new(Sub::new(id, span.clone(), start_ts, publisher, sender, quota, delivered));
         shared.registry.insert(Arc::clone(&sub));
         drop(held);
         // A shutdown between the check above and the insert may have ended every stream it
@@ -234,7 +238,7 @@ impl Client {
                 scheduler.unsubscribe(id.0);
             }
         });
-        Ok(Subscription::new(SubscriptionId(id), receiver, on_drop))
+        Ok(Subscription::new(SubscriptionId(id), start_ts, receiver, on_drop))
     }
 
     /// The keys of `span` (memcomparable-encoded bounds, as for [`subscribe`](Self::subscribe))
@@ -435,6 +439,7 @@ fn end_all_streams(shared: &Shared, cause: &Error) -> Vec<SubRef> {
             let _ = state.lock.stop();
         }
         state.sender = None;
+        state.delivered = None;
         shared.metrics.forget_subscription(sub.id);
     }
     subs

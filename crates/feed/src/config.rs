@@ -60,6 +60,19 @@ pub struct Config {
     /// delivered whole when the subscription is below its limit, so the unread bytes stay
     /// under the limit plus one batch per region worker. The shared quota is never exceeded.
     pub subscription_quota: Option<usize>,
+    /// Deliver each row `(key, commit ts)` of a subscription once (default on). A region read
+    /// again from its checkpoint (after an error, a split, a merge, a leader move, a full
+    /// subscription quota) gets every row committed above the checkpoint again from TiKV; with
+    /// this on, the subscription remembers the rows it delivered above its published resolved
+    /// ts and drops the repeats, so delivery is exactly once within a subscription. The record
+    /// holds about 100 bytes plus the key per row of the unresolved window, counted in the
+    /// memory quota's prewrite part. Off: at least once, with no record.
+    ///
+    /// Across a restart: a subscription from a checkpoint (the last resolved ts published, see
+    /// [`Subscription::checkpoint`](crate::Subscription::checkpoint)) delivers every row
+    /// committed above it once, and none at or below it; rows above the checkpoint that the
+    /// previous process delivered come again.
+    pub exactly_once: bool,
     /// Where prewrite values past the memory quota's prewrite part are kept until their
     /// commits: anonymous temporary files (removed by the system as they are closed, also when
     /// the process dies), created in this directory, which must exist and be writable. `None`
@@ -147,6 +160,7 @@ impl Config {
             initial_scan_window: 32,
             memory_quota: 1 << 30,
             spill_dir: Some(std::env::temp_dir()),
+            exactly_once: true,
             subscription_quota: None,
             filter_loop: false,
             tls: None,

@@ -66,9 +66,16 @@ pub struct SnapshotRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A committed row in the span. Rows of one key arrive in commit order within one region's
-    /// registration; after a region is re-requested (a split, a leader move, a failure) rows
-    /// may arrive again: delivery is at least once.
+    /// A committed row in the span, once per `(key, commit ts)` with
+    /// [`Config::exactly_once`](crate::Config::exactly_once) (the default; at least once
+    /// without it).
+    ///
+    /// Order: rows are not in commit-ts order, even for one key. A region's incremental scan
+    /// sends each key's versions newest first, and live rows of the region (which come in
+    /// commit order) interleave with the scan's; a region read again from its checkpoint sends
+    /// rows above it again. What holds is the resolved ts: once [`Event::Resolved`]`(ts)`
+    /// arrives, every row with `commit_ts <= ts` has arrived, so a consumer that needs commit
+    /// order sorts what it holds up to each resolved ts (by commit ts, then key).
     Row(RowEvent),
     /// The subscription's resolved ts advanced: no row with `commit_ts <= ts` will follow.
     /// Published values strictly increase and are all above the start ts.

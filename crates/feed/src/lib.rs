@@ -74,6 +74,7 @@ mod backoff;
 mod client;
 mod clock;
 mod config;
+mod delivered;
 mod error;
 mod event;
 mod history;

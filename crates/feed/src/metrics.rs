@@ -31,6 +31,9 @@ pub(crate) struct Metrics {
     pub(crate) lock_resolve_duration: HistogramVec,
     /// Bytes of delivered rows not yet read by subscribers.
     pub(crate) quota_used: IntGauge,
+    /// Rows a region read again from its checkpoint sent a second time, not delivered again
+    /// (`Config::exactly_once`).
+    pub(crate) duplicates_dropped: IntCounter,
     /// Broken internal invariants (a refused lock or unlock, a region registered twice): always
     /// 0 unless kvfeed has a bug. Each is also logged at error level.
     pub(crate) internal_errors: IntCounter,
@@ -94,6 +97,11 @@ impl Metrics {
             "Delivered row bytes not yet read",
         ))
         .expect("valid metric");
+        let duplicates_dropped = IntCounter::with_opts(opts(
+            "duplicate_rows_dropped_count",
+            "Rows sent again by a region read from its checkpoint, not delivered twice",
+        ))
+        .expect("valid metric");
         let internal_errors = IntCounter::with_opts(opts(
             "internal_error_count",
             "Broken internal invariants (always 0 unless kvfeed has a bug)",
@@ -111,6 +119,7 @@ impl Metrics {
             slow_regions,
             lock_resolve_duration,
             quota_used,
+            duplicates_dropped,
             internal_errors,
         };
         metrics.register_all();
@@ -118,7 +127,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(self.pull_events.clone()),
             Box::new(self.send_events.clone()),
             Box::new(self.region_errors.clone()),
@@ -129,6 +138,7 @@ impl Metrics {
             Box::new(self.slow_regions.clone()),
             Box::new(self.lock_resolve_duration.clone()),
             Box::new(self.quota_used.clone()),
+            Box::new(self.duplicates_dropped.clone()),
             Box::new(self.internal_errors.clone()),
         ];
         for collector in collectors {

@@ -285,6 +285,7 @@ impl Scheduler {
                 shared.metrics.internal_errors.inc();
             }
             state.sender = None;
+            state.delivered = None;
             tracing::info!(subscription = sub.id, locks = state.locks, "subscription drained");
         });
     }

@@ -216,6 +216,10 @@ impl Shared {
             && state.deliver(Delivery::Resolved(ts))
         {
             self.metrics.send_events.with_label_values(&["resolved"]).inc();
+            // No region is read again from below `ts`: rows at or below it cannot come again.
+            if let Some(delivered) = &mut state.delivered {
+                delivered.forget_up_to(ts);
+            }
         }
     }
 
@@ -244,7 +248,6 @@ impl Shared {
     }
 }
 
-/// The delivered-rows part of the memory quota.
 /// The subscriptions by id.
 #[derive(Debug)]
 pub(crate) struct Registry {

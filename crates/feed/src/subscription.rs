@@ -20,6 +20,7 @@ use kvfeed_regioncache::RegionVerId;
 use kvfeed_span::Span;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
+use crate::delivered::DeliveredRows;
 use crate::error::Error;
 use crate::event::SnapshotRow;
 use crate::event::{Event, RowEvent, SubscriptionId};
@@ -76,6 +77,8 @@ pub struct Subscription {
     snapshot: Option<(SnapshotRows, u64)>,
     /// Set once the snapshot failed: the stream has ended.
     ended: bool,
+    /// The last resolved ts this stream gave out (the start ts before the first).
+    checkpoint: u64,
     on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
 }
 
@@ -88,6 +91,7 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn new(
         id: SubscriptionId,
+        start_ts: u64,
         receiver: mpsc::UnboundedReceiver<Delivery>,
         on_drop: Box<dyn FnOnce(SubscriptionId) + Send + Sync>,
     ) -> Self {
@@ -98,8 +102,20 @@ impl Subscription {
             held: Held::default(),
             snapshot: None,
             ended: false,
+            checkpoint: start_ts,
             on_drop: Some(on_drop),
         }
+    }
+
+    /// The ts up to which this stream delivered everything: the last [`Event::Resolved`] it
+    /// returned (the start ts before the first). Every row committed at or below it was
+    /// returned before it; a subscription started from it later ([`Client::subscribe`]) goes on
+    /// where this one stopped, with nothing at or below it again and nothing above it missed.
+    /// Persist it after the rows before it are safe, to resume after a restart.
+    ///
+    /// [`Client::subscribe`]: crate::Client::subscribe
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint
     }
 
     /// Delivers the rows of the snapshot at `ts` first, then [`Event::SnapshotDone`], then the
@@ -202,7 +218,10 @@ impl Subscription {
                 self.held = held;
                 None
             }
-            Delivery::Resolved(ts) => Some(Ok(Event::Resolved(ts))),
+            Delivery::Resolved(ts) => {
+                self.checkpoint = ts;
+                Some(Ok(Event::Resolved(ts)))
+            }
             Delivery::Failed(error) => Some(Err(error)),
         }
     }
@@ -264,6 +283,10 @@ pub(crate) struct SubState {
     /// Ranges locked and unlocked so far (drain check: equal once drained).
     pub(crate) locks: u64,
     pub(crate) unlocks: u64,
+    /// The rows delivered above the published resolved ts (`None` with
+    /// [`Config::exactly_once`](crate::Config::exactly_once) off, and once the subscription
+    /// ended).
+    pub(crate) delivered: Option<DeliveredRows>,
 }
 
 impl Sub {
@@ -274,6 +297,7 @@ impl Sub {
         publisher: ResolvedPublisher,
         sender: mpsc::UnboundedSender<Delivery>,
         quota: Option<usize>,
+        delivered: Option<DeliveredRows>,
     ) -> Self {
         let state = SubState {
             lock: RangeLock::new(span, start_ts),
@@ -283,6 +307,7 @@ impl Sub {
             lock_target: 0,
             locks: 0,
             unlocks: 0,
+            delivered,
         };
         Self {
             id,

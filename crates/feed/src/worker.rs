@@ -600,8 +600,22 @@ impl Worker {
             },
             () = sub.stopped() => return Ok(()),
         };
+        let mut rows = rows;
+        let mut state = sub.state();
+        // Rows delivered before (the region was read again from its checkpoint) are dropped
+        // here, under the lock that orders deliveries, and the others remembered.
+        if let Some(delivered) = &mut state.delivered {
+            let before = rows.len();
+            delivered.keep_new(&mut rows);
+            let dropped = (before - rows.len()) as u64;
+            if dropped > 0 {
+                self.shared.metrics.duplicates_dropped.inc_by(dropped);
+            }
+            if rows.is_empty() {
+                return Ok(());
+            }
+        }
         let count = rows.len() as u64;
-        let state = sub.state();
         // Checked again under the state lock: a subscription that failed while this worker
         // waited for the quota has delivered its error, and nothing may follow it.
         let held = Held { client: Some(permit), own };
