@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod connect;
 mod demo;
 mod layout;

@@ -8,6 +8,7 @@ use kvfeed::{Client, Event};
 use kvfeed_span::Span;
 
 use crate::Failure;
+use crate::checkpoint::CheckpointFile;
 use crate::connect::{ConnectArgs, SpanArgs, read_ts, start_failure};
 use crate::output::{Format, write_event};
 
@@ -44,9 +45,20 @@ pub(crate) struct Args {
     #[arg(long)]
     no_spill: bool,
     /// Print the span as of the start ts first (`snapshot` lines, then `snapshot_done`), then
-    /// the changes after it: together, the span's whole history from the start ts.
+    /// the changes after it: together, the span's whole history from the start ts. Not when
+    /// resuming from a `--checkpoint` file.
     #[arg(long)]
     snapshot: bool,
+    /// Keep the last resolved ts printed and flushed in FILE (replaced atomically), and resume
+    /// from it when FILE exists (instead of `--start-ts`): after a kill, the same command
+    /// prints no row at or below the saved ts again and misses none. Without
+    /// `--gc-service-name`, the GC safe point is named after FILE, so a restart takes over the
+    /// one its predecessor held.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Milliseconds between two saves of the checkpoint file (0: after every resolved line).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    checkpoint_interval: u64,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
@@ -58,7 +70,25 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.region_stuck_timeout == 0 {
         return Err(Failure::usage("--region-stuck-timeout must be at least 1 second"));
     }
+    let mut checkpoint = args
+        .checkpoint
+        .clone()
+        .map(|path| CheckpointFile::new(path, Duration::from_millis(args.checkpoint_interval)));
+    let resume_from = match &checkpoint {
+        Some(file) => {
+            file.check_writable()?;
+            file.read()?
+        }
+        None => None,
+    };
     let mut config = args.connect.config()?;
+    if let Some(file) = &checkpoint {
+        if config.gc_service_name.is_none() {
+            config.gc_service_name = Some(file.service_name());
+        }
+        // A restart within the TTL finds the history above its checkpoint, after a stop too.
+        config.gc_keep_on_shutdown = true;
+    }
     if args.no_spill {
         config.spill_dir = None;
     } else if let Some(dir) = &args.spill_dir {
@@ -73,18 +103,29 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
         tracing::info!(%bound, "serving metrics");
     }
-    let result = watch(&client, span, &args).await;
+    let result = watch(&client, span, &args, resume_from, checkpoint.as_mut()).await;
+    let saved = checkpoint.as_mut().map_or(Ok(()), CheckpointFile::flush);
     client.shutdown();
     let _ = runner.await;
-    result
+    result.and(saved)
 }
 
-async fn watch(client: &Client, span: Span, args: &Args) -> Result<(), Failure> {
-    let start_ts = read_ts(client, args.start_ts).await?;
-    if !args.snapshot && args.until_resolved.is_some_and(|until| until <= start_ts) {
+async fn watch(
+    client: &Client,
+    span: Span,
+    args: &Args,
+    resume_from: Option<u64>,
+    mut checkpoint: Option<&mut CheckpointFile>,
+) -> Result<(), Failure> {
+    let snapshot = args.snapshot && resume_from.is_none();
+    let start_ts = match resume_from {
+        Some(ts) => ts,
+        None => read_ts(client, args.start_ts).await?,
+    };
+    if !snapshot && args.until_resolved.is_some_and(|until| until <= start_ts) {
         return Ok(());
     }
-    let subscription = if args.snapshot {
+    let subscription = if snapshot {
         client.subscribe_with_snapshot(span.clone(), start_ts).await
     } else {
         client.subscribe(span.clone(), start_ts).await
@@ -111,6 +152,9 @@ async fn watch(client: &Client, span: Span, args: &Args) -> Result<(), Failure> 
         if let Event::Resolved(ts) | Event::SnapshotDone(ts) = event {
             if out.flush().is_err() {
                 return Ok(());
+            }
+            if let (Event::Resolved(_), Some(file)) = (&event, checkpoint.as_deref_mut()) {
+                file.printed(ts)?;
             }
             if args.until_resolved.is_some_and(|until| ts >= until) {
                 return Ok(());

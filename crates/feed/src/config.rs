@@ -130,6 +130,11 @@ pub struct Config {
     pub gc_service_name: Option<String>,
     /// The TTL of the service safe point: after a crash, GC is held back this long at most.
     pub gc_ttl: Duration,
+    /// Leave the service safe point in place at shutdown (to expire with its TTL) instead of
+    /// removing it: a process restarted within the TTL under the same
+    /// [`gc_service_name`](Self::gc_service_name) resumes from its checkpoint with the history
+    /// still there, after a planned stop as after a crash. Off by default.
+    pub gc_keep_on_shutdown: bool,
     /// How often the service safe point is refreshed (advanced to the lowest checkpoint); well
     /// below `gc_ttl`.
     pub gc_refresh: Duration,
@@ -178,6 +183,7 @@ impl Config {
             slow_region_lag: Duration::from_secs(20),
             gc_service_name: None,
             gc_ttl: Duration::from_secs(3600),
+            gc_keep_on_shutdown: false,
             gc_refresh: Duration::from_secs(60),
             timeout: Duration::from_secs(3),
             store_versions: Some(

@@ -156,8 +156,13 @@ impl SafePointKeeper {
         Ok(self.update(shared, &mut held, None).await?.1)
     }
 
-    /// Removes the safe point, if one is held (a clean shutdown).
+    /// Removes the safe point, if one is held (a clean shutdown), unless
+    /// [`Config::gc_keep_on_shutdown`] asks to leave it for a successor.
     pub(crate) async fn release(&self, shared: &Shared) {
+        if shared.config.gc_keep_on_shutdown {
+            tracing::info!(service_id = %self.service_id, "GC safe point left to expire with its TTL");
+            return;
+        }
         let mut held = self.held.lock().await;
         if *held {
             match shared.source.pd().update_service_safe_point(&self.service_id, 0, 0).await {
