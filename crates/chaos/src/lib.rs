@@ -3,8 +3,10 @@
 //!
 //! [`run_seed`] builds a cluster and a client from the seed, subscribes several spans (two
 //! tables, a span overlapping one of them, one subscription that is unsubscribed and
-//! subscribed again mid-run, and one started mid-run with a snapshot: the snapshot must be the
-//! table at its ts, and the changes after it complete), and runs a seeded workload while a seeded schedule injects faults:
+//! subscribed again mid-run, one started mid-run with a snapshot: the snapshot must be the
+//! table at its ts, and the changes after it complete; and one of a second client that is shut
+//! down mid-run and replaced by a new client subscribing from its checkpoint: nothing lost,
+//! nothing twice), and runs a seeded workload while a seeded schedule injects faults:
 //! splits, merges, leader transfers, store restarts, stream resets, busy and congested stores,
 //! slow stores, long-held and abandoned locks. Then the faults stop, every subscription must reach
 //! the final resolved ts, and the verifier checks each log: every row delivered, and only once.
@@ -74,6 +76,19 @@ pub struct Outcome {
 const TABLES: [i64; 2] = [100, 101];
 const KEYS_PER_TABLE: i64 = 400;
 
+/// A client with `config`, running.
+async fn start_client(
+    config: Config,
+) -> std::io::Result<(Client, tokio::task::JoinHandle<Result<(), kvfeed::Error>>)> {
+    let client =
+        Client::connect(config).await.map_err(|error| std::io::Error::other(error.to_string()))?;
+    let runner = {
+        let client = client.clone();
+        tokio::spawn(async move { client.run().await })
+    };
+    Ok((client, runner))
+}
+
 /// Runs one seed. Needs a multi-threaded tokio runtime.
 pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let mut rng = SplitMix64::new(config.seed);
@@ -112,13 +127,9 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     client_config.gc_refresh = Duration::from_millis(200);
     // Wedged stores are in the schedule: registrations they swallowed are given up on soon.
     client_config.region_stuck_timeout = Some(Duration::from_secs(1));
-    let client = Client::connect(client_config)
-        .await
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-    let runner = {
-        let client = client.clone();
-        tokio::spawn(async move { client.run().await })
-    };
+    let (client, runner) = start_client(client_config.clone()).await?;
+    // A second client, killed mid-run and replaced by a new one from its checkpoint.
+    let (mut restarted_client, mut restarted_runner) = start_client(client_config.clone()).await?;
 
     let start_ts = cluster.now_ts();
     let overlap = Span::new(
@@ -136,6 +147,10 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         watchers.push((watcher, true));
         readers.push(reader);
     }
+    let subscription =
+        restarted_client.subscribe(table_span(100), start_ts).await.map_err(io_error)?;
+    let (mut restarted, mut restarted_reader) =
+        Watcher::spawn("restarted client (1st)", subscription, table_span(100), start_ts);
     // The subscription that comes and goes.
     let subscription = client.subscribe(table_span(101), start_ts).await.map_err(io_error)?;
     let (mut churned, mut churned_reader) =
@@ -184,6 +199,20 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
                 client.subscribe(table_span(101), restart_ts).await.map_err(io_error)?;
             (churned, churned_reader) =
                 Watcher::spawn("churned (2nd)", subscription, table_span(101), restart_ts);
+            // The second client dies; a new one goes on from the checkpoint of its subscription
+            // (the last resolved ts it gave out).
+            // (Unsubscribed first: a stream ended by a shutdown reports an error.)
+            restarted_client.unsubscribe(restarted.id);
+            let _ = tokio::time::timeout(config.catch_up, restarted_reader).await;
+            restarted_client.shutdown();
+            let _ = restarted_runner.await;
+            let checkpoint = restarted.resolved();
+            watchers.push((restarted, false));
+            (restarted_client, restarted_runner) = start_client(client_config.clone()).await?;
+            let subscription =
+                restarted_client.subscribe(table_span(100), checkpoint).await.map_err(io_error)?;
+            (restarted, restarted_reader) =
+                Watcher::spawn("restarted client (2nd)", subscription, table_span(100), checkpoint);
             let subscription = client
                 .subscribe_with_snapshot(table_span(100), restart_ts)
                 .await
@@ -224,6 +253,9 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     }
     watchers.push((churned, true));
     readers.push(churned_reader);
+    let restarted_id = restarted.id;
+    watchers.push((restarted, churn_done));
+    readers.push(restarted_reader);
 
     // Faults stop; every subscription must catch up with the end of the workload.
     for (start_ts, _) in held {
@@ -250,13 +282,18 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
         .map(|w| format!("{}: {:?}", w.name, client.stats(w.id)))
         .collect();
     for (watcher, _) in &watchers {
-        client.unsubscribe(watcher.id);
+        if !watcher.name.starts_with("restarted") {
+            client.unsubscribe(watcher.id);
+        }
     }
+    restarted_client.unsubscribe(restarted_id);
     for reader in readers {
         let _ = tokio::time::timeout(config.catch_up, reader).await;
     }
     client.shutdown();
+    restarted_client.shutdown();
     let run_result = runner.await;
+    let _ = restarted_runner.await;
 
     let commits = cluster.committed_rows();
     for (watcher, complete) in &watchers {

@@ -254,7 +254,8 @@ fn summarize(
         |p: usize| lags.get(lags.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
     let failures: Vec<String> =
         watchers.iter().filter_map(|w| w.failure().map(|f| format!("{}: {f}", w.name))).collect();
-    let ok = reports.iter().all(Report::ok) && !stuck && failures.is_empty();
+    // The client delivers each row once: a duplicate fails the verdict too.
+    let ok = reports.iter().all(|r| r.ok() && r.duplicated == 0) && !stuck && failures.is_empty();
     println!(
         "kvfeed demo: {} stores, {} regions, {} tables, {} txn/s for {} s, chaos {} (seed {})",
         args.stores,

@@ -384,6 +384,7 @@ fn demo_with_chaos_and_a_fixed_seed_passes() {
     );
     assert!(stdout.contains("verdict            OK"), "{stdout}");
     assert!(stdout.contains("missing            0"), "{stdout}");
+    assert!(stdout.contains("duplicates         0"), "exactly once under chaos: {stdout}");
     let faults: u64 = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("faults injected"))
@@ -409,15 +410,17 @@ fn parse_watch(stdout: &str) -> (Vec<FeedEvent>, u64) {
     (log, last_resolved)
 }
 
-/// `watch --checkpoint`: killed with SIGKILL mid-stream and started again with the same
-/// command, it prints no row at or below the saved checkpoint twice and misses none.
+/// `watch --checkpoint`: killed with SIGKILL at seeded moments, 20 times, and started again with
+/// the same command each time, then run to an end: together the runs print the committed
+/// history exactly (every row; none at or below a saved checkpoint twice).
 #[test]
-fn a_killed_watch_resumes_from_its_checkpoint_file() {
+fn a_watch_killed_twenty_times_resumes_from_its_checkpoint_file() {
     let dir = std::env::temp_dir().join(format!("kvfeed-e2e-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (commits_file, checkpoint) = (dir.join("commits.jsonl"), dir.join("watch.ckpt"));
     let served = Served::start(&["--commits", commits_file.to_str().unwrap()]);
-    let start_ts = compose(now_ms(), 0).to_string();
+    let start_ts = compose(now_ms(), 0);
+    let start = start_ts.to_string();
     let ckpt = checkpoint.to_str().unwrap();
     let args = [
         "watch",
@@ -426,67 +429,79 @@ fn a_killed_watch_resumes_from_its_checkpoint_file() {
         "--table",
         "100",
         "--start-ts",
-        &start_ts,
+        &start,
         "--checkpoint",
         ckpt,
         "--checkpoint-interval",
         "0",
     ];
-    let mut first = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn watch");
-    let mut reader = BufReader::new(first.stdout.take().expect("stdout"));
-    let mut printed = String::new();
-    let mut resolved_lines = 0;
-    while resolved_lines < 8 {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).expect("a line") > 0, "watch ended early");
-        resolved_lines += usize::from(line.contains(r#""kind":"resolved""#));
-        printed.push_str(&line);
+    let mut rng = kvfeed_sim::SplitMix64::new(31);
+    // Each run: its log, and the checkpoint it started from.
+    let mut runs: Vec<(Vec<FeedEvent>, u64, u64)> = Vec::new();
+    for _ in 0..20 {
+        let resumed_from = std::fs::read_to_string(&checkpoint)
+            .map_or(start_ts, |text| text.trim().parse().expect("a saved ts"));
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut printed = String::new();
+        // Killed after a seeded number of resolved lines, in the middle of the rows after it.
+        let (resolved_before, rows_after) = (1 + rng.below(4), rng.below(20));
+        let (mut resolved_lines, mut rows) = (0, 0);
+        while resolved_lines < resolved_before || rows < rows_after {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("a line") > 0, "watch ended early");
+            if line.contains(r#""kind":"resolved""#) {
+                resolved_lines += 1;
+            } else if resolved_lines >= resolved_before {
+                rows += 1;
+            }
+            printed.push_str(&line);
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        // What the killed watch had written to the pipe was printed too.
+        std::io::Read::read_to_string(&mut reader, &mut printed).expect("the rest of the pipe");
+        let (log, last) = parse_watch(&printed);
+        runs.push((log, resumed_from, last));
     }
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reaped");
-    // What the killed watch had written to the pipe was printed too.
-    std::io::Read::read_to_string(&mut reader, &mut printed).expect("the rest of the pipe");
-    let saved: u64 = std::fs::read_to_string(&checkpoint).expect("saved").trim().parse().unwrap();
-    let until = compose(now_ms() + 1500, 0).to_string();
-    let second = kvfeed(&[&args[..], &["--until-resolved", &until]].concat());
-    assert!(second.status.success(), "restart: {}", String::from_utf8_lossy(&second.stderr));
+    let resumed_from: u64 =
+        std::fs::read_to_string(&checkpoint).expect("saved").trim().parse().unwrap();
+    let until = compose(now_ms() + 1000, 0).to_string();
+    let last = kvfeed(&[&args[..], &["--until-resolved", &until]].concat());
+    assert!(last.status.success(), "last run: {}", String::from_utf8_lossy(&last.stderr));
+    let (log, end) = parse_watch(&String::from_utf8(last.stdout).unwrap());
+    runs.push((log, resumed_from, end));
     served.interrupt();
     let commits = commits_of(&commits_file);
     let _ = std::fs::remove_dir_all(&dir);
 
     let span = table_span(100);
-    let start_ts: u64 = start_ts.parse().unwrap();
-    let (first_log, first_resolved) = parse_watch(&printed);
-    let (second_log, second_resolved) = parse_watch(&String::from_utf8(second.stdout).unwrap());
-    assert!(saved <= first_resolved && saved > start_ts, "the checkpoint is a printed resolved ts");
-    let first_report = verify_up_to(&commits, &span, start_ts, &first_log, first_resolved);
-    assert!(first_report.ok() && first_report.duplicated == 0, "{first_report:#?}");
-    let second_report = verify_up_to(&commits, &span, saved, &second_log, second_resolved);
-    assert!(second_report.ok() && second_report.duplicated == 0, "{second_report:#?}");
-    // Nothing at or below the checkpoint twice; nothing up to the end missed.
-    let rows = |log: &[FeedEvent]| -> Vec<(Bytes, u64)> {
-        log.iter()
-            .filter_map(|event| match event {
-                FeedEvent::Row(row) => Some((row.key.clone(), row.commit_ts)),
-                _ => None,
-            })
-            .collect()
-    };
-    let again: Vec<_> =
-        rows(&second_log).into_iter().filter(|(_, commit_ts)| *commit_ts <= saved).collect();
-    assert!(again.is_empty(), "rows at or below the checkpoint printed again: {again:?}");
-    let printed: std::collections::HashSet<(Bytes, u64)> =
-        rows(&first_log).into_iter().chain(rows(&second_log)).collect();
+    let mut printed: std::collections::HashMap<(Bytes, u64), usize> = Default::default();
+    for (i, (log, from, last)) in runs.iter().enumerate() {
+        // Each run on its own: correct from its checkpoint, nothing twice.
+        let report = verify_up_to(&commits, &span, *from, log, *last);
+        assert!(report.ok() && report.duplicated == 0, "run {i}: {report:#?}");
+        for event in log {
+            if let FeedEvent::Row(row) = event {
+                assert!(row.commit_ts > *from, "run {i} printed a row at or below its checkpoint");
+                *printed.entry((row.key.clone(), row.commit_ts)).or_default() += 1;
+            }
+        }
+    }
     let missed = commits
         .iter()
-        .filter(|row| row.commit_ts > start_ts && row.commit_ts <= second_resolved)
+        .filter(|row| row.commit_ts > start_ts && row.commit_ts <= end)
         .filter(|row| span.contains_raw_key(&row.key))
-        .filter(|row| !printed.contains(&(row.key.clone(), row.commit_ts)))
+        .filter(|row| !printed.contains_key(&(row.key.clone(), row.commit_ts)))
         .count();
-    assert_eq!(missed, 0, "every row up to the end was printed by one run or the other");
+    assert_eq!(missed, 0, "every committed row up to the end was printed");
+    // A row printed by two runs lies above the first one's saved checkpoint: the checkpoints
+    // only move forward, so each later run started above every row it repeats.
+    let checkpoints: Vec<u64> = runs.iter().map(|(_, from, _)| *from).collect();
+    assert!(checkpoints.windows(2).all(|w| w[0] <= w[1]), "checkpoints move forward");
 }

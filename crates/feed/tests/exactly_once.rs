@@ -1,5 +1,6 @@
 //! Exactly once within a subscription, through the simulator over loopback: regions read again
-//! from their checkpoints (stream resets, splits, a merge, leader moves) while the workload runs
+//! from their checkpoints (stream resets, a store restart, splits, a merge, leader moves) while
+//! the workload runs
 //! deliver no row twice, and miss none; with `Config::exactly_once` off the same run delivers
 //! duplicates (the test would catch a record that does nothing). A subscription from another's
 //! checkpoint goes on where it stopped.
@@ -41,10 +42,14 @@ async fn run(h: &Harness) -> (Log, kvfeed_sim::Report) {
         work.run(&h.cluster, 30, 0).await;
         let regions = h.cluster.regions();
         match round % 4 {
-            0 => {
+            0 if round == 0 => {
                 for store in h.cluster.store_ids() {
                     h.cluster.reset_store_streams(store);
                 }
+            }
+            0 => {
+                h.cluster.stop_store(1).await.expect("stop a store");
+                h.cluster.restart_store(1).await.expect("restart it");
             }
             1 => {
                 let region = &regions[regions.len() / 2];
