@@ -11,13 +11,16 @@
 //! Memory: one entry per row delivered in the unresolved window (its key copied, about 100
 //! bytes of bookkeeping), counted in the client's memory budget with the prewrites'
 //! bookkeeping ([`PrewriteCache::charge`]), and given back as rows are forgotten or the record
-//! is dropped.
+//! is dropped. The keys of one delivered batch share one buffer, freed with the batch's last
+//! remembered row (a row outliving its batch-mates keeps their key bytes, uncounted: at most
+//! the keys of one batch per such row).
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use hashbrown::HashSet;
+use bytes::{Bytes, BytesMut};
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::event::RowEvent;
 use crate::prewrite_cache::PrewriteCache;
@@ -29,7 +32,10 @@ const ENTRY_BYTES: usize = 96;
 /// and `bytes` is their footprint.
 #[derive(Debug)]
 pub(crate) struct DeliveredRows {
-    seen: HashSet<(Bytes, u64)>,
+    /// `(key, commit ts)` of each row, hashed with `hasher` over `(&[u8], u64)`. The keys of
+    /// one batch share one buffer (one allocation per batch, not per row).
+    seen: HashTable<(Bytes, u64)>,
+    hasher: DefaultHashBuilder,
     /// The same rows by commit ts, for forgetting them in order.
     by_ts: BTreeMap<u64, Vec<Bytes>>,
     bytes: usize,
@@ -40,21 +46,41 @@ pub(crate) struct DeliveredRows {
 impl DeliveredRows {
     /// An empty record counting its bytes in `budget`.
     pub(crate) fn new(budget: Arc<PrewriteCache>) -> Self {
-        Self { seen: HashSet::new(), by_ts: BTreeMap::new(), bytes: 0, budget }
+        Self {
+            seen: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            by_ts: BTreeMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn hash(hasher: &DefaultHashBuilder, key: &[u8], commit_ts: u64) -> u64 {
+        hasher.hash_one((key, commit_ts))
     }
 
     /// Drops from `rows` the ones delivered before (and repeats within `rows`), and remembers
     /// the others; returns the bytes the record grew by.
     pub(crate) fn keep_new(&mut self, rows: &mut Vec<RowEvent>) -> usize {
         let before = self.bytes;
+        // The record's own copy of the keys, one buffer for the batch: it must not pin the
+        // batch's rows.
+        let mut keys = BytesMut::with_capacity(rows.iter().map(|row| row.key.len()).sum());
+        let Self { seen, hasher, by_ts, bytes, .. } = self;
         rows.retain(|row| {
-            // The record's own copy of the key: it must not pin the batch's buffer.
-            let key = Bytes::copy_from_slice(&row.key);
-            if !self.seen.insert((key.clone(), row.commit_ts)) {
-                return false;
-            }
-            self.bytes += key.len() + ENTRY_BYTES;
-            self.by_ts.entry(row.commit_ts).or_default().push(key);
+            let (key, commit_ts) = (&row.key[..], row.commit_ts);
+            let hash = Self::hash(hasher, key, commit_ts);
+            let entry = seen.entry(
+                hash,
+                |(seen_key, seen_ts)| *seen_ts == commit_ts && seen_key[..] == *key,
+                |(seen_key, seen_ts)| Self::hash(hasher, seen_key, *seen_ts),
+            );
+            let hashbrown::hash_table::Entry::Vacant(vacant) = entry else { return false };
+            keys.extend_from_slice(key);
+            let owned = keys.split().freeze();
+            *bytes += owned.len() + ENTRY_BYTES;
+            by_ts.entry(commit_ts).or_default().push(owned.clone());
+            vacant.insert((owned, commit_ts));
             true
         });
         let added = self.bytes - before;
@@ -70,7 +96,13 @@ impl DeliveredRows {
         for (commit_ts, keys) in std::mem::replace(&mut self.by_ts, kept) {
             for key in keys {
                 self.bytes -= key.len() + ENTRY_BYTES;
-                self.seen.remove(&(key, commit_ts));
+                let hash = Self::hash(&self.hasher, &key, commit_ts);
+                let found = self.seen.find_entry(hash, |(seen_key, seen_ts)| {
+                    *seen_ts == commit_ts && *seen_key == key
+                });
+                if let Ok(entry) = found {
+                    entry.remove();
+                }
             }
         }
         let freed = before - self.bytes;
