@@ -153,7 +153,8 @@ async fn watch(
             if out.flush().is_err() {
                 return Ok(());
             }
-            if let (Event::Resolved(_), Some(file)) = (&event, checkpoint.as_deref_mut()) {
+            // Everything at or below either is printed: a snapshot done is a checkpoint too.
+            if let Some(file) = checkpoint.as_deref_mut() {
                 file.printed(ts)?;
             }
             if args.until_resolved.is_some_and(|until| ts >= until) {

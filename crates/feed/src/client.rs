@@ -231,6 +231,7 @@ impl Client {
             return Err(Error::Shutdown);
         }
         tracing::info!(subscription = id, ?span, start_ts, "subscribed");
+        let read_checkpoint = Arc::clone(&sub.read_checkpoint);
         self.inner.scheduler.start(sub);
         let weak: Weak<Scheduler> = Arc::downgrade(&self.inner.scheduler);
         let on_drop = Box::new(move |id: SubscriptionId| {
@@ -238,7 +239,7 @@ impl Client {
                 scheduler.unsubscribe(id.0);
             }
         });
-        Ok(Subscription::new(SubscriptionId(id), start_ts, receiver, on_drop))
+        Ok(Subscription::new(SubscriptionId(id), read_checkpoint, receiver, on_drop))
     }
 
     /// The keys of `span` (memcomparable-encoded bounds, as for [`subscribe`](Self::subscribe))

@@ -1,9 +1,10 @@
 //! The safe-point keeper: the client's PD service GC safe point, held at the lowest checkpoint
 //! of its subscriptions so that TiKV keeps every version they still need.
 //!
-//! A subscription's checkpoint is its last published resolved ts (its start ts before the
-//! first): every region is requested again from at or above it, so the versions above it and the
-//! one at or below it (the old values) must stay. [`SafePointKeeper::hold_for`] sets the safe
+//! A subscription's checkpoint is the last resolved ts its subscriber read (its start ts before
+//! the first; [`Subscription::checkpoint`](crate::Subscription::checkpoint)): every region is
+//! requested again from at or above it, and a restarted subscriber resumes from it, so the
+//! versions above it and the one at or below it (the old values) must stay. [`SafePointKeeper::hold_for`] sets the safe
 //! point before a subscription starts and refuses a start ts below PD's minimum service safe
 //! point or below the cluster's GC safe point; [`run`] refreshes it every
 //! [`Config::gc_refresh`](crate::Config::gc_refresh), advancing it as the checkpoints advance,
@@ -188,7 +189,10 @@ impl SafePointKeeper {
     ) -> Result<(Option<u64>, Vec<Lost>), Error> {
         let pd = shared.source.pd();
         let mut lost: Vec<Lost> = Vec::new();
-        // Each round loses at least one subscription, so this ends.
+        // Each round loses at least one subscription or read, or finds one that ended (at most
+        // MAX_ROUNDS times), so this ends.
+        const MAX_ROUNDS: u32 = 8;
+        let mut rounds = 0;
         loop {
             let live = live_checkpoints(shared, &lost);
             let reads = self.read_floor();
@@ -222,8 +226,13 @@ impl SafePointKeeper {
                 .collect();
             let reads_passed = self.fail_reads_below(min, &answer.service_id);
             if passed.is_empty() && !reads_passed {
-                // Only `extra` is below the minimum: refused; the others hold as they were.
-                return Ok((Some(min), lost));
+                if extra.is_some_and(|extra| extra < min) || rounds >= MAX_ROUNDS {
+                    // `extra` is below the minimum: refused; the others hold as they were.
+                    return Ok((Some(min), lost));
+                }
+                // The floor came from a read that ended meanwhile: set it again without it.
+                rounds += 1;
+                continue;
             }
             lost.extend(passed);
         }
@@ -263,7 +272,7 @@ fn live_checkpoints(shared: &Shared, lost: &[Lost]) -> Vec<(SubRef, u64)> {
         .into_iter()
         .filter(|sub| !sub.is_stopped() && !lost.iter().any(|l| l.sub.id == sub.id))
         .map(|sub| {
-            let checkpoint = sub.state().publisher.published();
+            let checkpoint = sub.read_checkpoint.load(std::sync::atomic::Ordering::Acquire);
             (sub, checkpoint)
         })
         .collect()

@@ -83,6 +83,17 @@ impl SubQuota {
     }
 }
 
+impl SubCharge {
+    /// Gives back all but `bytes` of the charge (rows dropped from its batch).
+    pub(crate) fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let freed = std::mem::replace(&mut self.bytes, bytes) - bytes;
+            // Dropping a charge of `freed` gives it back (and wakes waiters at half).
+            drop(SubCharge { quota: Arc::clone(&self.quota), bytes: freed });
+        }
+    }
+}
+
 impl Drop for SubCharge {
     fn drop(&mut self) {
         let quota = &self.quota;
@@ -110,6 +121,18 @@ mod tests {
         assert_eq!(quota.used(), 60);
         assert!(quota.try_charge(1).is_some_and(|charge| charge.bytes == 1));
         drop(second);
+        assert_eq!(quota.used(), 0);
+    }
+
+    #[test]
+    fn a_charge_shrinks_to_what_its_batch_kept() {
+        let quota = SubQuota::new(100);
+        let mut charge = quota.try_charge(80).expect("room");
+        charge.shrink_to(30);
+        assert_eq!(quota.used(), 30);
+        charge.shrink_to(50);
+        assert_eq!(quota.used(), 30, "a charge only shrinks");
+        drop(charge);
         assert_eq!(quota.used(), 0);
     }
 

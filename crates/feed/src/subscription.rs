@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -77,8 +77,9 @@ pub struct Subscription {
     snapshot: Option<(SnapshotRows, u64)>,
     /// Set once the snapshot failed: the stream has ended.
     ended: bool,
-    /// The last resolved ts this stream gave out (the start ts before the first).
-    checkpoint: u64,
+    /// The last resolved ts this stream gave out (the start ts before the first), shared with
+    /// the client's record: the GC safe point is held there.
+    checkpoint: Arc<AtomicU64>,
     on_drop: Option<Box<dyn FnOnce(SubscriptionId) + Send + Sync>>,
 }
 
@@ -91,7 +92,7 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn new(
         id: SubscriptionId,
-        start_ts: u64,
+        checkpoint: Arc<AtomicU64>,
         receiver: mpsc::UnboundedReceiver<Delivery>,
         on_drop: Box<dyn FnOnce(SubscriptionId) + Send + Sync>,
     ) -> Self {
@@ -102,7 +103,7 @@ impl Subscription {
             held: Held::default(),
             snapshot: None,
             ended: false,
-            checkpoint: start_ts,
+            checkpoint,
             on_drop: Some(on_drop),
         }
     }
@@ -115,7 +116,7 @@ impl Subscription {
     ///
     /// [`Client::subscribe`]: crate::Client::subscribe
     pub fn checkpoint(&self) -> u64 {
-        self.checkpoint
+        self.checkpoint.load(Ordering::Acquire)
     }
 
     /// Delivers the rows of the snapshot at `ts` first, then [`Event::SnapshotDone`], then the
@@ -219,7 +220,7 @@ impl Subscription {
                 None
             }
             Delivery::Resolved(ts) => {
-                self.checkpoint = ts;
+                self.checkpoint.store(ts, Ordering::Release);
                 Some(Ok(Event::Resolved(ts)))
             }
             Delivery::Failed(error) => Some(Err(error)),
@@ -261,6 +262,10 @@ pub(crate) struct Sub {
     /// The subscription's own quota of delivered rows not yet read
     /// ([`Config::subscription_quota`](crate::Config::subscription_quota)).
     quota: Option<Arc<SubQuota>>,
+    /// The last resolved ts the subscriber read (its stream's checkpoint): every row at or
+    /// below it was read. The GC safe point is held here, not at the published resolved ts,
+    /// which a slow reader may be far behind.
+    pub(crate) read_checkpoint: Arc<AtomicU64>,
     /// Set once by unsubscribe or failure; never cleared.
     stopped: AtomicBool,
     /// Wakes tasks waiting on behalf of the subscription (admission, backoff) when it stops.
@@ -312,6 +317,7 @@ impl Sub {
         Self {
             id,
             start_ts,
+            read_checkpoint: Arc::new(AtomicU64::new(start_ts)),
             quota: quota.map(SubQuota::new),
             stopped: AtomicBool::new(false),
             stop_signal: watch::Sender::new(false),

@@ -584,7 +584,7 @@ impl Worker {
             return Ok(());
         }
         let bytes: usize = self.rows.iter().map(RowEvent::footprint).sum();
-        let Ok(own) = sub.charge_own_quota(bytes) else {
+        let Ok(mut own) = sub.charge_own_quota(bytes) else {
             self.rows.clear();
             return Err(QuotaFull);
         };
@@ -593,7 +593,7 @@ impl Worker {
         let wanted = bytes.min(self.shared.delivered_quota).min(u32::MAX as usize) as u32;
         // Waiting for the quota ends if the subscription stops (its rows are not wanted any
         // more): unsubscribing a stalled reader frees the worker.
-        let permit = tokio::select! {
+        let mut permit = tokio::select! {
             permit = Arc::clone(quota).acquire_many_owned(wanted) => match permit {
                 Ok(permit) => permit,
                 Err(_) => return Ok(()), // closed: shutting down
@@ -613,6 +613,19 @@ impl Worker {
             }
             if rows.is_empty() {
                 return Ok(());
+            }
+            if dropped > 0 {
+                // The rows kept hold only their own bytes of both quotas.
+                let kept: usize = rows.iter().map(RowEvent::footprint).sum();
+                let kept_permits = kept.min(self.shared.delivered_quota);
+                if let Some(excess) = (wanted as usize).checked_sub(kept_permits)
+                    && excess > 0
+                {
+                    drop(permit.split(excess));
+                }
+                if let Some(own) = &mut own {
+                    own.shrink_to(kept);
+                }
             }
         }
         let count = rows.len() as u64;

@@ -303,3 +303,38 @@ async fn subscription_quotas_keep_an_unread_subscription_from_stalling_the_other
     drop((read, unread));
     h.stop().await;
 }
+
+/// The GC safe point is held at what the subscriber read, not at what the client published: a
+/// subscriber that stops reading (a slow sink, a process about to be killed) keeps the history
+/// it will resume from, however far the published resolved ts runs ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_safe_point_stays_at_what_the_subscriber_read() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |config| {
+            config.gc_service_name = Some("reader-test".to_owned());
+            config.gc_refresh = Duration::from_millis(50);
+        },
+    )
+    .await;
+    let start_ts = h.cluster.now_ts();
+    let mut sub = h.client.subscribe(table_span(100), start_ts).await.expect("subscribe");
+    workload(3, 20).run(&h.cluster, 50, 0).await;
+    let target = h.cluster.now_ts();
+    // Published far ahead, read nothing; then refreshes go by.
+    eventually("published past the writes", || {
+        h.client.stats(sub.id()).is_some_and(|stats| stats.published_ts >= target)
+    })
+    .await;
+    let calls = h.cluster.pd_calls().gc_calls;
+    eventually("refreshes", || h.cluster.pd_calls().gc_calls >= calls + 3).await;
+    assert_eq!(service_point(&h.cluster, "kvfeed-reader-test"), Some(start_ts));
+    // Once read, it follows.
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, target).await;
+    eventually("the safe point follows the reader", || {
+        service_point(&h.cluster, "kvfeed-reader-test").is_some_and(|sp| sp >= target)
+    })
+    .await;
+    h.stop().await;
+}

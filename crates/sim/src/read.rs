@@ -158,6 +158,10 @@ pub(crate) fn scan(
     let start =
         if req.start_key.is_empty() { region_start.as_deref() } else { Some(&req.start_key[..]) };
     let end = (!req.end_key.is_empty()).then_some(&req.end_key[..]);
+    if end.is_some_and(|end| start.is_some_and(|start| end <= start)) {
+        // An empty range: nothing to read (TiKV answers no pairs).
+        return kvrpcpb::ScanResponse::default();
+    }
     let limit = if req.limit == 0 { usize::MAX } else { req.limit as usize };
     let pairs = st
         .mvcc
