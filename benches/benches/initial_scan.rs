@@ -11,29 +11,15 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed::{Client, Config, Event};
-use kvfeed_sim::{Cluster, ClusterConfig, Mutation};
-use kvfeed_span::table::{record_key, table_span};
+use kvfeed::{Client, Event};
+use kvfeed_span::table::table_span;
 
-const TABLE: i64 = 1;
+mod loaded;
+
+use loaded::TABLE;
+
 const REGIONS: i64 = 12;
-
-fn rows() -> i64 {
-    std::env::var("KVFEED_SCAN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
-}
-
-async fn client(cluster: &Cluster, exactly_once: bool) -> Client {
-    let mut config = Config::new([cluster.pd_address()]);
-    config.exactly_once = exactly_once;
-    let client = Client::connect(config).await.expect("connect");
-    tokio::spawn({
-        let client = client.clone();
-        async move { client.run().await }
-    });
-    client
-}
 
 async fn scan(client: &Client, start_ts: u64, rows: u64) {
     let mut sub = client.subscribe(table_span(TABLE), start_ts).await.expect("subscribe");
@@ -47,30 +33,12 @@ async fn scan(client: &Client, start_ts: u64, rows: u64) {
 }
 
 fn initial_scan(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let rows = rows();
-    let (cluster, start_ts) = runtime.block_on(async {
-        let splits = (1..REGIONS).map(|i| record_key(TABLE, i * rows / REGIONS)).collect();
-        let cluster = Cluster::start(ClusterConfig {
-            stores: 3,
-            split_keys: splits,
-            resolved_ts_interval: None,
-            record_commits: false,
-            ..ClusterConfig::default()
-        })
-        .await
-        .expect("start the simulator");
-        let start_ts = cluster.now_ts();
-        let value = Bytes::from(vec![b'v'; 100]);
-        cluster.bulk_load((0..rows).map(|h| Mutation::put(record_key(TABLE, h), value.clone())));
-        (cluster, start_ts)
-    });
-    let on = runtime.block_on(client(&cluster, true));
-    let off = runtime.block_on(client(&cluster, false));
+    let runtime = loaded::runtime();
+    let rows = loaded::rows("KVFEED_SCAN_ROWS", 200_000);
+    let setup = runtime.block_on(loaded::load(rows, REGIONS));
+    let (cluster, start_ts) = (&setup.cluster, setup.before);
+    let on = runtime.block_on(loaded::client(cluster, |_| {}));
+    let off = runtime.block_on(loaded::client(cluster, |config| config.exactly_once = false));
     let mut group = c.benchmark_group("initial_scan");
     group.throughput(Throughput::Elements(rows as u64));
     group.sample_size(10).measurement_time(Duration::from_secs(10));

@@ -13,57 +13,20 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvfeed::{Client, Config};
+use kvfeed::Client;
 use kvfeed_proto::kvrpcpb;
 use kvfeed_proto::metapb;
 use kvfeed_proto::tikvpb::tikv_client::TikvClient;
-use kvfeed_sim::{Cluster, ClusterConfig, Mutation};
-use kvfeed_span::table::{record_key, table_span};
+use kvfeed_sim::Cluster;
+use kvfeed_span::table::table_span;
 
-const TABLE: i64 = 1;
+mod loaded;
+
+use loaded::TABLE;
+
 const REGIONS: i64 = 24;
 const PAGE: u32 = 1024;
-
-fn rows() -> i64 {
-    std::env::var("KVFEED_SNAPSHOT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
-}
-
-struct Setup {
-    cluster: Cluster,
-    ts: u64,
-    rows: i64,
-}
-
-async fn setup() -> Setup {
-    let rows = rows();
-    let splits = (1..REGIONS).map(|i| record_key(TABLE, i * rows / REGIONS)).collect();
-    let cluster = Cluster::start(ClusterConfig {
-        stores: 3,
-        split_keys: splits,
-        resolved_ts_interval: None,
-        record_commits: false,
-        ..ClusterConfig::default()
-    })
-    .await
-    .expect("start the simulator");
-    let value = Bytes::from(vec![b'v'; 100]);
-    cluster.bulk_load((0..rows).map(|h| Mutation::put(record_key(TABLE, h), value.clone())));
-    let ts = cluster.now_ts();
-    Setup { cluster, ts, rows }
-}
-
-async fn client(cluster: &Cluster, per_store: usize) -> Client {
-    let mut config = Config::new([cluster.pd_address()]);
-    config.snapshot_store_concurrency = per_store;
-    let client = Client::connect(config).await.expect("connect");
-    tokio::spawn({
-        let client = client.clone();
-        async move { client.run().await }
-    });
-    client
-}
 
 async fn read_with_client(client: &Client, ts: u64) -> u64 {
     let mut snapshot = client.snapshot(table_span(TABLE), ts).await.expect("snapshot");
@@ -134,26 +97,25 @@ async fn read_bare(cluster: &Cluster, ts: u64) -> u64 {
 }
 
 fn snapshot(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let setup = runtime.block_on(setup());
-    let expected = setup.rows as u64;
-    let default = runtime.block_on(client(&setup.cluster, 3));
-    let one = runtime.block_on(client(&setup.cluster, 1));
+    let runtime = loaded::runtime();
+    let rows = loaded::rows("KVFEED_SNAPSHOT_ROWS", 1_000_000);
+    let setup = runtime.block_on(loaded::load(rows, REGIONS));
+    let (ts, expected) = (setup.after, rows as u64);
+    let default = runtime.block_on(loaded::client(&setup.cluster, |_| {}));
+    let one = runtime.block_on(loaded::client(&setup.cluster, |config| {
+        config.snapshot_store_concurrency = 1;
+    }));
     let mut group = c.benchmark_group("snapshot");
     group.throughput(Throughput::Elements(expected));
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     group.bench_function("client", |b| {
-        b.iter(|| assert_eq!(runtime.block_on(read_with_client(&default, setup.ts)), expected));
+        b.iter(|| assert_eq!(runtime.block_on(read_with_client(&default, ts)), expected));
     });
     group.bench_function("client_one_page_at_a_time", |b| {
-        b.iter(|| assert_eq!(runtime.block_on(read_with_client(&one, setup.ts)), expected));
+        b.iter(|| assert_eq!(runtime.block_on(read_with_client(&one, ts)), expected));
     });
     group.bench_function("bare_kvscan_loop", |b| {
-        b.iter(|| assert_eq!(runtime.block_on(read_bare(&setup.cluster, setup.ts)), expected));
+        b.iter(|| assert_eq!(runtime.block_on(read_bare(&setup.cluster, ts)), expected));
     });
     group.finish();
     default.shutdown();

@@ -236,21 +236,7 @@ fn watch_against_sim_serve_delivers_what_the_verifier_expects() {
         }
     }
     assert!(last_resolved >= until, "watch exits once the resolved ts reaches --until-resolved");
-    let commits: Vec<CommittedRow> = std::fs::read_to_string(&commits_file)
-        .expect("commit log")
-        .lines()
-        .map(|line| {
-            let row = row_of(line);
-            CommittedRow {
-                key: row.key,
-                op: row.op,
-                value: row.value,
-                old_value: row.old_value,
-                start_ts: row.start_ts,
-                commit_ts: row.commit_ts,
-            }
-        })
-        .collect();
+    let commits = commits_of(&commits_file);
     let _ = std::fs::remove_file(&commits_file);
     // Rows committed after the last resolved ts may legitimately not have been seen yet.
     let report = verify_up_to(&commits, &table_span(100), start_ts, &log, last_resolved);

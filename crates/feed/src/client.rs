@@ -22,7 +22,7 @@ use crate::housekeeping;
 use crate::lifecycle::{FinishedReceiver, FinishedSender, WorkerMsg, Workers};
 use crate::publish::ResolvedPublisher;
 use crate::resolver;
-use crate::safepoint::{self, SafePointKeeper};
+use crate::safepoint::{self, ReadHold, SafePointKeeper};
 use crate::scheduler::Scheduler;
 use crate::shared::{Shared, lock};
 use crate::snapshot::{self, Snapshot, SnapshotCursor};
@@ -254,15 +254,7 @@ impl Client {
     /// with [`Error::Read`] when a part of the span cannot be read, and with
     /// [`Error::GcSafePointPassed`] if PD lets GC pass `ts` while it reads.
     pub async fn snapshot(&self, span: Span, ts: u64) -> Result<Snapshot, Error> {
-        let shared = &self.inner.shared;
-        if shared.is_shut_down() {
-            return Err(Error::Shutdown);
-        }
-        check_encoded(&span)?;
-        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
-        safepoint::fail_lost(&self.inner.scheduler, lost);
-        tracing::info!(?span, ts, "snapshot");
-        Ok(snapshot::start(Arc::clone(shared), Some(span), ts, hold))
+        self.start_snapshot(span, ts, None).await
     }
 
     /// A consistent initial load, then the changes: a subscription of `span` from `ts` whose
@@ -295,16 +287,34 @@ impl Client {
         ts: u64,
         cursor: &SnapshotCursor,
     ) -> Result<Snapshot, Error> {
-        let shared = &self.inner.shared;
-        if shared.is_shut_down() {
+        self.start_snapshot(span, ts, Some(cursor)).await
+    }
+
+    /// Starts a snapshot of `span` at `ts`, or of its part after `cursor`.
+    async fn start_snapshot(
+        &self,
+        span: Span,
+        ts: u64,
+        cursor: Option<&SnapshotCursor>,
+    ) -> Result<Snapshot, Error> {
+        if self.inner.shared.is_shut_down() {
             return Err(Error::Shutdown);
         }
         check_encoded(&span)?;
-        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
+        let hold = self.hold_read(ts).await?;
+        let rest = match cursor {
+            Some(cursor) => snapshot::rest_after(&span, cursor),
+            None => Some(span),
+        };
+        tracing::info!(?rest, ts, resumed = cursor.is_some(), "snapshot");
+        Ok(snapshot::start(Arc::clone(&self.inner.shared), rest, ts, hold))
+    }
+
+    /// Holds the GC safe point at `ts` for a read (failing the subscriptions found lost).
+    async fn hold_read(&self, ts: u64) -> Result<ReadHold, Error> {
+        let (hold, lost) = self.inner.keeper.hold_read(&self.inner.shared, ts).await?;
         safepoint::fail_lost(&self.inner.scheduler, lost);
-        let rest = snapshot::rest_after(&span, cursor);
-        tracing::info!(?rest, ts, "snapshot resumed");
-        Ok(snapshot::start(Arc::clone(shared), rest, ts, hold))
+        Ok(hold)
     }
 
     /// The value of the raw `key` as of `ts` (`None` when it has none), read from its region's
@@ -319,13 +329,11 @@ impl Client {
     /// (keys without a value are left out; a key asked twice comes once), one `KvBatchGet` per
     /// region.
     pub async fn batch_get(&self, keys: &[Bytes], ts: u64) -> Result<Vec<SnapshotRow>, Error> {
-        let shared = &self.inner.shared;
-        if shared.is_shut_down() {
+        if self.inner.shared.is_shut_down() {
             return Err(Error::Shutdown);
         }
-        let (hold, lost) = self.inner.keeper.hold_read(shared, ts).await?;
-        safepoint::fail_lost(&self.inner.scheduler, lost);
-        snapshot::batch_get(shared, &hold, keys).await
+        let hold = self.hold_read(ts).await?;
+        snapshot::batch_get(&self.inner.shared, &hold, keys).await
     }
 
     /// The id of the client's PD service GC safe point (`kvfeed-` and
