@@ -68,7 +68,7 @@ pub struct Config {
     /// holds about 100 bytes plus the key per row of the unresolved window, counted in the
     /// memory quota's prewrite part. Off: at least once, with no record.
     ///
-    /// Across a restart: a subscription from a checkpoint (the last resolved ts published, see
+    /// Across a restart: a subscription from a checkpoint (the last resolved ts read, see
     /// [`Subscription::checkpoint`](crate::Subscription::checkpoint)) delivers every row
     /// committed above it once, and none at or below it; rows above the checkpoint that the
     /// previous process delivered come again.

@@ -82,7 +82,7 @@ pub enum Error {
         "the GC safe point passed the checkpoint {checkpoint}: PD's minimum is {safe_point} (held by {service_id})"
     )]
     GcSafePointPassed {
-        /// The subscription's checkpoint (its last published resolved ts).
+        /// The subscription's checkpoint (the last resolved ts its subscriber read).
         checkpoint: u64,
         /// PD's minimum service safe point.
         safe_point: u64,
