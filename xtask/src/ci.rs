@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::{cargo, fuzz, fuzz_targets, have_cargo_fuzz, root, run_cmd};
 
 /// The no_std core crates that must build for `wasm32-unknown-unknown`.
-const NO_STD_CRATES: &[&str] = &["kvfeed-span", "kvfeed-rangelock"];
+const NO_STD_CRATES: &[&str] = &["kvfeed-span", "kvfeed-rangelock", "kvfeed-tidb"];
 
 /// Workspace members that are test support or tooling: each must say `publish = false`, and
 /// the packaging step leaves them out.
