@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod connect;
+mod decode;
 mod demo;
 mod layout;
 mod metrics_http;
@@ -35,6 +36,8 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Run a simulated cluster, a workload and a subscriber of every table, then verify.
     Demo(demo::Args),
+    /// Decode one TiDB key-value pair against a TableInfo JSON file (prints one JSON line).
+    Decode(decode::Args),
     /// The simulated cluster.
     Sim {
         #[command(subcommand)]
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             Command::Watch(args) => watch::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Decode(args) => decode::run(&args),
             Command::Sim { command: SimCommand::Serve(args) } => serve::run(args).await,
         }
     });

@@ -491,3 +491,43 @@ fn a_watch_killed_twenty_times_resumes_from_its_checkpoint_file() {
     let checkpoints: Vec<u64> = runs.iter().map(|(_, from, _)| *from).collect();
     assert!(checkpoints.windows(2).all(|w| w[0] <= w[1]), "checkpoints move forward");
 }
+
+#[test]
+fn decode_prints_one_row_of_a_table_info_file() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("decode-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let table_info = dir.join("orders.json");
+    std::fs::write(
+        &table_info,
+        r#"{"id": 104, "name": {"O": "orders", "L": "orders"}, "pk_is_handle": true,
+           "cols": [{"id": 1, "name": {"O": "id", "L": "id"}, "state": 5, "type": {"Tp": 8, "Flag": 3}},
+                    {"id": 2, "name": {"O": "amount", "L": "amount"}, "state": 5,
+                     "type": {"Tp": 246, "Flen": 3, "Decimal": 2}}]}"#,
+    )
+    .unwrap();
+    let path = table_info.to_str().unwrap();
+    let key = "7480000000000000685f728000000000000001";
+    // Row v2, column 2 = DECIMAL(3,2) 3.14.
+    let output = kvfeed(&[
+        "decode",
+        "--table-info",
+        path,
+        "--key",
+        key,
+        "--value",
+        "80000100000002040003 02830e".replace(' ', "").as_str(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"kind\":\"insert\",\"table\":\"orders\",\"before\":null,\"after\":{\"id\":1,\"amount\":\"3.14\"}}\n"
+    );
+    // Unusable input: exit 2 for arguments, 1 for bytes that do not decode.
+    assert_fails(
+        &kvfeed(&["decode", "--table-info", "/no/such/file", "--key", key]),
+        2,
+        "--table-info",
+    );
+    assert_fails(&kvfeed(&["decode", "--table-info", path, "--key", "zz"]), 2, "--key");
+    assert_fails(&kvfeed(&["decode", "--table-info", path, "--key", "74"]), 1, "cannot decode");
+}
