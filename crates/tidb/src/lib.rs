@@ -12,6 +12,8 @@
 //!   [`json`] (binary JSON) and [`vector`];
 //! - [`schema`]: `TableInfo`, `DBInfo` and DDL `Job` JSON;
 //! - [`RowDecoder`]: a table's rows against its schema (value, then handle, then default);
+//! - [`Catalog`]: databases and tables followed across DDL jobs, each row decoded by the schema
+//!   in force when it was committed;
 //! - [`render`]: rows as the JSON lines `kvfeed` prints.
 //!
 //! ```
@@ -32,8 +34,8 @@
 //! ```
 //!
 //! Every decoder returns an [`Error`] on bad bytes, never panics; the `encode` feature adds the
-//! writing half (what the simulator and the round-trip tests use). Tracking schemas across DDL
-//! through a live cluster needs I/O and lives above this crate.
+//! writing half (what the simulator and the round-trip tests use). Reading the meta keys and the
+//! DDL job table from a live cluster needs I/O and lives above this crate.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -44,6 +46,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod catalog;
 pub mod codec;
 pub mod datum;
 pub mod decimal;
@@ -63,6 +66,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod tests;
 
+pub use catalog::{Catalog, SchemaChange};
 pub use decode::{Row, RowDecoder};
 pub use error::Error;
 pub use key::{Handle, RecordKey};

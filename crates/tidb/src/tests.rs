@@ -1,6 +1,7 @@
 //! Unit tests of the codec: the byte vectors of the reference, the decoder's rules, and
 //! round trips against the crate's own writers.
 
+mod catalog;
 mod decode;
 mod props;
 mod vectors;
