@@ -10,17 +10,11 @@ use alloc::vec::Vec;
 
 use crate::Error;
 
+/// The comparable 8-byte form of a signed integer, and its inverse: `kvfeed-span`'s, which builds
+/// the same table keys.
+pub use kvfeed_span::table::{decode_int, encode_int};
+
 const SIGN_MASK: u64 = 1 << 63;
-
-/// The comparable 8-byte form of a signed integer.
-pub fn encode_int(value: i64) -> [u8; 8] {
-    ((value as u64) ^ SIGN_MASK).to_be_bytes()
-}
-
-/// The inverse of [`encode_int`].
-pub fn decode_int(bytes: [u8; 8]) -> i64 {
-    (u64::from_be_bytes(bytes) ^ SIGN_MASK) as i64
-}
 
 /// The comparable 8-byte form of a float.
 pub fn encode_float(value: f64) -> [u8; 8] {

@@ -138,20 +138,16 @@ pub fn strip_keyspace(raw: &[u8]) -> &[u8] {
 
 /// The table id of any table key (record or index), or `None` for other keys.
 pub fn table_id_of(raw: &[u8]) -> Option<i64> {
-    let raw = strip_keyspace(raw);
-    let mut reader = Reader::new(raw);
-    (reader.u8("table key").ok()? == TABLE_PREFIX).then_some(())?;
-    reader.comparable_int("table id").ok()
+    kvfeed_span::table::table_id_of(strip_keyspace(raw))
 }
 
 /// The raw record range `[t{id}_r, t{id}_s)` of a table or partition.
 pub fn record_range(table_id: i64) -> (Vec<u8>, Vec<u8>) {
-    let mut start = Vec::with_capacity(11);
-    start.push(TABLE_PREFIX);
-    start.extend_from_slice(&encode_int(table_id));
+    let start = kvfeed_span::table::record_prefix(table_id);
     let mut end = start.clone();
-    start.extend_from_slice(b"_r");
-    end.extend_from_slice(b"_s");
+    if let Some(last) = end.last_mut() {
+        *last = b's';
+    }
     (start, end)
 }
 

@@ -132,7 +132,7 @@ impl Time {
         out.checked("time", 0).ok()
     }
 
-    /// Whether this is a date only (used for DATE columns' display).
+    /// The date part alone, for display.
     fn date_only(&self) -> DateOnly<'_> {
         DateOnly(self)
     }
