@@ -141,12 +141,12 @@ fn body_len(kind: u8, body: &[u8], offset: usize) -> Result<usize, Error> {
         TIME => 12,
         STRING => {
             let len = reader.uvarint("JSON string length")?;
-            reader.offset() - offset + to_len(len, "JSON string length", offset)?
+            prefixed_len(reader.offset() - offset, len, "JSON string length", offset)?
         }
         OPAQUE => {
             reader.u8("JSON opaque type")?;
             let len = reader.uvarint("JSON opaque length")?;
-            reader.offset() - offset + to_len(len, "JSON opaque length", offset)?
+            prefixed_len(reader.offset() - offset, len, "JSON opaque length", offset)?
         }
         _ => return Err(Error::invalid("JSON type", offset.saturating_sub(1))),
     };
@@ -154,6 +154,17 @@ fn body_len(kind: u8, body: &[u8], offset: usize) -> Result<usize, Error> {
         return Err(Error::truncated("JSON value", offset));
     }
     Ok(len)
+}
+
+/// `header + len`, the whole length of a value whose body of `len` bytes follows a header; a
+/// length no input can hold is invalid (it must not overflow).
+fn prefixed_len(
+    header: usize,
+    len: u64,
+    what: &'static str,
+    offset: usize,
+) -> Result<usize, Error> {
+    to_len(len, what, offset)?.checked_add(header).ok_or(Error::invalid(what, offset))
 }
 
 fn to_len(len: u64, what: &'static str, offset: usize) -> Result<usize, Error> {

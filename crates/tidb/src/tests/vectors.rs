@@ -233,6 +233,12 @@ fn binary_json() {
     // Scalars.
     assert_eq!(Json::decode(&hex("0c 03 616263"), 0), Ok(Json::String("abc".into())));
     assert_eq!(Json::decode(&hex("0a ffffffffffffffff"), 0), Ok(Json::Uint(u64::MAX)));
+    // A string or opaque length of u64::MAX is refused, not added to the header (fuzz finding).
+    assert!(Json::decode(&hex("0c ffffffffffffffffff01"), 0).is_err());
+    assert!(Json::decode(&hex("0d 04 ffffffffffffffffff01"), 0).is_err());
+    crate::fuzzing::decode(&hex(
+        "0a0d04ffffffffffffffffff0100000000000000ffffffffffffffffffffffffffffffffffffffffffffffffffffffff020900",
+    ));
 }
 
 #[test]
