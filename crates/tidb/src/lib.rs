@@ -57,6 +57,7 @@ pub mod key;
 pub mod render;
 pub mod row;
 pub mod schema;
+mod sequence;
 pub mod time;
 pub mod value;
 pub mod vector;
@@ -71,4 +72,7 @@ pub use decode::{Row, RowDecoder};
 pub use error::Error;
 pub use key::{Handle, RecordKey};
 pub use schema::{ColumnInfo, DbInfo, FieldType, Job, TableInfo};
+pub use sequence::{
+    DdlEvent, Output, RawChange, RowChange, Sequencer, Source, TableEvent, TableName, ddl_job_table,
+};
 pub use value::Value;

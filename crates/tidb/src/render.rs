@@ -123,3 +123,15 @@ fn push_json(out: &mut String, value: &JsonValue) {
     // Serializing a `serde_json::Value` to a string cannot fail.
     out.push_str(&serde_json::to_string(value).unwrap_or_default());
 }
+
+/// A schema change as a JSON line (without the newline):
+/// `{"kind":"ddl","table":..,"commit_ts":N,"query":..}`.
+pub fn ddl_line(table: &str, commit_ts: u64, query: &str) -> String {
+    let mut out = String::with_capacity(64 + query.len());
+    out.push_str("{\"kind\":\"ddl\",\"table\":");
+    push_json(&mut out, &JsonValue::String(table.into()));
+    out.push_str(&alloc::format!(",\"commit_ts\":{commit_ts},\"query\":"));
+    push_json(&mut out, &JsonValue::String(query.into()));
+    out.push('}');
+    out
+}

@@ -4,6 +4,7 @@
 mod catalog;
 mod decode;
 mod props;
+mod sequence;
 mod vectors;
 
 use alloc::vec::Vec;
