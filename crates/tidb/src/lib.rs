@@ -14,6 +14,7 @@
 //! - [`RowDecoder`]: a table's rows against its schema (value, then handle, then default);
 //! - [`Catalog`]: databases and tables followed across DDL jobs, each row decoded by the schema
 //!   in force when it was committed;
+//! - [`Sequencer`]: a change feed's rows and DDL jobs in commit-ts order ([`TableEvent`]);
 //! - [`render`]: rows as the JSON lines `kvfeed` prints.
 //!
 //! ```
@@ -34,8 +35,10 @@
 //! ```
 //!
 //! Every decoder returns an [`Error`] on bad bytes, never panics; the `encode` feature adds the
-//! writing half (what the simulator and the round-trip tests use). Reading the meta keys and the
-//! DDL job table from a live cluster needs I/O and lives above this crate.
+//! writing half (what the simulator and the round-trip tests use). The `client` feature (std,
+//! tokio) adds `Watcher`: tables by name over a `kvfeed::Client`, the schema read from the
+//! meta keys at the start ts and followed through the DDL job table ([`Sequencer`] is its
+//! sans-IO core).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -61,6 +64,8 @@ mod sequence;
 pub mod time;
 pub mod value;
 pub mod vector;
+#[cfg(feature = "client")]
+mod watch;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
@@ -76,3 +81,5 @@ pub use sequence::{
     DdlEvent, Output, RawChange, RowChange, Sequencer, Source, TableEvent, TableName, ddl_job_table,
 };
 pub use value::Value;
+#[cfg(feature = "client")]
+pub use watch::{WatchError, Watcher, read_schema};

@@ -467,11 +467,10 @@ impl Sequencer {
     fn resolve(&self) -> BTreeMap<i64, Arc<TableName>> {
         let mut names = BTreeMap::new();
         for name in &self.watched {
-            if let Some(table) = self.catalog.table_by_name(&name.db, &name.table) {
-                if table.has_rows() {
-                    for id in table.physical_ids() {
-                        names.entry(id).or_insert_with(|| Arc::clone(name));
-                    }
+            let table = self.catalog.table_by_name(&name.db, &name.table);
+            if let Some(table) = table.filter(|t| t.has_rows()) {
+                for id in table.physical_ids() {
+                    names.entry(id).or_insert_with(|| Arc::clone(name));
                 }
             }
         }
