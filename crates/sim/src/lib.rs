@@ -6,7 +6,9 @@
 //! - [`Cluster`] starts and stops it, runs transactions and resolved-ts ticks, and injects
 //!   faults (split, merge, leader transfer, store stop/restart, stream reset, busy, congested,
 //!   slow store, V1-only store, abandoned locks), on demand or from a seeded [`FaultSchedule`].
-//! - [`Workload`] generates a deterministic transactional workload from a seed.
+//! - [`Workload`] generates a deterministic transactional workload from a seed;
+//!   [`TidbWorkload`] one that writes TiDB's encodings (meta keys, rows in formats v2 and v1,
+//!   DDL jobs) and [`verify_tidb`] checks a decoding watcher against it.
 //! - [`scripted::ScriptedPd`] serves the same PD without a cluster: regions, stores and TSO a
 //!   test scripts, several members, and the misbehaviour of [`PdKnobs`] (also settable on a
 //!   cluster's PD through [`Cluster::with_pd`]).
@@ -60,6 +62,7 @@ mod read;
 mod region;
 pub mod scripted;
 mod state;
+mod tidb;
 mod tikv_context;
 mod tso;
 mod verify;
@@ -75,6 +78,7 @@ pub use pd::ServerTls;
 pub use pd::{PdCalls, PdKnobs, ScanLayout, ScriptedData};
 pub use region::{PeerMeta, RegionError, RegionMeta};
 pub use state::CdcStats;
+pub use tidb::{TIDB_DB, TidbConfig, TidbReport, TidbStep, TidbWorkload, verify_tidb};
 pub use tso::{LOGICAL_BITS, compose, physical_of};
 pub use verify::{
     FeedEvent, Report, RowEvent, SnapshotReport, state_at, verify, verify_snapshot, verify_up_to,

@@ -46,7 +46,8 @@ impl TableName {
 
     /// Parses `db.table` (either part may be quoted with backticks, to hold a dot).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = || Error::Schema(alloc::format!("{text:?} is not a table name of the form db.table"));
+        let bad =
+            || Error::Schema(alloc::format!("{text:?} is not a table name of the form db.table"));
         let (db, rest) = split_part(text).ok_or_else(bad)?;
         let rest = rest.strip_prefix('.').ok_or_else(bad)?;
         let (table, tail) = split_part(rest).ok_or_else(bad)?;
@@ -58,7 +59,8 @@ impl TableName {
 
     /// Whether this name is `db`.`table` (case-insensitively).
     fn is(&self, db: &str, table: &str) -> bool {
-        self.db.to_lowercase() == db.to_lowercase() && self.table.to_lowercase() == table.to_lowercase()
+        self.db.to_lowercase() == db.to_lowercase()
+            && self.table.to_lowercase() == table.to_lowercase()
     }
 }
 

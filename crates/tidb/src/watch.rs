@@ -120,7 +120,8 @@ impl Watcher {
             failed: false,
         };
         watcher.subscribe(Source::Jobs, start_ts).await?;
-        let initial: Vec<i64> = watcher.sequencer.initial_subscriptions().map(|(id, _)| id).collect();
+        let initial: Vec<i64> =
+            watcher.sequencer.initial_subscriptions().map(|(id, _)| id).collect();
         for id in initial {
             watcher.subscribe(Source::Table(id), start_ts).await?;
         }
@@ -272,9 +273,11 @@ pub async fn read_schema(
 ) -> Result<(Catalog, Option<TableInfo>), WatchError> {
     let version_key = MetaKey::String { key: SCHEMA_VERSION_KEY.into() }.encode();
     let version = match client.get(&version_key, ts).await? {
-        Some(bytes) => core::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(
-            || crate::Error::Schema(alloc::format!("schema version {:?} is not a number", bytes)),
-        )?,
+        Some(bytes) => {
+            core::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                crate::Error::Schema(alloc::format!("schema version {:?} is not a number", bytes))
+            })?
+        }
         None => 0,
     };
     let mut dbs = Vec::new();

@@ -79,7 +79,11 @@ fn job(id: i64, kind: u32, table_id: i64, version: i64, info: TableInfo) -> Job 
         table_id,
         state: job_state::DONE,
         query: format!("job {id}"),
-        binlog: HistoryInfo { schema_version: version, table_info: Some(info), ..Default::default() },
+        binlog: HistoryInfo {
+            schema_version: version,
+            table_info: Some(info),
+            ..Default::default()
+        },
         ..Job::default()
     }
 }
@@ -110,7 +114,10 @@ fn rows_and_ddl_come_in_commit_ts_order_with_the_ddl_after_the_rows_of_its_ts() 
     let mut s = sequencer();
     assert_eq!(s.initial_subscriptions().map(|(id, _)| id).collect::<Vec<_>>(), [106]);
     // Delivered out of order, the job first, one row twice.
-    s.push(Source::Jobs, job_row(&job(1, action::ADD_COLUMN, 106, 11, table(106, &["a", "b"])), 30));
+    s.push(
+        Source::Jobs,
+        job_row(&job(1, action::ADD_COLUMN, 106, 11, table(106, &["a", "b"])), 30),
+    );
     s.push(Source::Table(106), row(106, 2, &[5, 8], Some(&[4]), 40));
     s.push(Source::Table(106), row(106, 1, &[4], None, 30));
     s.push(Source::Table(106), row(106, 1, &[3], None, 20));
