@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kvfeed::{Client, Config, TlsConfig};
 use kvfeed_span::{EncodedKey, Span};
+use kvfeed_tidb::TableName;
 
 use crate::Failure;
 use crate::output::unhex;
@@ -50,31 +51,73 @@ pub(crate) struct ConnectArgs {
     memory_quota: usize,
 }
 
-/// The span to read: `--table` or `--span`.
+/// What to read: `--table` or `--span`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["table", "span"])))]
 pub(crate) struct SpanArgs {
-    /// The record range of this TiDB table id.
-    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
-    table: Option<i64>,
+    /// A TiDB table: its id (raw rows of its record range), or `db.table` (decoded rows, the
+    /// schema followed across DDL; repeat for several tables).
+    #[arg(long, value_name = "ID|DB.TABLE", allow_negative_numbers = true)]
+    table: Vec<String>,
     /// START..END: memcomparable-encoded keys in hex, an empty side meaning unbounded.
     #[arg(long, value_name = "START_HEX..END_HEX")]
     span: Option<String>,
 }
 
+/// What `--table` or `--span` names.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A key span, read raw.
+    Span(Span),
+    /// TiDB tables by name, decoded.
+    Tables(Vec<TableName>),
+}
+
 impl SpanArgs {
-    /// The span of `--table` or `--span`.
-    pub(crate) fn span(&self) -> Result<Span, Failure> {
-        if let Some(table) = self.table {
-            if table <= 0 {
-                return Err(Failure::usage(format!(
-                    "unknown table {table}: TiDB table ids are positive integers"
-                )));
-            }
-            return Ok(kvfeed_span::table::table_span(table));
+    /// The span or the tables of `--table` / `--span`.
+    pub(crate) fn target(&self) -> Result<Target, Failure> {
+        if self.table.is_empty() {
+            let text = self.span.as_deref().unwrap_or_default();
+            return parse_span(text).map(Target::Span).map_err(Failure::Usage);
         }
-        let text = self.span.as_deref().unwrap_or_default();
-        parse_span(text).map_err(Failure::Usage)
+        let numeric = |text: &str| text.trim().parse::<i64>().ok();
+        match self.table.as_slice() {
+            [one] if numeric(one).is_some() => {
+                let table = numeric(one).unwrap_or_default();
+                if table <= 0 {
+                    return Err(Failure::usage(format!(
+                        "unknown table {table}: TiDB table ids are positive integers"
+                    )));
+                }
+                Ok(Target::Span(kvfeed_span::table::table_span(table)))
+            }
+            many => {
+                if let Some(id) = many.iter().find(|t| numeric(t).is_some()) {
+                    return Err(Failure::usage(format!(
+                        "--table {id}: a table id reads one table raw; name tables as db.table \
+                         to watch several"
+                    )));
+                }
+                many.iter()
+                    .map(|name| {
+                        TableName::parse(name).map_err(|_| {
+                            Failure::usage(format!("--table {name:?}: give a table id or db.table"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Target::Tables)
+            }
+        }
+    }
+
+    /// The span of `--table ID` or `--span` (what raw reads take).
+    pub(crate) fn span(&self) -> Result<Span, Failure> {
+        match self.target()? {
+            Target::Span(span) => Ok(span),
+            Target::Tables(_) => Err(Failure::usage(
+                "this command reads raw keys: give --table ID or --span (db.table is for watch)",
+            )),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! `kvfeed sim serve`: the simulated cluster and a workload until interrupted.
+//! `kvfeed sim serve`: the simulated cluster and a workload (raw keys, or TiDB tables with DDL)
+//! until interrupted.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kvfeed_sim::{Cluster, CommittedRow, Op};
+use kvfeed_sim::{Cluster, CommittedRow, Op, TidbConfig, TidbWorkload};
 
 use crate::Failure;
 use crate::layout;
@@ -41,6 +42,25 @@ pub(crate) struct Args {
     /// compacted, except what the service safe points of clients (such as `watch`) hold.
     #[arg(long, value_name = "SECS")]
     gc_life_time: Option<u64>,
+    /// Write TiDB tables instead of raw keys: the schema under TiDB's meta keys (database
+    /// `demo`, tables `t0`, `t1`, ..), rows in TiDB's row formats, and DDL jobs (add and drop
+    /// column, rename, truncate) through `mysql.tidb_ddl_job`; watch them with
+    /// `watch --table demo.t0`.
+    #[arg(long)]
+    tidb: bool,
+    /// With `--tidb`: one transaction in N, on average, is a DDL job (0: none).
+    #[arg(long, default_value_t = 100, value_name = "N", requires = "tidb")]
+    ddl_every: u64,
+    /// With `--tidb`: on exit, write the change events a watcher of every table must print
+    /// (`watch --table demo.t0 ..`'s JSON lines, built from the values written) to FILE.
+    #[arg(long, value_name = "FILE", requires = "tidb")]
+    tidb_events: Option<PathBuf>,
+}
+
+/// The workload `sim serve` runs.
+enum Load {
+    Raw(kvfeed_sim::Workload),
+    Tidb(TidbWorkload),
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
@@ -57,19 +77,36 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let cluster = Cluster::start(config).await.map_err(|error| {
         Failure::runtime(format!("cannot start the simulated cluster: {error}"))
     })?;
+    let mut load = if args.tidb {
+        let mut workload = TidbWorkload::new(TidbConfig {
+            seed: args.seed,
+            table_ids: tables.clone(),
+            keys_per_table: layout::KEYS_PER_TABLE,
+            ddl_every: args.ddl_every,
+            ..TidbConfig::default()
+        });
+        workload
+            .bootstrap(&cluster)
+            .map_err(|error| Failure::runtime(format!("cannot write the TiDB schema: {error}")))?;
+        Load::Tidb(workload)
+    } else {
+        Load::Raw(layout::workload(args.seed, &tables, args.value_len))
+    };
     // The PD address first, alone on its line, for scripts.
     println!("{}", cluster.pd_address());
     let _ = std::io::stdout().flush();
+    let what = match &load {
+        Load::Raw(_) => format!("tables {tables:?}"),
+        Load::Tidb(workload) => format!("TiDB tables {}", workload.table_names().join(", ")),
+    };
     eprintln!(
-        "simulated cluster {}: PD {}, {} stores, {} regions, tables {:?}, {} txn/s; Ctrl-C stops",
+        "simulated cluster {}: PD {}, {} stores, {} regions, {what}, {} txn/s; Ctrl-C stops",
         cluster.cluster_id(),
         cluster.pd_address(),
         args.stores.max(1),
         cluster.region_count(),
-        tables,
         args.rate
     );
-    let mut workload = layout::workload(args.seed, &tables, args.value_len);
     let mut timer = (args.rate > 0).then(|| {
         let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -80,7 +117,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     loop {
         tokio::select! {
             () = &mut stop => break,
-            () = tick(&mut timer) => { workload.step(&cluster); }
+            () = tick(&mut timer) => match &mut load {
+                Load::Raw(workload) => { workload.step(&cluster); }
+                Load::Tidb(workload) => { workload.step(&cluster); }
+            },
         }
     }
     if let Some(path) = &args.commits {
@@ -88,8 +128,22 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             Failure::runtime(format!("cannot write {}: {error}", path.display()))
         })?;
     }
+    if let (Some(path), Load::Tidb(workload)) = (&args.tidb_events, &load) {
+        write_lines(path, workload.expected()).map_err(|error| {
+            Failure::runtime(format!("cannot write {}: {error}", path.display()))
+        })?;
+    }
     cluster.shutdown().await;
     Ok(())
+}
+
+/// One JSON value per line.
+fn write_lines(path: &std::path::Path, values: &[serde_json::Value]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for value in values {
+        writeln!(out, "{value}")?;
+    }
+    out.flush()
 }
 
 async fn tick(timer: &mut Option<tokio::time::Interval>) {

@@ -1,4 +1,5 @@
-//! `kvfeed watch`: subscribe one span of a real (or simulated) cluster and print its events.
+//! `kvfeed watch`: subscribe one span of a real (or simulated) cluster and print its events, or
+//! TiDB tables by name and print their decoded rows and DDL.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,10 +7,11 @@ use std::time::Duration;
 
 use kvfeed::{Client, Event};
 use kvfeed_span::Span;
+use kvfeed_tidb::{TableEvent, TableName, WatchError, Watcher};
 
 use crate::Failure;
 use crate::checkpoint::CheckpointFile;
-use crate::connect::{ConnectArgs, SpanArgs, read_ts, start_failure};
+use crate::connect::{ConnectArgs, SpanArgs, Target, read_ts, start_failure};
 use crate::output::{Format, write_event};
 
 /// Arguments of `kvfeed watch`.
@@ -62,7 +64,17 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
-    let span = args.what.span()?;
+    let target = args.what.target()?;
+    if let Target::Tables(_) = &target {
+        if args.snapshot {
+            return Err(Failure::usage("--snapshot reads raw keys: give --table ID or --span"));
+        }
+        if args.format == Format::Text {
+            return Err(Failure::usage(
+                "--format text prints raw rows; tables by name print JSON lines",
+            ));
+        }
+    }
     let metrics_addr = match &args.metrics_addr {
         Some(text) => Some(crate::metrics_http::parse_listen_addr(text).map_err(Failure::Usage)?),
         None => None,
@@ -103,7 +115,12 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
         tracing::info!(%bound, "serving metrics");
     }
-    let result = watch(&client, span, &args, resume_from, checkpoint.as_mut()).await;
+    let result = match target {
+        Target::Span(span) => watch(&client, span, &args, resume_from, checkpoint.as_mut()).await,
+        Target::Tables(tables) => {
+            watch_tables(&client, &tables, &args, resume_from, checkpoint.as_mut()).await
+        }
+    };
     let saved = checkpoint.as_mut().map_or(Ok(()), CheckpointFile::flush);
     client.shutdown();
     let _ = runner.await;
@@ -154,6 +171,57 @@ async fn watch(
                 return Ok(());
             }
             // Everything at or below either is printed: a snapshot done is a checkpoint too.
+            if let Some(file) = checkpoint.as_deref_mut() {
+                file.printed(ts)?;
+            }
+            if args.until_resolved.is_some_and(|until| ts >= until) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `watch --table db.tbl ..`: decoded rows and DDL as JSON lines, and the resolved ts.
+async fn watch_tables(
+    client: &Client,
+    tables: &[TableName],
+    args: &Args,
+    resume_from: Option<u64>,
+    mut checkpoint: Option<&mut CheckpointFile>,
+) -> Result<(), Failure> {
+    let start_ts = match resume_from {
+        Some(ts) => ts,
+        None => read_ts(client, args.start_ts).await?,
+    };
+    if args.until_resolved.is_some_and(|until| until <= start_ts) {
+        return Ok(());
+    }
+    let mut watcher =
+        Watcher::start(client, tables, start_ts).await.map_err(|error| match error {
+            WatchError::Client(error) => start_failure(error),
+            other => Failure::runtime(other.to_string()),
+        })?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let event = tokio::select! {
+            event = watcher.recv() => event,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let event = match event {
+            Some(Ok(event)) => event,
+            Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
+            None => return Err(Failure::runtime("the watch ended")),
+        };
+        if writeln!(out, "{}", event.to_json_line()).is_err() {
+            return Ok(()); // stdout closed: nothing more to do.
+        }
+        if let TableEvent::Resolved(ts) = event {
+            if out.flush().is_err() {
+                return Ok(());
+            }
             if let Some(file) = checkpoint.as_deref_mut() {
                 file.printed(ts)?;
             }

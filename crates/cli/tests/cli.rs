@@ -531,3 +531,83 @@ fn decode_prints_one_row_of_a_table_info_file() {
     assert_fails(&kvfeed(&["decode", "--table-info", path, "--key", "zz"]), 2, "--key");
     assert_fails(&kvfeed(&["decode", "--table-info", path, "--key", "74"]), 1, "cannot decode");
 }
+
+/// `watch --table db.tbl` against `sim serve --tidb`: decoded rows and DDL events, checked
+/// column by column against the events the simulator's TiDB workload says it wrote.
+#[test]
+fn watch_by_table_name_prints_decoded_rows_and_ddl_the_workload_wrote() {
+    let events_file =
+        std::env::temp_dir().join(format!("kvfeed-e2e-tidb-{}.jsonl", std::process::id()));
+    let served = Served::start(&[
+        "--tidb",
+        "--tables",
+        "2",
+        "--ddl-every",
+        "15",
+        "--tidb-events",
+        events_file.to_str().unwrap(),
+    ]);
+    // Past the schema `sim serve` wrote before printing its address (maybe this millisecond).
+    let (start_ts, until) = (compose(now_ms() + 20, 0), compose(now_ms() + 4000, 0));
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "demo.t0",
+        "--table",
+        "Demo.T1",
+        "--start-ts",
+        &start_ts.to_string(),
+        "--until-resolved",
+        &until.to_string(),
+    ]);
+    assert!(output.status.success(), "watch: {}", String::from_utf8_lossy(&output.stderr));
+    served.interrupt();
+    let expected: Vec<serde_json::Value> = std::fs::read_to_string(&events_file)
+        .expect("the events file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let _ = std::fs::remove_file(&events_file);
+    let got: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    // The watcher names tables as it was asked to; the workload by their names in TiDB.
+    let got: Vec<serde_json::Value> = got
+        .into_iter()
+        .map(|mut event| {
+            if event["table"] == "Demo.T1" {
+                event["table"] = "demo.t1".into();
+            }
+            event
+        })
+        .collect();
+    let watched = ["demo.t0".to_owned(), "demo.t1".to_owned()];
+    let report = kvfeed_sim::verify_tidb(&expected, &watched, start_ts, &got);
+    assert!(report.is_clean(), "{:#?}", &report.violations[..report.violations.len().min(10)]);
+    assert!(report.resolved_ts >= until, "{report:?}");
+    assert!(report.rows_expected > 200 && report.ddl_expected >= 3, "{report:?}");
+    let ddl = got.iter().find(|e| e["kind"] == "ddl").expect("a DDL line");
+    assert!(ddl["query"].as_str().is_some_and(|q| !q.is_empty()) && ddl["commit_ts"].is_u64());
+}
+
+#[test]
+fn table_names_and_ids_do_not_mix_and_names_need_a_database() {
+    let watch = |tables: &[&str]| {
+        let mut args = vec!["watch", "--pd", "127.0.0.1:9"];
+        for table in tables {
+            args.extend(["--table", table]);
+        }
+        kvfeed(&args)
+    };
+    assert_fails(&watch(&["100", "demo.t0"]), 2, "--table 100: a table id reads one table raw");
+    assert_fails(&watch(&["orders"]), 2, "give a table id or db.table");
+    assert_fails(
+        &kvfeed(&["snapshot", "--pd", "127.0.0.1:9", "--table", "demo.t0"]),
+        2,
+        "raw keys",
+    );
+}

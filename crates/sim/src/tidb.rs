@@ -702,12 +702,17 @@ impl TidbReport {
 }
 
 /// Checks a watcher's JSON lines (`got`, in arrival order, resolved lines included) of the
-/// tables `watched` against the workload's `expected` events, up to the watcher's last resolved
-/// ts: every expected row event once with the same kind and every column's value before and
+/// tables `watched` from `start_ts` against the workload's `expected` events, those after
+/// `start_ts` up to the watcher's last resolved ts: every expected row event once with the same kind and every column's value before and
 /// after, every DDL event, nothing else; events in commit-ts order with a DDL after the rows of
 /// its ts; nothing at or below a resolved ts after it.
 #[must_use]
-pub fn verify_tidb(expected: &[JsonValue], watched: &[String], got: &[JsonValue]) -> TidbReport {
+pub fn verify_tidb(
+    expected: &[JsonValue],
+    watched: &[String],
+    start_ts: u64,
+    got: &[JsonValue],
+) -> TidbReport {
     let mut report = TidbReport::default();
     let mut last: Option<(u64, bool)> = None;
     let mut resolved = 0u64;
@@ -749,8 +754,8 @@ pub fn verify_tidb(expected: &[JsonValue], watched: &[String], got: &[JsonValue]
     report.resolved_ts = resolved;
     for want in expected {
         let table = want["table"].as_str().unwrap_or("");
-        if !watched.iter().any(|w| w == table) || want["commit_ts"].as_u64().unwrap_or(0) > resolved
-        {
+        let ts = want["commit_ts"].as_u64().unwrap_or(0);
+        if !watched.iter().any(|w| w == table) || ts <= start_ts || ts > resolved {
             continue;
         }
         if want["kind"] == "ddl" {
@@ -832,16 +837,16 @@ mod tests {
         ];
         let watched = vec!["demo.t0".to_owned()];
         let mut got = vec![want[0].clone(), want[1].clone(), json!({"kind": "resolved", "ts": 20})];
-        assert!(verify_tidb(&want, &watched, &got).is_clean());
+        assert!(verify_tidb(&want, &watched, 0, &got).is_clean());
         got[0]["after"]["a"] = json!(3);
-        let report = verify_tidb(&want, &watched, &got);
+        let report = verify_tidb(&want, &watched, 0, &got);
         assert_eq!(report.violations, ["demo.t0 \"insert\" at 10: after.a is 3, wrote 2"]);
         got.swap(0, 1);
         got[1]["after"]["a"] = json!(2);
-        let report = verify_tidb(&want, &watched, &got);
+        let report = verify_tidb(&want, &watched, 0, &got);
         assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
         assert!(report.violations[0].contains("insert at 10 after an event at 11"));
-        let report = verify_tidb(&want, &watched, &got[..1]);
+        let report = verify_tidb(&want, &watched, 0, &got[..1]);
         assert_eq!(
             (report.rows_expected, report.resolved_ts),
             (0, 0),

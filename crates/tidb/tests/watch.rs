@@ -78,7 +78,7 @@ async fn decoded_rows_match_what_was_written_across_ddl() {
         let _ = cluster.transfer_leader(region.id, 1 + (round as u64 % 3));
         read_until(&mut watcher, cluster.now_ts(), &mut lines).await;
     }
-    let report = verify_tidb(workload.expected(), &workload.table_names(), &lines);
+    let report = verify_tidb(workload.expected(), &workload.table_names(), bootstrapped, &lines);
     eprintln!("{report:?}, {} DDL jobs", workload.ddl_count());
     assert!(report.is_clean(), "{:#?}", &report.violations[..report.violations.len().min(10)]);
     assert!(workload.ddl_count() >= 10, "the run had DDL: {}", workload.ddl_count());
