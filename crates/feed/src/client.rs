@@ -47,6 +47,32 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The client's GC safe point held at or below a ts ([`Client::hold_gc`]) until dropped.
+#[derive(Debug)]
+pub struct GcHold {
+    hold: ReadHold,
+}
+
+impl GcHold {
+    /// The ts held.
+    pub fn ts(&self) -> u64 {
+        self.hold.ts()
+    }
+
+    /// Moves the hold up to `ts` (a lower one is ignored): the safe point follows on the
+    /// client's next refresh ([`Config::gc_refresh`]).
+    pub fn advance(&mut self, ts: u64) {
+        self.hold.advance(ts);
+    }
+
+    /// [`Error::GcSafePointPassed`] once PD let GC pass the held ts (another service moved
+    /// PD's minimum, or the hold expired while PD was unreachable): history above it may be
+    /// gone.
+    pub fn lost(&self) -> Option<Error> {
+        self.hold.lost()
+    }
+}
+
 /// A snapshot of one subscription's progress, from [`Client::stats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -334,6 +360,20 @@ impl Client {
         }
         let hold = self.hold_read(ts).await?;
         snapshot::batch_get(&self.inner.shared, &hold, keys).await
+    }
+
+    /// Holds the client's GC safe point at or below `ts` until the hold is dropped: for a
+    /// consumer that buffers what it read (ordering the rows of several subscriptions, say)
+    /// and may subscribe again from a ts below its subscriptions' checkpoints, such as
+    /// kvfeed-tidb's watcher when a truncated table comes back under a new id.
+    /// [`GcHold::advance`] moves it up as the consumer's own checkpoint advances.
+    ///
+    /// Fails with [`Error::StartTsBelowGcSafePoint`] for a `ts` below the GC safe point.
+    pub async fn hold_gc(&self, ts: u64) -> Result<GcHold, Error> {
+        if self.inner.shared.is_shut_down() {
+            return Err(Error::Shutdown);
+        }
+        Ok(GcHold { hold: self.hold_read(ts).await? })
     }
 
     /// The id of the client's PD service GC safe point (`kvfeed-` and

@@ -100,7 +100,7 @@ mod worker;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
-pub use client::{Client, SubscriptionStats};
+pub use client::{Client, GcHold, SubscriptionStats};
 pub use config::Config;
 pub use error::{ClusterPeer, Error};
 pub use event::{Event, Op, RowEvent, SnapshotRow, SubscriptionId};

@@ -72,6 +72,20 @@ impl ReadHold {
     pub(crate) fn ts(&self) -> u64 {
         self.ts
     }
+
+    /// Moves the hold up to `ts` (a lower `ts` is ignored); the next refresh lets the safe
+    /// point follow.
+    pub(crate) fn advance(&mut self, ts: u64) {
+        if ts <= self.ts {
+            return;
+        }
+        self.ts = ts;
+        if let Some(keeper) = self.keeper.upgrade()
+            && let Some(entry) = kvfeed_base::lock(&keeper.reads).live.get_mut(&self.id)
+        {
+            entry.0 = ts;
+        }
+    }
 }
 
 impl Drop for ReadHold {

@@ -338,3 +338,47 @@ async fn the_safe_point_stays_at_what_the_subscriber_read() {
     .await;
     h.stop().await;
 }
+
+/// A consumer's own hold (`Client::hold_gc`) keeps the safe point below its subscriptions'
+/// checkpoints until it advances; GC with a life time of zero never passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gc_hold_keeps_the_safe_point_until_it_advances() {
+    let h = start_with(
+        ClusterConfig { stores: 1, resolved_ts_interval: Some(TICK), ..ClusterConfig::default() },
+        |config| {
+            config.gc_service_name = Some("hold-test".to_owned());
+            config.gc_refresh = Duration::from_millis(50);
+        },
+    )
+    .await;
+    let service = "kvfeed-hold-test";
+    let held_at = h.cluster.now_ts();
+    let mut hold = h.client.hold_gc(held_at).await.expect("hold");
+    let mut sub = h.client.subscribe(table_span(100), held_at).await.unwrap();
+    workload(3, 20).run(&h.cluster, 40, 0).await;
+    let mut log = Log::default();
+    log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    // The subscription's checkpoint moved on; the hold keeps the safe point where it was.
+    assert!(sub.checkpoint() > held_at);
+    h.cluster.advance_tso(10);
+    // Refreshes run every 50 ms: a few get the chance to move the safe point (they must not).
+    for _ in 0..3 {
+        assert!(h.cluster.run_gc(Duration::ZERO) <= held_at, "GC passed the hold");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(service_point(&h.cluster, service), Some(held_at));
+    // A subscription from the held ts is still admitted.
+    drop(h.client.subscribe(table_span(100), held_at).await.expect("at the held ts"));
+    let moved_to = sub.checkpoint();
+    hold.advance(moved_to);
+    hold.advance(held_at); // never back
+    assert_eq!(hold.ts(), moved_to);
+    eventually("the safe point follows the hold", || {
+        service_point(&h.cluster, service).is_some_and(|sp| sp > held_at)
+    })
+    .await;
+    assert!(hold.lost().is_none());
+    drop(hold);
+    drop(sub);
+    h.stop().await;
+}

@@ -1,7 +1,9 @@
 //! [`Watcher`]: TiDB tables by name as a stream of decoded changes, over a [`kvfeed::Client`]
 //! (feature `client`). The I/O around the [`Sequencer`]: it reads the schema at the start ts
 //! (the meta keys, through snapshot reads), subscribes the DDL job table and the watched
-//! tables' record spans, and follows the sequencer's subscription changes.
+//! tables' record spans, and follows the sequencer's subscription changes. It holds the
+//! client's GC safe point at what it has released ([`GcHold`]), so that a table coming into view
+//! can be subscribed from there.
 //!
 //! Each subscription is read by a task of its own, which forwards its events, tagged with their
 //! [`Source`], into one channel the watcher drains; dropping a reader's task drops its
@@ -12,7 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use kvfeed::{Client, Event, Op, RowEvent};
+use kvfeed::{Client, Event, GcHold, Op, RowEvent};
 use kvfeed_span::table::table_span;
 use kvfeed_span::{EncodedKey, Span};
 use tokio::sync::mpsc;
@@ -91,6 +93,9 @@ type Forwarded = (Source, Option<Result<Event, kvfeed::Error>>);
 pub struct Watcher {
     client: Client,
     sequencer: Sequencer,
+    /// The GC safe point held at what is released: a table that comes into view is
+    /// subscribed from there, below the other subscriptions' checkpoints.
+    gc_hold: GcHold,
     sender: mpsc::UnboundedSender<Forwarded>,
     receiver: mpsc::UnboundedReceiver<Forwarded>,
     readers: BTreeMap<Source, JoinHandle<()>>,
@@ -107,12 +112,14 @@ impl Watcher {
         tables: &[TableName],
         start_ts: u64,
     ) -> Result<Self, WatchError> {
+        let gc_hold = client.hold_gc(start_ts).await?;
         let (catalog, job_table) = read_schema(client, start_ts).await?;
         let sequencer = Sequencer::new(catalog, job_table, tables, start_ts)?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut watcher = Self {
             client: client.clone(),
             sequencer,
+            gc_hold,
             sender,
             receiver,
             readers: BTreeMap::new(),
@@ -181,6 +188,10 @@ impl Watcher {
     async fn release(&mut self) -> Result<(), WatchError> {
         let mut out = Vec::new();
         self.sequencer.advance(&mut out)?;
+        if let Some(error) = self.gc_hold.lost() {
+            return Err(WatchError::Client(error));
+        }
+        self.gc_hold.advance(self.sequencer.done());
         for output in out {
             match output {
                 Output::Event(event) => self.ready.push_back(event),
