@@ -451,13 +451,25 @@ pub struct FaultSchedule {
     rng: SplitMix64,
     /// Raw keys splits and abandoned locks are drawn from.
     pub keys: Vec<Vec<u8>>,
+    /// Whether an abandoned async-commit transaction may be complete (lock resolution then
+    /// commits its values, which no workload wrote).
+    foreign_commits: bool,
 }
 
 impl FaultSchedule {
     /// A schedule drawing split points and lock keys from `keys`.
     #[must_use]
     pub fn new(seed: u64, keys: Vec<Vec<u8>>) -> Self {
-        Self { rng: SplitMix64::new(seed), keys }
+        Self { rng: SplitMix64::new(seed), keys, foreign_commits: true }
+    }
+
+    /// The same schedule, except that no fault commits a value of its own: abandoned
+    /// async-commit transactions always miss a secondary (lock resolution rolls them back).
+    /// For keys whose values must stay what a workload wrote (TiDB rows a decoder reads).
+    #[must_use]
+    pub fn without_foreign_commits(mut self) -> Self {
+        self.foreign_commits = false;
+        self
     }
 
     /// The next fault for `cluster`'s current topology.
@@ -500,7 +512,7 @@ impl FaultSchedule {
                 };
                 Fault::AbandonAsyncCommit {
                     keys: vec![key, other],
-                    complete: self.rng.chance(50),
+                    complete: self.rng.chance(50) && self.foreign_commits,
                     ttl_ms: 100,
                 }
             }

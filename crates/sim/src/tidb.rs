@@ -689,6 +689,14 @@ pub struct TidbReport {
     pub ddl_delivered: usize,
     /// The watcher's last resolved ts (what was checked is at or below it).
     pub resolved_ts: u64,
+    /// Expected events not delivered.
+    pub missing: usize,
+    /// Events delivered that were not expected (a second delivery of one included).
+    pub unexpected: usize,
+    /// Events delivered with another kind or other column values than written.
+    pub mismatched: usize,
+    /// Events out of commit-ts order, or at or below a resolved ts delivered before them.
+    pub out_of_order: usize,
     /// What was wrong, first found first (empty: clean).
     pub violations: Vec<String>,
 }
@@ -722,6 +730,7 @@ pub fn verify_tidb(
         if kind == "resolved" {
             let ts = event["ts"].as_u64().unwrap_or(0);
             if ts < resolved {
+                report.out_of_order += 1;
                 report
                     .violations
                     .push(format!("line {line}: resolved ts {ts} went back from {resolved}"));
@@ -731,6 +740,7 @@ pub fn verify_tidb(
         }
         let ts = event["commit_ts"].as_u64().unwrap_or(0);
         if ts <= resolved {
+            report.out_of_order += 1;
             report
                 .violations
                 .push(format!("line {line}: {kind} at {ts} after resolved ts {resolved}"));
@@ -739,6 +749,7 @@ pub fn verify_tidb(
         if let Some((last_ts, last_ddl)) = last
             && (ts < last_ts || (ts == last_ts && last_ddl && !is_ddl))
         {
+            report.out_of_order += 1;
             report
                 .violations
                 .push(format!("line {line}: {kind} at {ts} after an event at {last_ts}"));
@@ -766,9 +777,13 @@ pub fn verify_tidb(
         let key = event_key(want);
         match delivered.get_mut(&key).and_then(|found| (!found.is_empty()).then(|| found.remove(0)))
         {
-            None => report.violations.push(format!("missing: {want}")),
+            None => {
+                report.missing += 1;
+                report.violations.push(format!("missing: {want}"));
+            }
             Some(got) => {
                 if let Some(diff) = difference(want, got) {
+                    report.mismatched += 1;
                     report
                         .violations
                         .push(format!("{} {} at {}: {diff}", key.0, want["kind"], key.1));
@@ -778,6 +793,7 @@ pub fn verify_tidb(
     }
     for (key, rest) in delivered {
         for event in rest {
+            report.unexpected += 1;
             report.violations.push(format!("not expected ({} at {}): {event}", key.0, key.1));
         }
     }
@@ -841,11 +857,16 @@ mod tests {
         got[0]["after"]["a"] = json!(3);
         let report = verify_tidb(&want, &watched, 0, &got);
         assert_eq!(report.violations, ["demo.t0 \"insert\" at 10: after.a is 3, wrote 2"]);
+        assert_eq!((report.mismatched, report.missing, report.unexpected), (1, 0, 0));
         got.swap(0, 1);
         got[1]["after"]["a"] = json!(2);
         let report = verify_tidb(&want, &watched, 0, &got);
         assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
         assert!(report.violations[0].contains("insert at 10 after an event at 11"));
+        assert_eq!(report.out_of_order, 1);
+        got.push(want[0].clone());
+        let report = verify_tidb(&want, &watched, 0, &got);
+        assert_eq!((report.unexpected, report.out_of_order), (1, 2), "a second copy: {report:?}");
         let report = verify_tidb(&want, &watched, 0, &got[..1]);
         assert_eq!(
             (report.rows_expected, report.resolved_ts),
