@@ -1,5 +1,7 @@
 //! `kvfeed demo`: a simulated cluster, a seeded workload, faults with `--chaos`, a subscriber of
-//! every table, live progress on stderr, and the verifier's verdict at the end.
+//! every table, live progress on stderr, and the verifier's verdict at the end. By default the
+//! tables are TiDB tables watched decoded ([`crate::demo_tidb`]); `--raw` writes and checks raw
+//! keys (this module).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,34 +21,42 @@ use crate::layout;
 pub(crate) struct Args {
     /// Stores (TiKV servers).
     #[arg(long, default_value_t = 3)]
-    stores: usize,
+    pub(crate) stores: usize,
     /// Regions over the tables.
     #[arg(long, default_value_t = 64)]
-    regions: usize,
+    pub(crate) regions: usize,
     /// Tables, each with its own subscription.
     #[arg(long, default_value_t = 4)]
-    tables: usize,
+    pub(crate) tables: usize,
     /// Transactions per second.
     #[arg(long, default_value_t = 300, value_name = "TXN/S")]
-    rate: u32,
+    pub(crate) rate: u32,
     /// Seconds of workload.
     #[arg(long, default_value_t = 40, value_name = "S")]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Inject faults: splits, merges, leader moves, store restarts, stream resets, busy and
     /// congested stores, abandoned locks.
     #[arg(long)]
-    chaos: bool,
+    pub(crate) chaos: bool,
     /// Seed of the workload and the fault schedule.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
+    /// Write raw keys and values instead of TiDB tables, and check every raw row (the demo
+    /// otherwise writes TiDB tables `demo.t0`, .. with DDL jobs and watches them decoded).
+    #[arg(long)]
+    raw: bool,
+    /// One transaction in N, on average, is a DDL job (add or drop column, rename, truncate).
+    /// 0: none. Not with `--raw`.
+    #[arg(long, default_value_t = 200, value_name = "N", conflicts_with = "raw")]
+    pub(crate) ddl_every: u64,
 }
 
 /// How long the subscribers get to catch up after the workload stops.
-const CATCH_UP: Duration = Duration::from_secs(60);
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(60);
 /// Time between resolved-ts lag samples.
-const LAG_SAMPLE: Duration = Duration::from_millis(100);
+pub(crate) const LAG_SAMPLE: Duration = Duration::from_millis(100);
 /// Time between faults with `--chaos`.
-const FAULT_EVERY: Duration = Duration::from_millis(700);
+pub(crate) const FAULT_EVERY: Duration = Duration::from_millis(700);
 
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.rate == 0 {
@@ -71,6 +81,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         let client = client.clone();
         tokio::spawn(async move { client.run().await })
     };
+    if !args.raw {
+        return crate::demo_tidb::run(&args, cluster, client, runner).await;
+    }
 
     let start_ts = cluster.now_ts();
     let mut watchers = Vec::new();
@@ -156,7 +169,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Applies a fault of the schedule every `FAULT_EVERY` until the deadline; counts the applied.
-async fn run_faults(
+pub(crate) async fn run_faults(
     cluster: Arc<Cluster>,
     applied: Arc<AtomicU64>,
     mut schedule: FaultSchedule,

@@ -1,0 +1,256 @@
+//! `kvfeed demo` with TiDB tables (the default): the simulator's TiDB workload writes tables
+//! `demo.t0`, .. in TiDB's encodings and runs DDL jobs on them, a [`Watcher`] watches them by
+//! name, the progress display shows each table's last decoded row, and the TiDB verifier checks
+//! every delivered event column by column against what the workload wrote.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kvfeed::Client;
+use kvfeed_cli::DecodedWatcher;
+use kvfeed_sim::{Cluster, FaultSchedule, TidbConfig, TidbReport, TidbWorkload, physical_of};
+use kvfeed_span::table::record_key;
+use kvfeed_tidb::{TableName, Watcher};
+use tokio::task::JoinHandle;
+
+use crate::Failure;
+use crate::demo::{Args, CATCH_UP, LAG_SAMPLE, run_faults};
+use crate::layout;
+
+/// Characters of a table's sample line shown in the progress display.
+const SAMPLE_WIDTH: usize = 110;
+
+pub(crate) async fn run(
+    args: &Args,
+    cluster: Arc<Cluster>,
+    client: Client,
+    runner: JoinHandle<Result<(), kvfeed::Error>>,
+) -> Result<(), Failure> {
+    let tables = layout::tables(args.tables);
+    let mut workload = TidbWorkload::new(TidbConfig {
+        seed: args.seed,
+        table_ids: tables.clone(),
+        keys_per_table: layout::KEYS_PER_TABLE,
+        ddl_every: args.ddl_every,
+        ..TidbConfig::default()
+    });
+    let start_ts = workload
+        .bootstrap(&cluster)
+        .map_err(|error| Failure::runtime(format!("cannot write the TiDB schema: {error}")))?;
+    let names = workload.table_names();
+    let parsed: Vec<TableName> = names
+        .iter()
+        .map(|name| TableName::parse(name))
+        .collect::<Result<_, _>>()
+        .map_err(|error| Failure::runtime(format!("the workload's table names: {error}")))?;
+    let watcher = Watcher::start(&client, &parsed, start_ts)
+        .await
+        .map_err(|error| Failure::runtime(format!("cannot watch the tables: {error}")))?;
+    let (decoded, reader) = DecodedWatcher::spawn(watcher, names.clone(), start_ts);
+
+    let progress = Progress::new(&names, args.duration);
+    let faults = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let chaos = args.chaos.then(|| {
+        let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
+        let keys: Vec<Vec<u8>> = tables
+            .iter()
+            .flat_map(|&t| (0..layout::KEYS_PER_TABLE).map(move |h| record_key(t, h)))
+            .collect();
+        // Locks on the tables' rows, but none that lock resolution commits: every value stays
+        // one the workload wrote (and the decoder can read).
+        let schedule = FaultSchedule::new(args.seed, keys).without_foreign_commits();
+        tokio::spawn(run_faults(cluster, faults, schedule, deadline))
+    });
+    let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
+    let mut lags = Vec::new();
+    while Instant::now() < deadline {
+        timer.tick().await;
+        workload.step(&cluster);
+        if sampled.elapsed() >= LAG_SAMPLE {
+            sampled = Instant::now();
+            lags.push(lag_ms(decoded.resolved()));
+        }
+        if redraw.elapsed() >= Duration::from_millis(250) {
+            redraw = Instant::now();
+            progress.update(&cluster, &decoded, &workload, &faults, "running");
+        }
+    }
+    if let Some(chaos) = chaos {
+        let _ = chaos.await;
+    }
+    for store in cluster.store_ids() {
+        cluster.set_server_busy(store, 0);
+        cluster.set_congested(store, 0);
+    }
+    let final_ts = cluster.now_ts();
+    let caught_up = async {
+        while decoded.resolved() < final_ts && decoded.failure().is_none() {
+            progress.update(&cluster, &decoded, &workload, &faults, "catching up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let stuck = tokio::time::timeout(CATCH_UP, caught_up).await.is_err();
+    progress.update(&cluster, &decoded, &workload, &faults, "verifying");
+    reader.abort();
+    let _ = reader.await;
+    progress.finish();
+    client.shutdown();
+    let _ = runner.await;
+
+    let report = decoded.report(workload.expected());
+    let ok = summarize(
+        args,
+        &names,
+        &decoded,
+        &report,
+        &workload,
+        &lags,
+        faults.load(Ordering::Relaxed),
+        stuck,
+    );
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::runtime("the verifier found violations (see the summary)"))
+    }
+}
+
+/// How far `resolved` is behind the wall clock (the simulated TSO follows it), in ms.
+fn lag_ms(resolved: u64) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let now = u64::try_from(now).unwrap_or(0);
+    now.saturating_sub(u64::try_from(physical_of(resolved)).unwrap_or(0))
+}
+
+/// The live display on stderr: a header and each table's last decoded row (drawn only when
+/// stderr is a terminal).
+struct Progress {
+    multi: MultiProgress,
+    header: ProgressBar,
+    tables: Vec<(String, ProgressBar)>,
+    started: Instant,
+    duration: u64,
+}
+
+impl Progress {
+    fn new(names: &[String], duration: u64) -> Self {
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template("{spinner} {msg}").expect("valid template");
+        let header = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
+        let tables = names
+            .iter()
+            .map(|name| {
+                (name.clone(), multi.add(ProgressBar::new_spinner().with_style(style.clone())))
+            })
+            .collect();
+        Self { multi, header, tables, started: Instant::now(), duration }
+    }
+
+    fn update(
+        &self,
+        cluster: &Cluster,
+        decoded: &DecodedWatcher,
+        workload: &TidbWorkload,
+        faults: &AtomicU64,
+        phase: &str,
+    ) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        for (name, bar) in &self.tables {
+            let sample = decoded.sample(name).unwrap_or_else(|| "(no row yet)".to_owned());
+            let sample: String = sample.chars().take(SAMPLE_WIDTH).collect();
+            bar.set_message(format!("{name}: {sample}"));
+            bar.tick();
+        }
+        let rows = decoded.rows();
+        let rate = if elapsed > 0.0 { rows as f64 / elapsed } else { 0.0 };
+        self.header.set_message(format!(
+            "{phase} {elapsed:.0}/{} s | {} regions | {rows} rows decoded ({rate:.0}/s) | DDL {} run, {} seen | resolved-ts lag {} ms | faults {}",
+            self.duration,
+            cluster.region_count(),
+            workload.ddl_count(),
+            decoded.ddl(),
+            lag_ms(decoded.resolved()),
+            faults.load(Ordering::Relaxed)
+        ));
+        self.header.tick();
+    }
+
+    fn finish(&self) {
+        for bar in self.tables.iter().map(|(_, bar)| bar).chain([&self.header]) {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+/// Prints the summary on stdout; returns whether every check held.
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    args: &Args,
+    names: &[String],
+    decoded: &DecodedWatcher,
+    report: &TidbReport,
+    workload: &TidbWorkload,
+    lags: &[u64],
+    faults: u64,
+    stuck: bool,
+) -> bool {
+    let mut lags = lags.to_vec();
+    lags.sort_unstable();
+    let percentile =
+        |p: usize| lags.get(lags.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+    let failure = decoded.failure();
+    let ok = report.is_clean() && !stuck && failure.is_none();
+    println!(
+        "kvfeed demo: {} stores, {} regions, {} TiDB tables ({}), {} txn/s for {} s, chaos {} (seed {})",
+        args.stores,
+        args.regions,
+        names.len(),
+        names.join(", "),
+        args.rate,
+        args.duration,
+        if args.chaos { "on" } else { "off" },
+        args.seed
+    );
+    println!("  rows written       {}", report.rows_expected);
+    println!("  rows delivered     {}", report.rows_delivered);
+    println!(
+        "  DDL jobs           {} run, {} events delivered of {} expected",
+        workload.ddl_count(),
+        report.ddl_delivered,
+        report.ddl_expected
+    );
+    println!("  duplicates         {}", report.unexpected);
+    println!("  missing            {}", report.missing);
+    println!("  column mismatches  {}", report.mismatched);
+    println!("  violations         {}", report.out_of_order);
+    println!("  resolved-ts lag    p50 {} ms, p99 {} ms", percentile(50), percentile(99));
+    println!("  faults injected    {faults}");
+    if stuck {
+        println!("  caught up          NO: the resolved ts did not reach the end of the workload");
+    }
+    if let Some(failure) = failure {
+        println!("  failed             {failure}");
+    }
+    for violation in report.violations.iter().take(3) {
+        println!("  first violations   {violation}");
+    }
+    for name in names {
+        if let Some(sample) = decoded.sample(name) {
+            println!(
+                "  sample {name}: {}",
+                sample.chars().take(SAMPLE_WIDTH * 2).collect::<String>()
+            );
+        }
+    }
+    println!("  verdict            {}", if ok { "OK" } else { "FAILED" });
+    ok
+}
