@@ -6,10 +6,13 @@
 //! subscribed again mid-run, one started mid-run with a snapshot: the snapshot must be the
 //! table at its ts, and the changes after it complete; and one of a second client that is shut
 //! down mid-run and replaced by a new client subscribing from its checkpoint: nothing lost,
-//! nothing twice), and runs a seeded workload while a seeded schedule injects faults:
+//! nothing twice), plus two TiDB tables written by the sim's TiDB workload (rows of every column
+//! type, DDL jobs) and watched decoded by name, and runs the seeded workloads while a seeded
+//! schedule injects faults:
 //! splits, merges, leader transfers, store restarts, stream resets, busy and congested stores,
 //! slow stores, long-held and abandoned locks. Then the faults stop, every subscription must reach
-//! the final resolved ts, and the verifier checks each log: every row delivered, and only once.
+//! the final resolved ts, and the verifiers check each log: every row delivered, and only once;
+//! every decoded event as written, column by column, in commit-ts order with the DDL.
 //! The schedule of faults is a function of the seed (their timing is not: the machine's speed
 //! decides what they hit), so a failing seed is rerun with the same faults in the same order.
 
@@ -20,12 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvfeed::{Client, Config};
-use kvfeed_cli::Watcher;
+use kvfeed_cli::{DecodedWatcher, Watcher};
 use kvfeed_sim::{
-    Cluster, ClusterConfig, Fault, FaultSchedule, Mutation, SplitMix64, Workload, WorkloadConfig,
+    Cluster, ClusterConfig, Fault, FaultSchedule, Mutation, SplitMix64, TidbConfig, TidbWorkload,
+    Workload, WorkloadConfig,
 };
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
+use kvfeed_tidb::{TableName, Watcher as TidbWatcher};
 
 /// One chaos run's shape.
 #[derive(Clone, Debug)]
@@ -66,6 +71,10 @@ pub struct Outcome {
     pub expected: usize,
     /// Rows delivered, duplicates included.
     pub delivered: usize,
+    /// Decoded row events of the TiDB tables (checked column by column).
+    pub decoded_rows: usize,
+    /// DDL events of the TiDB tables.
+    pub ddl_events: usize,
     /// The first violation, if any: which subscription and what.
     pub violation: Option<String>,
     /// How far (ms of TSO time) the cluster's GC safe point ended behind the final ts: GC ran
@@ -74,6 +83,8 @@ pub struct Outcome {
 }
 
 const TABLES: [i64; 2] = [100, 101];
+/// The TiDB workload's tables (`demo.t0`, `demo.t1`), watched decoded.
+const TIDB_TABLES: [i64; 2] = [102, 103];
 const KEYS_PER_TABLE: i64 = 400;
 
 /// A client with `config`, running.
@@ -95,7 +106,7 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let stores = 3 + rng.below(3) as usize;
     let regions_per_table = 4 + rng.below(12) as i64;
     let mut split_keys = Vec::new();
-    for table in TABLES {
+    for table in TABLES.into_iter().chain(TIDB_TABLES) {
         split_keys.push(record_prefix(table));
         split_keys.extend(
             (1..regions_per_table)
@@ -131,7 +142,26 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     // A second client, killed mid-run and replaced by a new one from its checkpoint.
     let (mut restarted_client, mut restarted_runner) = start_client(client_config.clone()).await?;
 
+    // The TiDB tables: their schema first, then a decoded watch of them from there.
+    let mut tidb = TidbWorkload::new(TidbConfig {
+        seed: config.seed,
+        table_ids: TIDB_TABLES.to_vec(),
+        keys_per_table: KEYS_PER_TABLE,
+        ddl_every: 60,
+        ..TidbConfig::default()
+    });
+    tidb.bootstrap(&cluster).map_err(|error| std::io::Error::other(error.to_string()))?;
     let start_ts = cluster.now_ts();
+    let tidb_names = tidb.table_names();
+    let parsed: Vec<TableName> = tidb_names
+        .iter()
+        .map(|name| TableName::parse(name))
+        .collect::<Result<_, _>>()
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let tidb_watcher = TidbWatcher::start(&client, &parsed, start_ts)
+        .await
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let (decoded, decoded_reader) = DecodedWatcher::spawn(tidb_watcher, tidb_names, start_ts);
     let overlap = Span::new(
         EncodedKey::encode(&record_key(100, KEYS_PER_TABLE / 4)),
         EncodedKey::encode(&record_key(100, KEYS_PER_TABLE * 3 / 4)),
@@ -174,9 +204,15 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let mut slowed: Option<(u64, Instant)> = None;
     let mut timer = tokio::time::interval(Duration::from_secs(1) / config.rate.max(1));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = 0u64;
     while started.elapsed() < config.duration {
         timer.tick().await;
         workload.step(&cluster);
+        // The TiDB workload at half the rate (its locks and DDL jobs in the same faults).
+        tick += 1;
+        if tick.is_multiple_of(2) {
+            tidb.step(&cluster);
+        }
         let now = Instant::now();
         held.retain(|&(start_ts, until)| {
             let due = now >= until;
@@ -270,7 +306,9 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     let live: Vec<&Arc<Watcher>> =
         watchers.iter().filter(|(_, complete)| *complete).map(|(w, _)| w).collect();
     let caught_up = async {
-        while live.iter().any(|w| w.resolved() < final_ts && w.failure().is_none()) {
+        while live.iter().any(|w| w.resolved() < final_ts && w.failure().is_none())
+            || (decoded.resolved() < final_ts && decoded.failure().is_none())
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -290,6 +328,8 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
     for reader in readers {
         let _ = tokio::time::timeout(config.catch_up, reader).await;
     }
+    decoded_reader.abort();
+    let _ = decoded_reader.await;
     client.shutdown();
     restarted_client.shutdown();
     let run_result = runner.await;
@@ -335,6 +375,24 @@ pub async fn run_seed(config: &ChaosConfig) -> std::io::Result<Outcome> {
                 outcome.violation = Some(format!("{}: snapshot {report:?}", watcher.name));
             }
             Some(_) => {}
+        }
+    }
+    let tidb_report = decoded.report(tidb.expected());
+    outcome.decoded_rows = tidb_report.rows_delivered;
+    outcome.ddl_events = tidb_report.ddl_delivered;
+    if outcome.violation.is_none() {
+        if let Some(failure) = decoded.failure() {
+            outcome.violation = Some(format!("TiDB tables: failed: {failure}"));
+        } else if let Some(violation) = tidb_report.violations.first() {
+            outcome.violation = Some(format!(
+                "TiDB tables ({} violations): {violation}",
+                tidb_report.violations.len()
+            ));
+        } else if decoded.resolved() < final_ts {
+            outcome.violation = Some(format!(
+                "TiDB tables: resolved ts stuck at {} below the final {final_ts}",
+                decoded.resolved()
+            ));
         }
     }
     if outcome.violation.is_none() && stuck {

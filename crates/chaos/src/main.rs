@@ -43,11 +43,13 @@ fn main() -> ExitCode {
         match runtime.block_on(run_seed(&config)) {
             Ok(outcome) => match &outcome.violation {
                 None => println!(
-                    "seed {seed}: ok ({} faults, {} rows expected, {} delivered, GC safe point \
-                     {} ms behind the end, {:.1} s)",
+                    "seed {seed}: ok ({} faults, {} rows expected, {} delivered, {} TiDB rows and \
+                     {} DDL decoded, GC safe point {} ms behind the end, {:.1} s)",
                     outcome.faults.len(),
                     outcome.expected,
                     outcome.delivered,
+                    outcome.decoded_rows,
+                    outcome.ddl_events,
                     outcome.gc_behind_ms,
                     run.elapsed().as_secs_f64()
                 ),

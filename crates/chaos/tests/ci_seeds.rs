@@ -16,5 +16,6 @@ async fn short_seeds_keep_every_invariant() {
         );
         assert!(!outcome.faults.is_empty(), "seed {seed} injected faults");
         assert!(outcome.expected > 0, "seed {seed} checked rows");
+        assert!(outcome.decoded_rows > 0, "seed {seed} checked decoded TiDB rows");
     }
 }
