@@ -127,3 +127,152 @@ fn common_key() -> RecordKey {
     kvfeed_span::key::encode_into(b"pk", &mut handle);
     RecordKey { table_id: 100, handle: crate::Handle::Common(handle) }
 }
+
+/// Bytes taken in order from a fuzz input (zeros once it runs out).
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        self.0 = rest;
+        first
+    }
+
+    fn bytes(&mut self) -> Vec<u8> {
+        let len = usize::from(self.byte()).min(self.0.len());
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        taken.to_vec()
+    }
+}
+
+/// Drives a [`Sequencer`](crate::Sequencer) of the every-type table with changes from `data`:
+/// hostile job rows (bytes, or jobs of any action over known and unknown ids), hostile row
+/// values of the watched tables, and resolved ts of every source, in any order. Errors are
+/// fine (and end the run); panics and broken order are not: events must come in commit-ts
+/// order, resolved ts strictly increasing, nothing at or below a resolved ts after it.
+#[cfg(any(test, feature = "encode"))]
+pub fn sequence(data: &[u8]) {
+    use crate::schema::{CiStr, DbInfo, HistoryInfo, Job, action, job_state};
+    use crate::{Catalog, Output, RawChange, Sequencer, Source, TableEvent, TableName};
+
+    let db = DbInfo { id: 2, db_name: CiStr::new("d"), state: 5, ..DbInfo::default() };
+    let catalog = Catalog::from_snapshot(1, alloc::vec![db], alloc::vec![(2, every_type_table())])
+        .unwrap_or_else(|e| panic!("schema: {e}"));
+    let watched = [TableName::new("d", "every_type")];
+    let mut sequencer =
+        Sequencer::new(catalog, None, &watched, 10).unwrap_or_else(|e| panic!("sequencer: {e}"));
+    let mut input = Input(data);
+    let (mut ts, mut version, mut job_id) = (10u64, 1i64, 0i64);
+    let (mut last_event, mut last_resolved) = (0u64, 10u64);
+    let mut ids: Vec<i64> = alloc::vec![100];
+    while !input.0.is_empty() {
+        ts += u64::from(input.byte() % 4);
+        let op = input.byte() % 5;
+        let change = |key: Vec<u8>, value: Vec<u8>, old_value: Option<Vec<u8>>| RawChange {
+            delete: false,
+            key,
+            value,
+            old_value,
+            start_ts: ts.saturating_sub(1),
+            commit_ts: ts,
+        };
+        let id = ids[usize::from(input.byte()) % ids.len()];
+        match op {
+            0 | 1 => {
+                job_id += 1;
+                let meta = if op == 0 {
+                    input.bytes()
+                } else {
+                    let mut table = every_type_table();
+                    table.id = match input.byte() % 3 {
+                        0 => id,
+                        1 => 200 + i64::from(input.byte()),
+                        _ => -i64::from(input.byte()),
+                    };
+                    if input.byte() % 4 == 0 {
+                        table.name = CiStr::new("other");
+                    }
+                    if input.byte() % 3 == 0 {
+                        table.cols.truncate(usize::from(input.byte()) % 20);
+                    }
+                    ids.push(table.id);
+                    version += i64::from(input.byte() % 3);
+                    let kinds = [
+                        action::CREATE_TABLE,
+                        action::DROP_TABLE,
+                        action::TRUNCATE_TABLE,
+                        action::RENAME_TABLE,
+                        action::ADD_COLUMN,
+                        action::DROP_SCHEMA,
+                        action::CREATE_TABLES,
+                        u32::from(input.byte()),
+                    ];
+                    let job = Job {
+                        id: job_id,
+                        action: kinds[usize::from(input.byte()) % kinds.len()],
+                        schema_id: 2,
+                        table_id: id,
+                        state: if input.byte() % 5 == 0 {
+                            job_state::RUNNING
+                        } else {
+                            job_state::DONE
+                        },
+                        binlog: HistoryInfo {
+                            schema_version: version,
+                            table_info: Some(table.clone()),
+                            multiple_table_infos: alloc::vec![table],
+                            ..HistoryInfo::default()
+                        },
+                        ..Job::default()
+                    };
+                    serde_json::to_vec(&job).unwrap_or_default()
+                };
+                let value = crate::row::write::v2(&[(5, Some(meta))]);
+                let key = RecordKey {
+                    table_id: crate::key::DDL_JOB_TABLE_ID,
+                    handle: crate::Handle::Int(job_id),
+                };
+                sequencer.push(Source::Jobs, change(key.encode(), value, None));
+            }
+            2 => {
+                let key = RecordKey { table_id: id, handle: common_key().handle };
+                // Half the values are rows of the table (column 2, UNSIGNED), half anything.
+                let mut value = |input: &mut Input<'_>| {
+                    if input.byte() % 2 == 0 {
+                        return input.bytes();
+                    }
+                    let mut cell = Vec::new();
+                    crate::codec::put_compact_uint(&mut cell, u64::from(input.byte()));
+                    crate::row::write::v2(&[(2, Some(cell))])
+                };
+                let old = (input.byte() % 2 == 0).then(|| value(&mut input));
+                let new = value(&mut input);
+                sequencer.push(Source::Table(id), change(key.encode(), new, old));
+            }
+            3 => sequencer.resolved(Source::Jobs, ts),
+            _ => sequencer.resolved(Source::Table(id), ts),
+        }
+        let mut out = Vec::new();
+        let result = sequencer.advance(&mut out);
+        for output in out {
+            let Output::Event(event) = output else { continue };
+            let at = event.commit_ts();
+            assert!(
+                at > last_resolved || matches!(event, TableEvent::Resolved(_)),
+                "{at} after resolved {last_resolved}"
+            );
+            if let TableEvent::Resolved(resolved) = event {
+                assert!(resolved > last_resolved, "resolved ts {resolved} after {last_resolved}");
+                last_resolved = resolved;
+            } else {
+                assert!(at >= last_event, "event at {at} after one at {last_event}");
+                last_event = at;
+                let _ = event.to_json_line();
+            }
+        }
+        if result.is_err() {
+            return;
+        }
+    }
+}

@@ -341,16 +341,17 @@ impl Sequencer {
     /// schema) names the change; the sequencer should not be used after one.
     pub fn advance(&mut self, out: &mut Vec<Output>) -> Result<(), Error> {
         let frontier = self.frontier();
-        let mut stopped_at = None;
+        // Set by a job that brings a table into view: the rest of its ts still goes out.
+        let mut stopped_at: Option<u64> = None;
         while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 > frontier {
+            let ts = entry.key().0;
+            if ts > frontier || stopped_at.is_some_and(|stop| ts > stop) {
                 break;
             }
             let ((commit_ts, rank, _, _), change) = entry.remove_entry();
             if rank == JOB {
                 if self.apply_job(&change, out)? {
                     stopped_at = Some(commit_ts);
-                    break;
                 }
             } else if let Some(event) = self.decode_row(&change)? {
                 out.push(Output::Event(event));
