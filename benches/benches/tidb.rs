@@ -5,7 +5,10 @@
 //! - `tidb/decode_v2`, `tidb/decode_v1`: record key parsed and a 10-column row (integers, a
 //!   decimal, an enum, text, times, a double, bytes) decoded into typed values against its
 //!   TableInfo, in row format v2 and v1;
-//! - `tidb/decode_and_render`: v2 decoding plus the JSON line `kvfeed watch --table` prints.
+//! - `tidb/decode_and_render`: v2 decoding plus the JSON line `kvfeed watch --table` prints;
+//! - `tidb/sequence`: the rows through `Sequencer` as a watcher feeds it (pushed out of order,
+//!   then released in commit-ts order by one resolved ts each of the table and the job table),
+//!   decoded on the way: what ordering costs beside `decode_v2`.
 //!
 //! 4096 distinct rows are written once, outside the timed loops; throughput is in rows.
 
@@ -17,7 +20,11 @@ use kvfeed_tidb::datum::Datum;
 use kvfeed_tidb::decimal::Decimal;
 use kvfeed_tidb::render::{self, Kind};
 use kvfeed_tidb::time::Time;
-use kvfeed_tidb::{Handle, RecordKey, RowDecoder, TableInfo, Value, row, value};
+use kvfeed_tidb::schema::{CiStr, DbInfo};
+use kvfeed_tidb::{
+    Catalog, Handle, RawChange, RecordKey, RowDecoder, Sequencer, Source, TableInfo, TableName,
+    Value, row, value,
+};
 
 const ROWS: usize = 4096;
 
@@ -116,6 +123,41 @@ fn decode(c: &mut Criterion) {
                 black_box(line);
             }
         })
+    });
+    let catalog = || {
+        let db = DbInfo { id: 2, db_name: CiStr::new("shop"), state: 5, ..DbInfo::default() };
+        let table = TableInfo::from_json(TABLE.as_bytes()).unwrap();
+        Catalog::from_snapshot(1, vec![db], vec![(2, table)]).unwrap()
+    };
+    let names = [TableName::new("shop", "orders")];
+    // Commit ts: rows in pairs per ts, pushed in reverse (as an incremental scan sends them).
+    let changes: Vec<RawChange> = (0..ROWS)
+        .rev()
+        .map(|i| RawChange {
+            delete: false,
+            key: fixture.keys[i].clone(),
+            value: fixture.v2[i].clone(),
+            old_value: None,
+            start_ts: 100 + i as u64 / 2,
+            commit_ts: 101 + i as u64 / 2,
+        })
+        .collect();
+    group.bench_function("sequence", |b| {
+        b.iter_batched(
+            || (Sequencer::new(catalog(), None, &names, 100).unwrap(), changes.clone()),
+            |(mut sequencer, changes)| {
+                for change in changes {
+                    sequencer.push(Source::Table(112), change);
+                }
+                sequencer.resolved(Source::Jobs, u64::MAX);
+                sequencer.resolved(Source::Table(112), u64::MAX);
+                let mut out = Vec::with_capacity(ROWS + 1);
+                sequencer.advance(&mut out).unwrap();
+                assert_eq!(out.len(), ROWS + 1);
+                black_box(out)
+            },
+            criterion::BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
