@@ -19,8 +19,8 @@ use kvfeed_benches::criterion_config as config;
 use kvfeed_tidb::datum::Datum;
 use kvfeed_tidb::decimal::Decimal;
 use kvfeed_tidb::render::{self, Kind};
-use kvfeed_tidb::time::Time;
 use kvfeed_tidb::schema::{CiStr, DbInfo};
+use kvfeed_tidb::time::Time;
 use kvfeed_tidb::{
     Catalog, Handle, RawChange, RecordKey, RowDecoder, Sequencer, Source, TableInfo, TableName,
     Value, row, value,
