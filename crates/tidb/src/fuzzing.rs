@@ -190,10 +190,10 @@ pub fn sequence(data: &[u8]) {
                         1 => 200 + i64::from(input.byte()),
                         _ => -i64::from(input.byte()),
                     };
-                    if input.byte() % 4 == 0 {
+                    if input.byte().is_multiple_of(4) {
                         table.name = CiStr::new("other");
                     }
-                    if input.byte() % 3 == 0 {
+                    if input.byte().is_multiple_of(3) {
                         table.cols.truncate(usize::from(input.byte()) % 20);
                     }
                     ids.push(table.id);
@@ -213,7 +213,7 @@ pub fn sequence(data: &[u8]) {
                         action: kinds[usize::from(input.byte()) % kinds.len()],
                         schema_id: 2,
                         table_id: id,
-                        state: if input.byte() % 5 == 0 {
+                        state: if input.byte().is_multiple_of(5) {
                             job_state::RUNNING
                         } else {
                             job_state::DONE
@@ -238,15 +238,15 @@ pub fn sequence(data: &[u8]) {
             2 => {
                 let key = RecordKey { table_id: id, handle: common_key().handle };
                 // Half the values are rows of the table (column 2, UNSIGNED), half anything.
-                let mut value = |input: &mut Input<'_>| {
-                    if input.byte() % 2 == 0 {
+                let value = |input: &mut Input<'_>| {
+                    if input.byte().is_multiple_of(2) {
                         return input.bytes();
                     }
                     let mut cell = Vec::new();
                     crate::codec::put_compact_uint(&mut cell, u64::from(input.byte()));
                     crate::row::write::v2(&[(2, Some(cell))])
                 };
-                let old = (input.byte() % 2 == 0).then(|| value(&mut input));
+                let old = (input.byte().is_multiple_of(2)).then(|| value(&mut input));
                 let new = value(&mut input);
                 sequencer.push(Source::Table(id), change(key.encode(), new, old));
             }
