@@ -30,7 +30,7 @@ use kvfeed_sim::{
 };
 use kvfeed_span::table::{record_key, record_prefix, table_span};
 use kvfeed_span::{EncodedKey, Span};
-use kvfeed_tidb::{TableName, Watcher as TidbWatcher};
+use kvfeed_tidb_watch::{TableName, Watcher as TidbWatcher};
 
 /// One chaos run's shape.
 #[derive(Clone, Debug)]

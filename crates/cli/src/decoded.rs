@@ -1,4 +1,4 @@
-//! [`DecodedWatcher`]: the reader of a [`kvfeed_tidb::Watcher`] in `kvfeed demo` and the chaos
+//! [`DecodedWatcher`]: the reader of a [`kvfeed_tidb_watch::Watcher`] in `kvfeed demo` and the chaos
 //! runs: it logs every event as the JSON line `watch --table db.tbl` prints, for the
 //! simulator's TiDB verifier ([`kvfeed_sim::verify_tidb`]), and keeps the counters and the last
 //! line per table that the progress display shows.
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kvfeed_base::lock;
 use kvfeed_sim::{TidbReport, verify_tidb};
-use kvfeed_tidb::{TableEvent, Watcher};
+use kvfeed_tidb_watch::{TableEvent, Watcher};
 use tokio::task::JoinHandle;
 
 /// One decoded watch's reader and log.

@@ -12,7 +12,7 @@ use kvfeed::Client;
 use kvfeed_cli::DecodedWatcher;
 use kvfeed_sim::{Cluster, FaultSchedule, TidbConfig, TidbReport, TidbWorkload, physical_of};
 use kvfeed_span::table::record_key;
-use kvfeed_tidb::{TableName, Watcher};
+use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
 
 use crate::Failure;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kvfeed::{Client, Event};
 use kvfeed_span::Span;
-use kvfeed_tidb::{TableEvent, TableName, WatchError, Watcher};
+use kvfeed_tidb_watch::{TableEvent, TableName, WatchError, Watcher};
 
 use crate::Failure;
 use crate::checkpoint::CheckpointFile;

@@ -35,10 +35,10 @@
 //! ```
 //!
 //! Every decoder returns an [`Error`] on bad bytes, never panics; the `encode` feature adds the
-//! writing half (what the simulator and the round-trip tests use). The `client` feature (std,
-//! tokio) adds `Watcher`: tables by name over a `kvfeed::Client`, the schema read from the
-//! meta keys at the start ts and followed through the DDL job table ([`Sequencer`] is its
-//! sans-IO core).
+//! writing half (what the simulator and the round-trip tests use). The I/O around
+//! [`Sequencer`] (tables by name over a `kvfeed::Client`, the schema read from the meta keys at
+//! the start ts and followed through the DDL job table) is the `kvfeed-tidb-watch` crate's
+//! `Watcher`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -64,8 +64,6 @@ mod sequence;
 pub mod time;
 pub mod value;
 pub mod vector;
-#[cfg(feature = "client")]
-mod watch;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
@@ -81,5 +79,3 @@ pub use sequence::{
     DdlEvent, Output, RawChange, RowChange, Sequencer, Source, TableEvent, TableName, ddl_job_table,
 };
 pub use value::Value;
-#[cfg(feature = "client")]
-pub use watch::{WatchError, Watcher, read_schema};

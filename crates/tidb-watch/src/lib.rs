@@ -1,5 +1,5 @@
-//! [`Watcher`]: TiDB tables by name as a stream of decoded changes, over a [`kvfeed::Client`]
-//! (feature `client`). The I/O around the [`Sequencer`]: it reads the schema at the start ts
+//! TiDB tables by name as a change feed over a [`kvfeed::Client`]: [`Watcher`], the I/O around
+//! `kvfeed-tidb`'s sans-IO [`Sequencer`]. It reads the schema at the start ts
 //! (the meta keys, through snapshot reads), subscribes the DDL job table and the watched
 //! tables' record spans, and follows the sequencer's subscription changes. It holds the
 //! client's GC safe point at what it has released ([`GcHold`]), so that a table coming into view
@@ -9,10 +9,11 @@
 //! [`Source`], into one channel the watcher drains; dropping a reader's task drops its
 //! subscription (which unsubscribes it).
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt;
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 
 use kvfeed::{Client, Event, GcHold, Op, RowEvent};
 use kvfeed_span::table::table_span;
@@ -20,9 +21,15 @@ use kvfeed_span::{EncodedKey, Span};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::key::{self, DBS_KEY, DDL_JOB_TABLE_ID, MetaKey, SCHEMA_VERSION_KEY};
-use crate::schema::{DbInfo, TableInfo};
-use crate::{Catalog, Output, RawChange, Sequencer, Source, TableEvent, TableName};
+use kvfeed_tidb::key::{self, DBS_KEY, DDL_JOB_TABLE_ID, MetaKey, SCHEMA_VERSION_KEY};
+use kvfeed_tidb::schema::{DbInfo, TableInfo};
+use kvfeed_tidb::{Catalog, Output, RawChange, Sequencer, Source};
+pub use kvfeed_tidb::{DdlEvent, RowChange, TableEvent, TableName, Value};
+
+/// Compiles the README's example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Why a [`Watcher`] could not start or stopped.
 #[derive(Debug)]
@@ -31,7 +38,7 @@ pub enum WatchError {
     /// The client failed (PD or TiKV unreachable, a subscription failed).
     Client(kvfeed::Error),
     /// The schema or a row did not decode (the message names what and where).
-    Decode(crate::Error),
+    Decode(kvfeed_tidb::Error),
     /// A subscription ended without an error (the client was shut down).
     Ended,
 }
@@ -46,8 +53,8 @@ impl fmt::Display for WatchError {
     }
 }
 
-impl core::error::Error for WatchError {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+impl std::error::Error for WatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Client(error) => Some(error),
             Self::Decode(_) | Self::Ended => None,
@@ -61,8 +68,8 @@ impl From<kvfeed::Error> for WatchError {
     }
 }
 
-impl From<crate::Error> for WatchError {
-    fn from(error: crate::Error) -> Self {
+impl From<kvfeed_tidb::Error> for WatchError {
+    fn from(error: kvfeed_tidb::Error) -> Self {
         Self::Decode(error)
     }
 }
@@ -74,9 +81,9 @@ type Forwarded = (Source, Option<Result<Event, kvfeed::Error>>);
 /// order [`Sequencer`] gives). The client must be running ([`Client::run`]).
 ///
 /// ```no_run
-/// use kvfeed_tidb::{TableEvent, TableName, Watcher};
+/// use kvfeed_tidb_watch::{TableEvent, TableName, Watcher};
 ///
-/// # async fn watch(client: kvfeed::Client) -> Result<(), kvfeed_tidb::WatchError> {
+/// # async fn watch(client: kvfeed::Client) -> Result<(), kvfeed_tidb_watch::WatchError> {
 /// let start_ts = client.current_ts().await?;
 /// let tables = [TableName::parse("shop.orders")?];
 /// let mut watcher = Watcher::start(&client, &tables, start_ts).await?;
@@ -233,7 +240,7 @@ impl Watcher {
     }
 
     fn stop_readers(&mut self) {
-        for (_, reader) in core::mem::take(&mut self.readers) {
+        for (_, reader) in std::mem::take(&mut self.readers) {
             reader.abort();
         }
     }
@@ -264,7 +271,7 @@ async fn hash_fields(
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, WatchError> {
     let (start, end) = key::hash_range(name);
     let span = Span::new(EncodedKey::encode(&start), EncodedKey::encode(&end))
-        .map_err(|e| crate::Error::Schema(alloc::format!("meta range: {e:?}")))?;
+        .map_err(|e| kvfeed_tidb::Error::Schema(format!("meta range: {e:?}")))?;
     let mut snapshot = client.snapshot(span, ts).await?;
     let mut out = Vec::new();
     while let Some(row) = snapshot.recv().await {
@@ -285,8 +292,8 @@ pub async fn read_schema(
     let version_key = MetaKey::String { key: SCHEMA_VERSION_KEY.into() }.encode();
     let version = match client.get(&version_key, ts).await? {
         Some(bytes) => {
-            core::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                crate::Error::Schema(alloc::format!("schema version {:?} is not a number", bytes))
+            std::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                kvfeed_tidb::Error::Schema(format!("schema version {:?} is not a number", bytes))
             })?
         }
         None => 0,

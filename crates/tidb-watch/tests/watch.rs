@@ -7,7 +7,7 @@ use std::time::Duration;
 use kvfeed::{Client, Config};
 use kvfeed_sim::{Cluster, ClusterConfig, TidbConfig, TidbWorkload, verify_tidb};
 use kvfeed_span::table::{record_key, record_prefix};
-use kvfeed_tidb::{TableEvent, TableName, WatchError, Watcher};
+use kvfeed_tidb_watch::{TableEvent, TableName, WatchError, Watcher};
 
 /// A safety net for waits, never a synchronisation device.
 const DEADLINE: Duration = Duration::from_secs(120);
