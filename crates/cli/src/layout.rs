@@ -1,6 +1,6 @@
 //! How `demo` and `sim serve` lay out the simulated cluster: tables, keys and region splits.
 
-use kvfeed_sim::{ClusterConfig, Workload, WorkloadConfig};
+use kvfeed_sim::{ClusterConfig, TidbConfig, TidbWorkload, Workload, WorkloadConfig};
 use kvfeed_span::table::{record_key, record_prefix};
 
 /// The first table id; tables are `FIRST_TABLE..FIRST_TABLE + tables`.
@@ -53,6 +53,18 @@ pub(crate) fn workload(seed: u64, tables: &[i64], value_len: usize) -> Workload 
         keys_per_table: KEYS_PER_TABLE,
         value_len,
         ..WorkloadConfig::default()
+    })
+}
+
+/// The seeded TiDB workload over the tables (`demo.t0`, .. in table order), a DDL job in about
+/// every `ddl_every` transactions.
+pub(crate) fn tidb_workload(seed: u64, tables: &[i64], ddl_every: u64) -> TidbWorkload {
+    TidbWorkload::new(TidbConfig {
+        seed,
+        table_ids: tables.to_vec(),
+        keys_per_table: KEYS_PER_TABLE,
+        ddl_every,
+        ..TidbConfig::default()
     })
 }
 

@@ -9,7 +9,6 @@ mod checkpoint;
 mod connect;
 mod decode;
 mod demo;
-mod demo_tidb;
 mod layout;
 mod metrics_http;
 mod output;

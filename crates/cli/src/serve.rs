@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kvfeed_sim::{Cluster, CommittedRow, Op, TidbConfig, TidbWorkload};
+use kvfeed_sim::{Cluster, CommittedRow, Op, TidbWorkload};
 
 use crate::Failure;
 use crate::layout;
@@ -78,13 +78,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         Failure::runtime(format!("cannot start the simulated cluster: {error}"))
     })?;
     let mut load = if args.tidb {
-        let mut workload = TidbWorkload::new(TidbConfig {
-            seed: args.seed,
-            table_ids: tables.clone(),
-            keys_per_table: layout::KEYS_PER_TABLE,
-            ddl_every: args.ddl_every,
-            ..TidbConfig::default()
-        });
+        let mut workload = layout::tidb_workload(args.seed, &tables, args.ddl_every);
         workload
             .bootstrap(&cluster)
             .map_err(|error| Failure::runtime(format!("cannot write the TiDB schema: {error}")))?;

@@ -166,19 +166,30 @@ async fn watch(
         if write_event(&mut out, args.format, &event).is_err() {
             return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
         }
-        if let Event::Resolved(ts) | Event::SnapshotDone(ts) = event {
-            if out.flush().is_err() {
-                return Ok(());
-            }
-            // Everything at or below either is printed: a snapshot done is a checkpoint too.
-            if let Some(file) = checkpoint.as_deref_mut() {
-                file.printed(ts)?;
-            }
-            if args.until_resolved.is_some_and(|until| ts >= until) {
-                return Ok(());
-            }
+        // Everything at or below either is printed: a snapshot done is a checkpoint too.
+        if let Event::Resolved(ts) | Event::SnapshotDone(ts) = event
+            && complete_up_to(&mut out, checkpoint.as_deref_mut(), args, ts)?
+        {
+            return Ok(());
         }
     }
+}
+
+/// After the line of a resolved ts `ts`: flushes the output and saves the checkpoint; returns
+/// whether the watch is done (stdout closed, or `--until-resolved` reached).
+fn complete_up_to(
+    out: &mut impl Write,
+    checkpoint: Option<&mut CheckpointFile>,
+    args: &Args,
+    ts: u64,
+) -> Result<bool, Failure> {
+    if out.flush().is_err() {
+        return Ok(true);
+    }
+    if let Some(file) = checkpoint {
+        file.printed(ts)?;
+    }
+    Ok(args.until_resolved.is_some_and(|until| ts >= until))
 }
 
 /// `watch --table db.tbl ..`: decoded rows and DDL as JSON lines, and the resolved ts.
@@ -218,16 +229,10 @@ async fn watch_tables(
         if writeln!(out, "{}", event.to_json_line()).is_err() {
             return Ok(()); // stdout closed: nothing more to do.
         }
-        if let TableEvent::Resolved(ts) = event {
-            if out.flush().is_err() {
-                return Ok(());
-            }
-            if let Some(file) = checkpoint.as_deref_mut() {
-                file.printed(ts)?;
-            }
-            if args.until_resolved.is_some_and(|until| ts >= until) {
-                return Ok(());
-            }
+        if let TableEvent::Resolved(ts) = event
+            && complete_up_to(&mut out, checkpoint.as_deref_mut(), args, ts)?
+        {
+            return Ok(());
         }
     }
 }

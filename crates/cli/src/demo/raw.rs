@@ -1,89 +1,29 @@
-//! `kvfeed demo`: a simulated cluster, a seeded workload, faults with `--chaos`, a subscriber of
-//! every table, live progress on stderr, and the verifier's verdict at the end. By default the
-//! tables are TiDB tables watched decoded ([`crate::demo_tidb`]); `--raw` writes and checks raw
-//! keys (this module).
+//! The raw-key demo (`kvfeed demo --raw`): the seeded raw workload over the tables, one
+//! subscription per table read by a [`Watcher`], and the verifier of every KV row.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use kvfeed::{Client, Config};
+use kvfeed::Client;
 use kvfeed_cli::Watcher;
 use kvfeed_sim::{Cluster, FaultSchedule, Report};
 use kvfeed_span::table::table_span;
+use tokio::task::JoinHandle;
 
+use super::faults::{run_faults, stop_faults};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE};
 use crate::Failure;
 use crate::layout;
 
-/// Arguments of `kvfeed demo`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// Stores (TiKV servers).
-    #[arg(long, default_value_t = 3)]
-    pub(crate) stores: usize,
-    /// Regions over the tables.
-    #[arg(long, default_value_t = 64)]
-    pub(crate) regions: usize,
-    /// Tables, each with its own subscription.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) tables: usize,
-    /// Transactions per second.
-    #[arg(long, default_value_t = 300, value_name = "TXN/S")]
-    pub(crate) rate: u32,
-    /// Seconds of workload.
-    #[arg(long, default_value_t = 40, value_name = "S")]
-    pub(crate) duration: u64,
-    /// Inject faults: splits, merges, leader moves, store restarts, stream resets, busy and
-    /// congested stores, abandoned locks.
-    #[arg(long)]
-    pub(crate) chaos: bool,
-    /// Seed of the workload and the fault schedule.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-    /// Write raw keys and values instead of TiDB tables, and check every raw row (the demo
-    /// otherwise writes TiDB tables `demo.t0`, .. with DDL jobs and watches them decoded).
-    #[arg(long)]
-    raw: bool,
-    /// One transaction in N, on average, is a DDL job (add or drop column, rename, truncate).
-    /// 0: none. Not with `--raw`.
-    #[arg(long, default_value_t = 200, value_name = "N", conflicts_with = "raw")]
-    pub(crate) ddl_every: u64,
-}
-
-/// How long the subscribers get to catch up after the workload stops.
-pub(crate) const CATCH_UP: Duration = Duration::from_secs(60);
-/// Time between resolved-ts lag samples.
-pub(crate) const LAG_SAMPLE: Duration = Duration::from_millis(100);
-/// Time between faults with `--chaos`.
-pub(crate) const FAULT_EVERY: Duration = Duration::from_millis(700);
-
-pub(crate) async fn run(args: Args) -> Result<(), Failure> {
-    if args.rate == 0 {
-        return Err(Failure::usage("--rate must be at least 1"));
-    }
+pub(super) async fn run(
+    args: &Args,
+    cluster: Arc<Cluster>,
+    client: Client,
+    runner: JoinHandle<Result<(), kvfeed::Error>>,
+) -> Result<(), Failure> {
     let tables = layout::tables(args.tables);
-    let cluster =
-        Cluster::start(layout::cluster_config(args.stores, args.regions, &tables)).await.map_err(
-            |error| Failure::runtime(format!("cannot start the simulated cluster: {error}")),
-        )?;
-    let cluster = Arc::new(cluster);
-    let mut config = Config::new([cluster.pd_address()]);
-    config.advance_interval = Duration::from_millis(100);
-    config.lock_resolve_fence = Some(Duration::from_secs(2));
-    config.lock_resolve_cooldown = Duration::from_secs(1);
-    // `--chaos` wedges stores for a while: what they swallowed is asked again soon.
-    config.region_stuck_timeout = Some(Duration::from_secs(2));
-    let client = Client::connect(config).await.map_err(|error| {
-        Failure::runtime(format!("cannot connect to the simulated PD: {error}"))
-    })?;
-    let runner = {
-        let client = client.clone();
-        tokio::spawn(async move { client.run().await })
-    };
-    if !args.raw {
-        return crate::demo_tidb::run(&args, cluster, client, runner).await;
-    }
 
     let start_ts = cluster.now_ts();
     let mut watchers = Vec::new();
@@ -125,13 +65,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             progress.update(&client, &watchers, &faults, "running");
         }
     }
-    if let Some(chaos) = chaos {
-        let _ = chaos.await;
-    }
-    for store in cluster.store_ids() {
-        cluster.set_server_busy(store, 0);
-        cluster.set_congested(store, 0);
-    }
+    stop_faults(&cluster, chaos).await;
 
     // Every subscription must catch up with the end of the workload.
     let final_ts = cluster.now_ts();
@@ -157,7 +91,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
 
     let commits = cluster.committed_rows();
     let reports: Vec<Report> = watchers.iter().map(|w| w.report(&commits, true)).collect();
-    let ok = summarize(&args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck);
+    let ok = summarize(args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck);
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
     }
@@ -165,26 +99,6 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::runtime("the verifier found violations (see the summary)"))
-    }
-}
-
-/// Applies a fault of the schedule every `FAULT_EVERY` until the deadline; counts the applied.
-pub(crate) async fn run_faults(
-    cluster: Arc<Cluster>,
-    applied: Arc<AtomicU64>,
-    mut schedule: FaultSchedule,
-    deadline: Instant,
-) {
-    while Instant::now() + FAULT_EVERY < deadline {
-        tokio::time::sleep(FAULT_EVERY).await;
-        let fault = schedule.next_fault(&cluster);
-        match cluster.apply_fault(&fault).await {
-            Ok(()) => {
-                applied.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(?fault, "fault injected");
-            }
-            Err(error) => tracing::debug!(?fault, %error, "fault not applicable"),
-        }
     }
 }
 

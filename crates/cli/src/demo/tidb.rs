@@ -10,32 +10,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
 use kvfeed_cli::DecodedWatcher;
-use kvfeed_sim::{Cluster, FaultSchedule, TidbConfig, TidbReport, TidbWorkload, physical_of};
+use kvfeed_sim::{Cluster, FaultSchedule, TidbReport, TidbWorkload, physical_of};
 use kvfeed_span::table::record_key;
 use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
 
+use super::faults::{run_faults, stop_faults};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE};
 use crate::Failure;
-use crate::demo::{Args, CATCH_UP, LAG_SAMPLE, run_faults};
 use crate::layout;
 
 /// Characters of a table's sample line shown in the progress display.
 const SAMPLE_WIDTH: usize = 110;
 
-pub(crate) async fn run(
+pub(super) async fn run(
     args: &Args,
     cluster: Arc<Cluster>,
     client: Client,
     runner: JoinHandle<Result<(), kvfeed::Error>>,
 ) -> Result<(), Failure> {
     let tables = layout::tables(args.tables);
-    let mut workload = TidbWorkload::new(TidbConfig {
-        seed: args.seed,
-        table_ids: tables.clone(),
-        keys_per_table: layout::KEYS_PER_TABLE,
-        ddl_every: args.ddl_every,
-        ..TidbConfig::default()
-    });
+    let mut workload = layout::tidb_workload(args.seed, &tables, args.ddl_every);
     let start_ts = workload
         .bootstrap(&cluster)
         .map_err(|error| Failure::runtime(format!("cannot write the TiDB schema: {error}")))?;
@@ -80,13 +75,7 @@ pub(crate) async fn run(
             progress.update(&cluster, &decoded, &workload, &faults, "running");
         }
     }
-    if let Some(chaos) = chaos {
-        let _ = chaos.await;
-    }
-    for store in cluster.store_ids() {
-        cluster.set_server_busy(store, 0);
-        cluster.set_congested(store, 0);
-    }
+    stop_faults(&cluster, chaos).await;
     let final_ts = cluster.now_ts();
     let caught_up = async {
         while decoded.resolved() < final_ts && decoded.failure().is_none() {
