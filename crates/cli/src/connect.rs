@@ -15,8 +15,14 @@ use crate::output::unhex;
 /// The cluster and how to talk to it.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// PD endpoints, comma separated.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "HOST:PORT")]
+    /// PD endpoints, comma separated (environment: KVFEED_PD).
+    #[arg(
+        long,
+        env = "KVFEED_PD",
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST:PORT"
+    )]
     pub(crate) pd: Vec<String>,
     /// The cluster id to expect (refuse any other cluster).
     #[arg(long, value_name = "ID")]
@@ -51,17 +57,21 @@ pub(crate) struct ConnectArgs {
     memory_quota: usize,
 }
 
-/// What to read: `--table` or `--span`.
+/// What to read: `--table`, `--span` or `--span-raw`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["table", "span"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["table", "span", "span_raw"])))]
 pub(crate) struct SpanArgs {
     /// A TiDB table: its id (raw rows of its record range), or `db.table` (decoded rows, the
     /// schema followed across DDL; repeat for several tables).
     #[arg(long, value_name = "ID|DB.TABLE", allow_negative_numbers = true)]
     table: Vec<String>,
-    /// START..END: memcomparable-encoded keys in hex, an empty side meaning unbounded.
+    /// START..END: memcomparable-encoded keys in hex (as PD and TiKV store them), an empty side
+    /// meaning unbounded.
     #[arg(long, value_name = "START_HEX..END_HEX")]
     span: Option<String>,
+    /// START..END: raw keys in hex (as `watch` prints them), an empty side meaning unbounded.
+    #[arg(long, value_name = "START_HEX..END_HEX")]
+    span_raw: Option<String>,
 }
 
 /// What `--table` or `--span` names.
@@ -76,6 +86,9 @@ pub(crate) enum Target {
 impl SpanArgs {
     /// The span or the tables of `--table` / `--span`.
     pub(crate) fn target(&self) -> Result<Target, Failure> {
+        if let Some(text) = &self.span_raw {
+            return parse_raw_span(text).map(Target::Span).map_err(Failure::Usage);
+        }
         if self.table.is_empty() {
             let text = self.span.as_deref().unwrap_or_default();
             return parse_span(text).map(Target::Span).map_err(Failure::Usage);
@@ -121,29 +134,96 @@ impl SpanArgs {
     }
 }
 
-/// Parses `START_HEX..END_HEX`.
+/// Parses `START_HEX..END_HEX` of memcomparable-encoded keys (an empty side is unbounded).
 pub(crate) fn parse_span(text: &str) -> Result<Span, String> {
+    span_of(text, |side, bytes| {
+        kvfeed_span::key::decode(&bytes).map_err(|error| {
+            let raw = if kvfeed_span::key::decode(&kvfeed_span::key::encode(&bytes)).is_ok() {
+                " (a raw key? --span-raw takes those)"
+            } else {
+                ""
+            };
+            format!("the span's {side} is not a memcomparable-encoded key: {error}{raw}")
+        })?;
+        Ok(EncodedKey::from_encoded(&bytes))
+    })
+}
+
+/// Parses `START_HEX..END_HEX` of raw keys (an empty side is unbounded).
+pub(crate) fn parse_raw_span(text: &str) -> Result<Span, String> {
+    span_of(text, |_, bytes| Ok(EncodedKey::encode(&bytes)))
+}
+
+/// A span from `START_HEX..END_HEX`, each non-empty side turned into a bound by `bound`.
+fn span_of(
+    text: &str,
+    bound: impl Fn(&str, Vec<u8>) -> Result<EncodedKey, String>,
+) -> Result<Span, String> {
     let (start, end) =
         text.split_once("..").ok_or_else(|| format!("span {text:?} is not START_HEX..END_HEX"))?;
     let key = |side: &str, hex: &str| -> Result<EncodedKey, String> {
+        if hex.is_empty() {
+            return Ok(EncodedKey::default());
+        }
         let bytes = unhex(hex).map_err(|error| format!("bad hex in the span's {side}: {error}"))?;
-        kvfeed_span::key::decode(&bytes).map_err(|error| {
-            format!("the span's {side} is not a memcomparable-encoded key: {error}")
-        })?;
-        Ok(EncodedKey::from_encoded(&bytes))
+        bound(side, bytes)
     };
     let (start, end) = (key("start", start)?, key("end", end)?);
     Span::new(start, end).map_err(|_| format!("span {text:?}: start must be below end"))
 }
 
+/// Checks a PD address: `HOST:PORT` (or `http://HOST:PORT`), a port in 1..=65535, a host of
+/// letters, digits, `-`, `.`, `_`, or an IPv6 address in brackets.
+fn check_pd_address(address: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("--pd {address:?}: {why}");
+    if address.trim().is_empty() {
+        return Err(bad("an empty address (give HOST:PORT)"));
+    }
+    if address.starts_with("https://") {
+        return Err(bad("https:// needs TLS: give --ca FILE and the address without https://"));
+    }
+    let rest = address.strip_prefix("http://").unwrap_or(address).trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port (give HOST:PORT)"))?;
+    match port.parse::<u32>() {
+        Ok(1..=65535) => {}
+        Ok(_) => return Err(bad("the port must be 1 to 65535")),
+        Err(_) => return Err(bad("the port is not a number")),
+    }
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host_ok = match bracketed {
+        Some(ip) => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        }
+    };
+    if !host_ok {
+        return Err(bad("not a host name or IP address"));
+    }
+    Ok(())
+}
+
+/// Reads a TLS file and checks that it holds a PEM block of `what`.
+fn check_pem(file: &std::path::Path, what: &str) -> Result<(), Failure> {
+    let text = std::fs::read(file).map_err(|error| {
+        Failure::usage(format!("cannot read TLS file {}: {error}", file.display()))
+    })?;
+    let pem = text.windows(11).any(|w| w == b"-----BEGIN ");
+    if !pem {
+        return Err(Failure::usage(format!("not a PEM {what}: {}", file.display())));
+    }
+    Ok(())
+}
+
 impl ConnectArgs {
     fn tls(&self) -> Result<Option<TlsConfig>, Failure> {
         let Some(ca) = &self.ca else { return Ok(None) };
-        let files = [Some(ca), self.cert.as_ref(), self.key.as_ref()];
-        for file in files.into_iter().flatten() {
-            std::fs::File::open(file).map_err(|error| {
-                Failure::usage(format!("cannot read TLS file {}: {error}", file.display()))
-            })?;
+        check_pem(ca, "certificate")?;
+        if let Some(cert) = &self.cert {
+            check_pem(cert, "certificate")?;
+        }
+        if let Some(key) = &self.key {
+            check_pem(key, "key")?;
         }
         Ok(Some(TlsConfig {
             ca_file: ca.clone(),
@@ -158,6 +238,12 @@ impl ConnectArgs {
 
     /// The client's configuration from these arguments (checked as far as they go alone).
     pub(crate) fn config(&self) -> Result<Config, Failure> {
+        if self.pd.is_empty() {
+            return Err(Failure::usage("--pd: no address (give HOST:PORT)"));
+        }
+        for address in &self.pd {
+            check_pd_address(address).map_err(Failure::Usage)?;
+        }
         let tls = self.tls()?;
         let memory_quota = match self.memory_quota.checked_mul(1 << 20) {
             Some(bytes) if self.memory_quota >= 1 && bytes <= (usize::MAX >> 4) => bytes,
@@ -198,6 +284,7 @@ impl ConnectArgs {
     ) -> Result<(Client, tokio::task::JoinHandle<Result<(), kvfeed::Error>>), Failure> {
         let pd = self.pd.join(",");
         let timeout = self.timeout();
+        resolvable(&self.pd, timeout).await?;
         let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
             Ok(Ok(client)) => client,
             Ok(Err(kvfeed::Error::Config(problem))) => return Err(Failure::usage(problem)),
@@ -219,15 +306,45 @@ impl ConnectArgs {
     }
 }
 
-/// The ts to read at: `ts`, or PD's current one.
-pub(crate) async fn read_ts(client: &Client, ts: Option<u64>) -> Result<u64, Failure> {
-    match ts {
-        Some(ts) => Ok(ts),
-        None => client
-            .current_ts()
-            .await
-            .map_err(|error| Failure::runtime(format!("no timestamp from PD: {error}"))),
+/// Fails with "cannot resolve HOST" when no PD address resolves (a DNS failure is not an
+/// unreachable PD).
+async fn resolvable(addresses: &[String], timeout: Duration) -> Result<(), Failure> {
+    let mut unresolved = Vec::new();
+    for address in addresses {
+        let target = address.strip_prefix("http://").unwrap_or(address).trim_end_matches('/');
+        let found = tokio::time::timeout(timeout, tokio::net::lookup_host(target)).await;
+        if let Ok(Ok(mut addresses)) = found
+            && addresses.next().is_some()
+        {
+            return Ok(());
+        }
+        unresolved.push(target.rsplit_once(':').map_or(target, |(host, _)| host));
     }
+    Err(Failure::runtime(format!("cannot resolve {}", unresolved.join(", "))))
+}
+
+/// The bits of a TSO below its physical milliseconds.
+const TSO_LOGICAL_BITS: u32 = 18;
+
+/// How far ahead of PD's clock a `--start-ts` may be (a few seconds of clock skew).
+const START_TS_AHEAD: Duration = Duration::from_secs(10);
+
+/// The ts to read at: `ts`, or PD's current one. A `ts` ahead of PD's current ts by more
+/// than [`START_TS_AHEAD`] is refused (a typo, or `u64::MAX`).
+pub(crate) async fn read_ts(client: &Client, ts: Option<u64>) -> Result<u64, Failure> {
+    let now = client
+        .current_ts()
+        .await
+        .map_err(|error| Failure::runtime(format!("no timestamp from PD: {error}")))?;
+    let Some(ts) = ts else { return Ok(now) };
+    let ahead_ms = u64::try_from(START_TS_AHEAD.as_millis()).unwrap_or(u64::MAX);
+    if ts > now.saturating_add(ahead_ms << TSO_LOGICAL_BITS) {
+        return Err(Failure::usage(format!(
+            "--start-ts {ts} is ahead of PD's current ts {now} by more than {} s",
+            START_TS_AHEAD.as_secs()
+        )));
+    }
+    Ok(ts)
 }
 
 /// An error of starting a read: a ts below the GC safe point is the argument's fault.

@@ -3,10 +3,22 @@
 use kvfeed_sim::{ClusterConfig, TidbConfig, TidbWorkload, Workload, WorkloadConfig};
 use kvfeed_span::table::{record_key, record_prefix};
 
+use crate::Failure;
+
 /// The first table id; tables are `FIRST_TABLE..FIRST_TABLE + tables`.
 pub(crate) const FIRST_TABLE: i64 = 100;
 /// Row handles per table.
 pub(crate) const KEYS_PER_TABLE: i64 = 1000;
+
+/// Refuses sizes of 0 (they used to be clamped to 1 in silence).
+pub(crate) fn check_sizes(stores: usize, regions: usize, tables: usize) -> Result<(), Failure> {
+    for (flag, value) in [("--stores", stores), ("--regions", regions), ("--tables", tables)] {
+        if value == 0 {
+            return Err(Failure::usage(format!("{flag} must be at least 1")));
+        }
+    }
+    Ok(())
+}
 
 /// The tables of a layout.
 pub(crate) fn tables(count: usize) -> Vec<i64> {

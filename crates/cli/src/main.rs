@@ -13,6 +13,7 @@ mod layout;
 mod metrics_http;
 mod output;
 mod serve;
+mod signal;
 mod snapshot;
 mod watch;
 
@@ -22,7 +23,14 @@ use clap::{Parser, Subcommand};
 
 /// Stream row changes out of a TiKV cluster.
 #[derive(Debug, Parser)]
-#[command(name = "kvfeed", version, about, propagate_version = true)]
+#[command(
+    name = "kvfeed",
+    version = VERSION,
+    about,
+    propagate_version = true,
+    after_help = "Environment: KVFEED_PD gives --pd; KVFEED_LOG (or RUST_LOG) sets the log filter \
+                  (default `warn`; e.g. KVFEED_LOG=kvfeed=debug)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +46,11 @@ enum Command {
     Demo(demo::Args),
     /// Decode one TiDB key-value pair against a TableInfo JSON file (prints one JSON line).
     Decode(decode::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// The simulated cluster.
     Sim {
         #[command(subcommand)]
@@ -50,6 +63,9 @@ enum SimCommand {
     /// Run the simulated cluster and a workload until interrupted; prints PD's address first.
     Serve(serve::Args),
 }
+
+/// `kvfeed --version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KVFEED_COMMIT"), ")");
 
 /// A failure the user can act on, with the exit code it maps to.
 #[derive(Debug)]
@@ -86,6 +102,11 @@ fn main() -> ExitCode {
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Decode(args) => decode::run(&args),
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "kvfeed", &mut std::io::stdout());
+                Ok(())
+            }
             Command::Sim { command: SimCommand::Serve(args) } => serve::run(args).await,
         }
     });

@@ -67,9 +67,18 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.value_len == 0 {
         return Err(Failure::usage("--value-len must be at least 1"));
     }
+    if args.resolved_interval_ms == 0 {
+        return Err(Failure::usage("--resolved-interval-ms must be at least 1"));
+    }
+    layout::check_sizes(args.stores, args.regions, args.tables)?;
+    // Files written at exit are checked now: a typo must not cost the whole run.
+    for path in args.commits.iter().chain(&args.tidb_events) {
+        std::fs::File::create(path)
+            .map_err(|error| Failure::usage(format!("cannot write {}: {error}", path.display())))?;
+    }
     let tables = layout::tables(args.tables);
     let mut config = layout::cluster_config(args.stores, args.regions, &tables);
-    config.resolved_ts_interval = Some(Duration::from_millis(args.resolved_interval_ms.max(1)));
+    config.resolved_ts_interval = Some(Duration::from_millis(args.resolved_interval_ms));
     config.record_commits = args.commits.is_some();
     config.gc_life_time = args.gc_life_time.map(Duration::from_secs);
     // Admission is the client's job here; the store takes any number of scans.
@@ -106,7 +115,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer
     });
-    let stop = shutdown_signal();
+    let stop = crate::signal::shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -147,22 +156,6 @@ async fn tick(timer: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// One JSON object per committed row, in the shape `watch` prints rows.

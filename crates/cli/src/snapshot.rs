@@ -58,7 +58,7 @@ async fn snapshot(client: &Client, span: Span, args: &Args) -> Result<(), Failur
     });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signal::shutdown();
     tokio::pin!(interrupted);
     let mut shown = std::time::Instant::now();
     let result = loop {

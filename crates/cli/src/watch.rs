@@ -151,7 +151,7 @@ async fn watch(
     tracing::info!(?span, start_ts, "watching");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signal::shutdown();
     tokio::pin!(interrupted);
     loop {
         let event = tokio::select! {
@@ -214,7 +214,7 @@ async fn watch_tables(
         })?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signal::shutdown();
     tokio::pin!(interrupted);
     loop {
         let event = tokio::select! {

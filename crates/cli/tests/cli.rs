@@ -611,3 +611,113 @@ fn table_names_and_ids_do_not_mix_and_names_need_a_database() {
         "raw keys",
     );
 }
+
+/// Unusable arguments exit 2 with one line, at once: never after a connection timeout.
+#[test]
+fn unusable_arguments_are_refused_at_once() {
+    let watch = |extra: &[&str]| {
+        let started = Instant::now();
+        let mut args = vec!["watch"];
+        args.extend(extra);
+        let output = kvfeed(&args);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{extra:?} took {:?}",
+            started.elapsed()
+        );
+        output
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (&["--pd", "", "--table", "1"], "an empty address"),
+        (&["--pd", ",", "--table", "1"], "an empty address"),
+        (&["--pd", "pd-host", "--table", "1"], "no port"),
+        (&["--pd", "pd-host:65536", "--table", "1"], "the port must be 1 to 65535"),
+        (&["--pd", "pd-host:x", "--table", "1"], "the port is not a number"),
+        (&["--pd", "bad host!:1", "--table", "1"], "not a host name or IP address"),
+        (&["--pd", "https://pd:2379", "--table", "1"], "https:// needs TLS"),
+    ];
+    for (args, needle) in cases {
+        assert_fails(&watch(args), 2, needle);
+    }
+    let not_pem = std::env::temp_dir().join(format!("kvfeed-not-pem-{}", std::process::id()));
+    std::fs::write(&not_pem, "hello").unwrap();
+    let path = not_pem.to_str().unwrap();
+    assert_fails(
+        &watch(&["--pd", "127.0.0.1:9", "--table", "1", "--ca", path]),
+        2,
+        "not a PEM certificate",
+    );
+    let _ = std::fs::remove_file(&not_pem);
+    // Sizes of 0 are refused, not clamped.
+    for (args, needle) in [
+        (&["demo", "--tables", "0"][..], "--tables must be at least 1"),
+        (&["demo", "--stores", "0"][..], "--stores must be at least 1"),
+        (&["demo", "--regions", "0"][..], "--regions must be at least 1"),
+        (&["demo", "--duration", "0"][..], "--duration must be at least 1"),
+        (&["sim", "serve", "--tables", "0"][..], "--tables must be at least 1"),
+        (
+            &["sim", "serve", "--commits", "/no/such/dir/commits.jsonl"][..],
+            "cannot write /no/such/dir",
+        ),
+    ] {
+        assert_fails(&kvfeed(args), 2, needle);
+    }
+}
+
+#[test]
+fn a_host_that_does_not_resolve_says_so() {
+    let output = kvfeed(&["watch", "--pd", "no-such-host.invalid:2379", "--table", "1"]);
+    assert_fails(&output, 1, "cannot resolve no-such-host.invalid");
+}
+
+/// A start ts far ahead of PD's clock is refused; an unbounded and a raw span are taken; the
+/// environment gives `--pd`; SIGTERM ends a watch as Ctrl-C does (exit 0, output flushed).
+#[test]
+fn start_ts_spans_environment_and_sigterm() {
+    let served = Served::start(&[]);
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "100",
+        "--start-ts",
+        &u64::MAX.to_string(),
+    ]);
+    assert_fails(&output, 2, "is ahead of PD's current ts");
+    // The whole key space, and table 100's record range as raw keys.
+    for span in [["--span", ".."], ["--span-raw", "7480000000000000645f72..7480000000000000645f73"]]
+    {
+        let until = compose(now_ms() + 1500, 0).to_string();
+        let output = Command::new(BIN)
+            .args(["watch", span[0], span[1], "--until-resolved", &until])
+            .env("KVFEED_PD", &served.pd)
+            .output()
+            .expect("run kvfeed");
+        assert!(output.status.success(), "{span:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.lines().any(|l| l.contains("\"kind\":\"row\"")), "{span:?} delivered rows");
+    }
+    let mut child = Command::new(BIN)
+        .args(["watch", "--pd", &served.pd, "--table", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut first).expect("a line");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "SIGTERM ends watch cleanly");
+    served.interrupt();
+}
+
+#[test]
+fn completions_and_version() {
+    let output = kvfeed(&["completions", "bash"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("kvfeed"), "a bash script");
+    let version = String::from_utf8(kvfeed(&["--version"]).stdout).unwrap();
+    assert!(version.starts_with("kvfeed 0.") && version.contains("(commit "), "{version}");
+}

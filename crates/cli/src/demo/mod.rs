@@ -23,6 +23,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.rate == 0 {
         return Err(Failure::usage("--rate must be at least 1"));
     }
+    if args.duration == 0 {
+        return Err(Failure::usage("--duration must be at least 1 (second)"));
+    }
+    layout::check_sizes(args.stores, args.regions, args.tables)?;
     let tables = layout::tables(args.tables);
     let cluster =
         Cluster::start(layout::cluster_config(args.stores, args.regions, &tables)).await.map_err(
