@@ -10,6 +10,7 @@ mod connect;
 mod decode;
 mod demo;
 mod layout;
+mod logging;
 mod metrics_http;
 mod output;
 mod serve;
@@ -28,10 +29,13 @@ use clap::{Parser, Subcommand};
     version = VERSION,
     about,
     propagate_version = true,
-    after_help = "Environment: KVFEED_PD gives --pd; KVFEED_LOG (or RUST_LOG) sets the log filter \
-                  (default `warn`; e.g. KVFEED_LOG=kvfeed=debug)."
+    after_help = "Environment: KVFEED_PD gives --pd; KVFEED_LOG (or RUST_LOG) gives the whole log \
+                  filter, over -v/-q/--log-level (e.g. KVFEED_LOG=kvfeed=debug,h2=info); \
+                  NO_COLOR turns colour off (it is on only when stderr is a terminal)."
 )]
 struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,7 +92,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    cli.log.init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -123,18 +127,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Logs go to stderr; `KVFEED_LOG` (or `RUST_LOG`) sets the filter, `warn` by default.
-fn init_logging() {
-    let filter = std::env::var("KVFEED_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

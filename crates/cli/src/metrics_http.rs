@@ -1,6 +1,9 @@
-//! A minimal HTTP endpoint serving the client's Prometheus metrics (any path, any method).
+//! A minimal HTTP endpoint for `watch --metrics-addr`: `GET /metrics` (the client's Prometheus
+//! metrics and the watch's own), `/healthz` (200 while the process serves), `/readyz` (200 once
+//! the watch is ready, else 503), and 404 for any other path.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -13,25 +16,30 @@ pub(crate) fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| format!("{text:?} is neither PORT nor HOST:PORT"))
 }
 
-/// Binds `addr` and serves `metrics()` to every request until the task is dropped.
-pub(crate) async fn serve(
-    addr: SocketAddr,
-    metrics: impl Fn() -> String + Send + Sync + 'static,
-) -> std::io::Result<SocketAddr> {
+/// What the endpoint answers with.
+pub(crate) struct Endpoints {
+    /// The body of `/metrics`.
+    pub(crate) metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// Whether `/readyz` says ready.
+    pub(crate) ready: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Binds `addr` and serves `endpoints` until the process ends; returns the bound address.
+pub(crate) async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let metrics = std::sync::Arc::new(metrics);
+    let endpoints = Arc::new(endpoints);
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { continue };
-            let metrics = std::sync::Arc::clone(&metrics);
+            let endpoints = Arc::clone(&endpoints);
             tokio::spawn(async move {
-                // Read (and ignore) the request head; one read is enough for a GET.
+                // The request line is in the first read of a GET.
                 let mut buffer = [0u8; 2048];
-                let _ = socket.read(&mut buffer).await;
-                let body = metrics();
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                let (status, body) = answer(&endpoints, request_path(&buffer[..read]));
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
@@ -42,4 +50,39 @@ pub(crate) async fn serve(
         }
     });
     Ok(bound)
+}
+
+/// The path of a request head (`GET /metrics HTTP/1.1` -> `/metrics`), without a query.
+fn request_path(head: &[u8]) -> &str {
+    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let path = std::str::from_utf8(target).unwrap_or_default();
+    path.split('?').next().unwrap_or_default()
+}
+
+fn answer(endpoints: &Endpoints, path: &str) -> (&'static str, String) {
+    match path {
+        "/metrics" => ("200 OK", (endpoints.metrics)()),
+        "/healthz" => ("200 OK", "ok\n".to_owned()),
+        "/readyz" if (endpoints.ready)() => ("200 OK", "ready\n".to_owned()),
+        "/readyz" => ("503 Service Unavailable", "not ready\n".to_owned()),
+        _ => ("404 Not Found", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_routed() {
+        let endpoints =
+            Endpoints { metrics: Box::new(|| "m 1\n".to_owned()), ready: Box::new(|| false) };
+        assert_eq!(request_path(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"), "/metrics");
+        assert_eq!(answer(&endpoints, "/metrics"), ("200 OK", "m 1\n".to_owned()));
+        assert_eq!(answer(&endpoints, "/readyz").0, "503 Service Unavailable");
+        assert_eq!(answer(&endpoints, "/healthz").0, "200 OK");
+        assert_eq!(answer(&endpoints, "/").0, "404 Not Found");
+        assert_eq!(request_path(b""), "");
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kvfeed::{Client, Event};
@@ -30,6 +32,18 @@ pub(crate) struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
+    /// Print only these changes: put and/or delete, comma separated (for tables by name, put
+    /// is an insert or an update). Default: both.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "OPS")]
+    ops: Vec<OpFilter>,
+    /// Do not print resolved-ts lines (they still drive `--checkpoint` and
+    /// `--until-resolved`).
+    #[arg(long)]
+    no_resolved: bool,
+    /// Print timestamps as JSON strings: consumers that read numbers as doubles (jq,
+    /// JavaScript) lose precision above 2^53, and TiDB timestamps are above it.
+    #[arg(long)]
+    ts_as_string: bool,
     /// Serve Prometheus metrics on PORT (127.0.0.1) or HOST:PORT.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
@@ -108,17 +122,19 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     }
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     let (client, runner) = args.connect.connect(config).await?;
+    // The last resolved ts printed (0: none yet), for `/readyz` and the metrics.
+    let printed = Arc::new(AtomicU64::new(0));
     if let Some(addr) = metrics_addr {
-        let metrics = client.clone();
-        let bound = crate::metrics_http::serve(addr, move || metrics.metrics_text())
+        let bound = crate::metrics_http::serve(addr, endpoints(&client, &printed))
             .await
             .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
         tracing::info!(%bound, "serving metrics");
     }
+    let mut sink = Printed { checkpoint: checkpoint.as_mut(), resolved: &printed };
     let result = match target {
-        Target::Span(span) => watch(&client, span, &args, resume_from, checkpoint.as_mut()).await,
+        Target::Span(span) => watch(&client, span, &args, resume_from, &mut sink).await,
         Target::Tables(tables) => {
-            watch_tables(&client, &tables, &args, resume_from, checkpoint.as_mut()).await
+            watch_tables(&client, &tables, &args, resume_from, &mut sink).await
         }
     };
     let saved = checkpoint.as_mut().map_or(Ok(()), CheckpointFile::flush);
@@ -132,7 +148,7 @@ async fn watch(
     span: Span,
     args: &Args,
     resume_from: Option<u64>,
-    mut checkpoint: Option<&mut CheckpointFile>,
+    printed: &mut Printed<'_>,
 ) -> Result<(), Failure> {
     let snapshot = args.snapshot && resume_from.is_none();
     let start_ts = match resume_from {
@@ -163,33 +179,138 @@ async fn watch(
             Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
             None => return Err(Failure::runtime("the subscription ended")),
         };
-        if write_event(&mut out, args.format, &event).is_err() {
+        let shown = match &event {
+            Event::Row(row) => args.shows(row.op == kvfeed::Op::Delete),
+            Event::Resolved(_) => !args.no_resolved,
+            _ => true,
+        };
+        if shown
+            && write_line(&mut out, args, |buffer| write_event(buffer, args.format, &event))
+                .is_err()
+        {
             return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
         }
         // Everything at or below either is printed: a snapshot done is a checkpoint too.
         if let Event::Resolved(ts) | Event::SnapshotDone(ts) = event
-            && complete_up_to(&mut out, checkpoint.as_deref_mut(), args, ts)?
+            && printed.complete_up_to(&mut out, args, ts)?
         {
             return Ok(());
         }
     }
 }
 
-/// After the line of a resolved ts `ts`: flushes the output and saves the checkpoint; returns
-/// whether the watch is done (stdout closed, or `--until-resolved` reached).
-fn complete_up_to(
+/// What `--ops` lets through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OpFilter {
+    /// Puts (inserts and updates).
+    Put,
+    /// Deletes.
+    Delete,
+}
+
+impl Args {
+    /// Whether `--ops` shows a delete (`true`) or a put (`false`).
+    fn shows(&self, delete: bool) -> bool {
+        let op = if delete { OpFilter::Delete } else { OpFilter::Put };
+        self.ops.is_empty() || self.ops.contains(&op)
+    }
+}
+
+/// Writes one line made by `make`, with its top-level timestamps as strings under
+/// `--ts-as-string`.
+fn write_line(
     out: &mut impl Write,
-    checkpoint: Option<&mut CheckpointFile>,
     args: &Args,
-    ts: u64,
-) -> Result<bool, Failure> {
-    if out.flush().is_err() {
-        return Ok(true);
+    make: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(256);
+    make(&mut line)?;
+    if args.ts_as_string && args.format == Format::Json {
+        line = quote_timestamps(&line).into_bytes();
     }
-    if let Some(file) = checkpoint {
-        file.printed(ts)?;
+    out.write_all(&line)
+}
+
+/// The line with the numbers of its top-level `"start_ts"` and `"commit_ts"` fields (and the
+/// `"ts"` of a resolved or snapshot-done line) quoted: the first of each, before a decoded
+/// row's columns, which are left alone.
+fn quote_timestamps(line: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    let ts_line = ["{\"kind\":\"resolved\"", "{\"kind\":\"snapshot_done\""]
+        .iter()
+        .any(|kind| text.starts_with(kind));
+    for field in ["\"ts\":", "\"start_ts\":", "\"commit_ts\":"] {
+        if field == "\"ts\":" && !ts_line {
+            continue;
+        }
+        let Some(at) = text.find(field) else { continue };
+        let start = at + field.len();
+        let digits = text[start..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            text.insert(start + digits, '"');
+            text.insert(start, '"');
+        }
     }
-    Ok(args.until_resolved.is_some_and(|until| ts >= until))
+    text
+}
+
+/// Where a printed resolved ts goes: the checkpoint file, and the watch's own record.
+struct Printed<'a> {
+    checkpoint: Option<&'a mut CheckpointFile>,
+    resolved: &'a AtomicU64,
+}
+
+impl Printed<'_> {
+    /// After the line of a resolved ts `ts`: flushes the output, saves the checkpoint and
+    /// records `ts`; returns whether the watch is done (stdout closed, or `--until-resolved`
+    /// reached).
+    fn complete_up_to(
+        &mut self,
+        out: &mut impl Write,
+        args: &Args,
+        ts: u64,
+    ) -> Result<bool, Failure> {
+        if out.flush().is_err() {
+            return Ok(true);
+        }
+        if let Some(file) = self.checkpoint.as_deref_mut() {
+            file.printed(ts)?;
+        }
+        self.resolved.store(ts, Ordering::Release);
+        Ok(args.until_resolved.is_some_and(|until| ts >= until))
+    }
+}
+
+/// A watch is ready once the resolved ts it printed is this fresh (a resolved ts above the
+/// start ts also means every region was initialized).
+const READY_LAG: Duration = Duration::from_secs(15);
+
+/// What `--metrics-addr` serves: the client's metrics with the build and the printed resolved
+/// ts, and readiness.
+fn endpoints(client: &Client, printed: &Arc<AtomicU64>) -> crate::metrics_http::Endpoints {
+    let (client, resolved) = (client.clone(), Arc::clone(printed));
+    let metrics = Box::new(move || {
+        format!(
+            "{}# HELP kvfeed_build_info The kvfeed command's version and commit.\n\
+             # TYPE kvfeed_build_info gauge\n\
+             kvfeed_build_info{{version=\"{}\",commit=\"{}\"}} 1\n\
+             # HELP kvfeed_watch_resolved_ts The last resolved ts printed (0: none yet).\n\
+             # TYPE kvfeed_watch_resolved_ts gauge\n\
+             kvfeed_watch_resolved_ts {}\n",
+            client.metrics_text(),
+            env!("CARGO_PKG_VERSION"),
+            env!("KVFEED_COMMIT"),
+            resolved.load(Ordering::Acquire)
+        )
+    });
+    let resolved = Arc::clone(printed);
+    let ready = Box::new(move || {
+        let ts = resolved.load(Ordering::Acquire);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let now_ms = now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        ts > 0 && now_ms.saturating_sub(ts >> 18) <= READY_LAG.as_millis() as u64
+    });
+    crate::metrics_http::Endpoints { metrics, ready }
 }
 
 /// `watch --table db.tbl ..`: decoded rows and DDL as JSON lines, and the resolved ts.
@@ -198,7 +319,7 @@ async fn watch_tables(
     tables: &[TableName],
     args: &Args,
     resume_from: Option<u64>,
-    mut checkpoint: Option<&mut CheckpointFile>,
+    printed: &mut Printed<'_>,
 ) -> Result<(), Failure> {
     let start_ts = match resume_from {
         Some(ts) => ts,
@@ -226,13 +347,41 @@ async fn watch_tables(
             Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
             None => return Err(Failure::runtime("the watch ended")),
         };
-        if writeln!(out, "{}", event.to_json_line()).is_err() {
+        let shown = match &event {
+            TableEvent::Insert(_) | TableEvent::Update(_) => args.shows(false),
+            TableEvent::Delete(_) => args.shows(true),
+            TableEvent::Resolved(_) => !args.no_resolved,
+            _ => true,
+        };
+        let line = |buffer: &mut Vec<u8>| writeln!(buffer, "{}", event.to_json_line());
+        if shown && write_line(&mut out, args, line).is_err() {
             return Ok(()); // stdout closed: nothing more to do.
         }
         if let TableEvent::Resolved(ts) = event
-            && complete_up_to(&mut out, checkpoint.as_deref_mut(), args, ts)?
+            && printed.complete_up_to(&mut out, args, ts)?
         {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_timestamps;
+
+    #[test]
+    fn timestamps_are_quoted_and_columns_left_alone() {
+        assert_eq!(
+            quote_timestamps(br#"{"kind":"resolved","ts":470919235803283457}"#),
+            r#"{"kind":"resolved","ts":"470919235803283457"}"#
+        );
+        assert_eq!(
+            quote_timestamps(br#"{"kind":"row","op":"put","key":"74","start_ts":5,"commit_ts":6}"#),
+            r#"{"kind":"row","op":"put","key":"74","start_ts":"5","commit_ts":"6"}"#
+        );
+        assert_eq!(
+            quote_timestamps(br#"{"kind":"insert","table":"d.t","commit_ts":7,"before":null,"after":{"ts":1,"commit_ts":2}}"#),
+            r#"{"kind":"insert","table":"d.t","commit_ts":"7","before":null,"after":{"ts":1,"commit_ts":2}}"#
+        );
     }
 }

@@ -721,3 +721,76 @@ fn completions_and_version() {
     let version = String::from_utf8(kvfeed(&["--version"]).stdout).unwrap();
     assert!(version.starts_with("kvfeed 0.") && version.contains("(commit "), "{version}");
 }
+
+/// One HTTP GET on 127.0.0.1:`port`: the status line and the body.
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+/// `--metrics-addr`: /metrics with the build and the printed resolved ts, /healthz, /readyz
+/// once a fresh resolved ts was printed, 404 elsewhere.
+#[test]
+fn metrics_and_health_paths() {
+    let served = Served::start(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(BIN)
+        .args(["watch", "--pd", &served.pd, "--table", "100", "--metrics-addr", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    // Once a resolved line is out, the watch is ready.
+    let mut line = String::new();
+    while !line.contains("\"kind\":\"resolved\"") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).expect("a line") > 0, "watch ended");
+    }
+    let (status, body) = http_get(port, "/metrics").expect("metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("kvfeed_build_info{version=") && body.contains("kvfeed_watch_resolved_ts ")
+    );
+    assert!(http_get(port, "/healthz").unwrap().0.contains("200"));
+    assert!(http_get(port, "/readyz").unwrap().0.contains("200"), "ready after a resolved ts");
+    assert!(http_get(port, "/other").unwrap().0.contains("404"));
+    let _ = child.kill();
+    let _ = child.wait();
+    served.interrupt();
+}
+
+/// `--ops delete --no-resolved --ts-as-string`: only deletes, no resolved lines, timestamps as
+/// strings.
+#[test]
+fn output_filters_and_string_timestamps() {
+    let served = Served::start(&[]);
+    let until = compose(now_ms() + 2000, 0).to_string();
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "100",
+        "--until-resolved",
+        &until,
+        "--ops",
+        "delete",
+        "--no-resolved",
+        "--ts-as-string",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    served.interrupt();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.lines().count() > 0, "the workload deletes rows");
+    for line in stdout.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!((value["kind"].as_str(), value["op"].as_str()), (Some("row"), Some("delete")));
+        assert!(value["commit_ts"].as_str().is_some_and(|ts| ts.parse::<u64>().is_ok()), "{line}");
+    }
+}
