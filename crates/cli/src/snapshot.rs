@@ -40,7 +40,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let (client, runner) = args.connect.connect(config).await?;
     let result = snapshot(&client, span, &args).await;
     client.shutdown();
-    let _ = runner.await;
+    // Bounded: with PD gone, removing the GC safe point would wait for PD's timeout.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), runner).await;
     result
 }
 

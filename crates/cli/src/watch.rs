@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvfeed::{Client, Event};
 use kvfeed_span::Span;
@@ -40,6 +40,14 @@ pub(crate) struct Args {
     /// `--until-resolved`).
     #[arg(long)]
     no_resolved: bool,
+    /// Seconds without a new resolved ts before a status line on stderr says so (and then
+    /// again every as many seconds). At least 1.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    status_every: u64,
+    /// Exit 1 after this many seconds without a new resolved ts (an outage that does not end).
+    /// Checked every `--status-every` seconds.
+    #[arg(long, value_name = "SECS")]
+    give_up_after: Option<u64>,
     /// Print timestamps as JSON strings: consumers that read numbers as doubles (jq,
     /// JavaScript) lose precision above 2^53, and TiDB timestamps are above it.
     #[arg(long)]
@@ -96,6 +104,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     if args.region_stuck_timeout == 0 {
         return Err(Failure::usage("--region-stuck-timeout must be at least 1 second"));
     }
+    if args.status_every == 0 || args.give_up_after == Some(0) {
+        return Err(Failure::usage("--status-every and --give-up-after must be at least 1 second"));
+    }
     let mut checkpoint = args
         .checkpoint
         .clone()
@@ -130,7 +141,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
         tracing::info!(%bound, "serving metrics");
     }
-    let mut sink = Printed { checkpoint: checkpoint.as_mut(), resolved: &printed };
+    let mut sink =
+        Printed { checkpoint: checkpoint.as_mut(), resolved: &printed, since: Instant::now() };
     let result = match target {
         Target::Span(span) => watch(&client, span, &args, resume_from, &mut sink).await,
         Target::Tables(tables) => {
@@ -139,7 +151,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     };
     let saved = checkpoint.as_mut().map_or(Ok(()), CheckpointFile::flush);
     client.shutdown();
-    let _ = runner.await;
+    // Bounded: with PD gone, removing the GC safe point would wait for PD's timeout (it
+    // expires with its TTL instead).
+    let _ = tokio::time::timeout(Duration::from_secs(2), runner).await;
     result.and(saved)
 }
 
@@ -168,11 +182,16 @@ async fn watch(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let interrupted = crate::signal::shutdown();
+    let mut status = status_timer(args);
     tokio::pin!(interrupted);
     loop {
         let event = tokio::select! {
             event = subscription.recv() => event,
             _ = &mut interrupted => return Ok(()),
+            _ = status.tick() => {
+                printed.check_progress(client, args).await?;
+                continue;
+            }
         };
         let event = match event {
             Some(Ok(event)) => event,
@@ -258,6 +277,8 @@ fn quote_timestamps(line: &[u8]) -> String {
 struct Printed<'a> {
     checkpoint: Option<&'a mut CheckpointFile>,
     resolved: &'a AtomicU64,
+    /// When the last resolved ts was printed (or the watch started).
+    since: Instant,
 }
 
 impl Printed<'_> {
@@ -277,8 +298,48 @@ impl Printed<'_> {
             file.printed(ts)?;
         }
         self.resolved.store(ts, Ordering::Release);
+        self.since = Instant::now();
         Ok(args.until_resolved.is_some_and(|until| ts >= until))
     }
+
+    /// On the status timer: after `--status-every` without a resolved ts, one line on stderr
+    /// saying so (whether PD answers, the last resolved ts and its age); after
+    /// `--give-up-after`, the watch fails.
+    async fn check_progress(&self, client: &Client, args: &Args) -> Result<(), Failure> {
+        let stalled = self.since.elapsed();
+        if stalled < Duration::from_secs(args.status_every) {
+            return Ok(());
+        }
+        let ts = self.resolved.load(Ordering::Acquire);
+        let last = if ts == 0 {
+            "no resolved ts yet".to_owned()
+        } else {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            let now_ms = now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            format!("last resolved ts {ts} (age {} s)", now_ms.saturating_sub(ts >> 18) / 1000)
+        };
+        let pd = tokio::time::timeout(Duration::from_secs(1), client.current_ts()).await;
+        let pd = if matches!(pd, Ok(Ok(_))) { "PD answers" } else { "PD unreachable" };
+        if let Some(limit) = args.give_up_after
+            && stalled >= Duration::from_secs(limit)
+        {
+            return Err(Failure::runtime(format!(
+                "gave up after {} s without progress ({pd}); {last}",
+                stalled.as_secs()
+            )));
+        }
+        eprintln!("no progress for {} s ({pd}), retrying; {last}", stalled.as_secs());
+        Ok(())
+    }
+}
+
+/// The timer `check_progress` runs on: every `--status-every` seconds (a tenth of a second
+/// ahead of it, so a stall is seen when it reaches the limit, not a period later).
+fn status_timer(args: &Args) -> tokio::time::Interval {
+    let every = Duration::from_secs(args.status_every.max(1));
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
 }
 
 /// A watch is ready once the resolved ts it printed is this fresh (a resolved ts above the
@@ -336,11 +397,16 @@ async fn watch_tables(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let interrupted = crate::signal::shutdown();
+    let mut status = status_timer(args);
     tokio::pin!(interrupted);
     loop {
         let event = tokio::select! {
             event = watcher.recv() => event,
             _ = &mut interrupted => return Ok(()),
+            _ = status.tick() => {
+                printed.check_progress(client, args).await?;
+                continue;
+            }
         };
         let event = match event {
             Some(Ok(event)) => event,

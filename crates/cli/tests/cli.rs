@@ -794,3 +794,38 @@ fn output_filters_and_string_timestamps() {
         assert!(value["commit_ts"].as_str().is_some_and(|ts| ts.parse::<u64>().is_ok()), "{line}");
     }
 }
+
+/// An outage: the cluster dies under a watch; status lines say so on stderr, and
+/// `--give-up-after` ends the watch with exit 1.
+#[test]
+fn an_outage_is_reported_and_given_up_on() {
+    let served = Served::start(&[]);
+    let mut child = Command::new(BIN)
+        .args(["watch", "--pd", &served.pd, "--table", "100", "--status-every", "1"])
+        .args(["--give-up-after", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("\"kind\":\"resolved\"") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).expect("a line") > 0, "watch ended early");
+    }
+    drop(served); // SIGKILL: the whole cluster is gone.
+    let started = Instant::now();
+    // Drain stdout so the watch never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let output = child.wait_with_output().expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(30), "gave up in time");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no progress for"), "status lines: {stderr}");
+    assert!(stderr.contains("PD unreachable"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: gave up after") && last.contains("last resolved ts"),
+        "{stderr}"
+    );
+}

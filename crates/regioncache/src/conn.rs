@@ -251,7 +251,7 @@ impl Conn {
             | Code::Cancelled
             | Code::Aborted
             | Code::ResourceExhausted
-            | Code::Internal => Error::Unavailable { method, message: status.to_string() },
+            | Code::Internal => Error::Unavailable { method, message: status_text(status) },
             Code::FailedPrecondition if message.contains("mismatch cluster id") => {
                 Error::ClusterIdMismatch {
                     expected: self.cluster_id(),
@@ -415,6 +415,26 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
 }
 
 /// An error and its sources, joined (tonic's transport errors hide the cause in the chain).
+/// A gRPC status as one short line: its message and the innermost cause (`tcp connect error:
+/// Connection refused (os error 111)`), never tonic's Debug rendering of the source.
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = match status.message() {
+        "" => status.code().description().to_owned(),
+        message => message.to_owned(),
+    };
+    let mut source = core::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(cause) = innermost.filter(|cause| !text.contains(cause.as_str())) {
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
 fn error_chain(error: &dyn core::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
