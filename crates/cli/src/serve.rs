@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kvfeed_sim::{Cluster, CommittedRow, Op, TidbWorkload};
+use kvfeed_sim::{Cluster, CommittedRow, FaultSchedule, Op, TidbStep, TidbWorkload, TxnOutcome};
+use kvfeed_span::table::record_key;
 
 use crate::Failure;
 use crate::layout;
@@ -55,6 +56,19 @@ pub(crate) struct Args {
     /// (`watch --table demo.t0 ..`'s JSON lines, built from the values written) to FILE.
     #[arg(long, value_name = "FILE", requires = "tidb")]
     tidb_events: Option<PathBuf>,
+    /// PD's port on 127.0.0.1 (default: an ephemeral one): a simulator restarted with the same
+    /// port comes back where a running `watch` looks for it (the stores' ports are learnt from
+    /// PD).
+    #[arg(long, value_name = "PORT")]
+    pd_port: Option<u16>,
+    /// Inject the demo's faults (splits, merges, leader moves, store restarts, stream resets,
+    /// busy and congested stores, abandoned locks), one every 700 ms from a schedule seeded by
+    /// `--seed`.
+    #[arg(long)]
+    chaos: bool,
+    /// Seconds between status lines on stderr (regions, transactions, faults); 0: none.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    status_every: u64,
 }
 
 /// The workload `sim serve` runs.
@@ -83,6 +97,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     config.gc_life_time = args.gc_life_time.map(Duration::from_secs);
     // Admission is the client's job here; the store takes any number of scans.
     config.max_pending_scans = usize::MAX;
+    config.pd_port = args.pd_port;
     let cluster = Cluster::start(config).await.map_err(|error| {
         Failure::runtime(format!("cannot start the simulated cluster: {error}"))
     })?;
@@ -115,15 +130,54 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer
     });
+    let mut schedule = args.chaos.then(|| {
+        let keys: Vec<Vec<u8>> = tables
+            .iter()
+            .flat_map(|&t| (0..layout::KEYS_PER_TABLE).map(move |h| record_key(t, h)))
+            .collect();
+        let schedule = FaultSchedule::new(args.seed, keys);
+        // TiDB rows must stay decodable: no fault commits values of its own there.
+        if args.tidb { schedule.without_foreign_commits() } else { schedule }
+    });
+    let mut fault_timer = repeating(schedule.is_some().then_some(FAULT_EVERY));
+    let mut status_timer =
+        repeating((args.status_every > 0).then(|| Duration::from_secs(args.status_every)));
+    let started = std::time::Instant::now();
+    let (mut committed, mut faults) = (0u64, 0u64);
     let stop = crate::signal::shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
-            () = tick(&mut timer) => match &mut load {
-                Load::Raw(workload) => { workload.step(&cluster); }
-                Load::Tidb(workload) => { workload.step(&cluster); }
-            },
+            () = tick(&mut timer) => {
+                let done = match &mut load {
+                    Load::Raw(workload) => matches!(
+                        workload.step(&cluster),
+                        TxnOutcome::Committed { .. } | TxnOutcome::OnePc { .. }
+                    ),
+                    Load::Tidb(workload) => {
+                        matches!(workload.step(&cluster), TidbStep::Rows(_) | TidbStep::Ddl(_))
+                    }
+                };
+                committed += u64::from(done);
+            }
+            () = tick(&mut fault_timer) => {
+                if let Some(schedule) = &mut schedule {
+                    let fault = schedule.next_fault(&cluster);
+                    if cluster.apply_fault(&fault).await.is_ok() {
+                        faults += 1;
+                        tracing::info!(?fault, "fault injected");
+                    }
+                }
+            }
+            () = tick(&mut status_timer) => {
+                let secs = started.elapsed().as_secs().max(1);
+                eprintln!(
+                    "after {secs} s: {} regions, {committed} transactions committed ({} txn/s), {faults} faults",
+                    cluster.region_count(),
+                    committed / secs
+                );
+            }
         }
     }
     if let Some(path) = &args.commits {
@@ -147,6 +201,18 @@ fn write_lines(path: &std::path::Path, values: &[serde_json::Value]) -> std::io:
         writeln!(out, "{value}")?;
     }
     out.flush()
+}
+
+/// Time between faults with `--chaos` (the demo's pace).
+const FAULT_EVERY: Duration = Duration::from_millis(700);
+
+/// A timer firing every `every` from one period on, or none.
+fn repeating(every: Option<Duration>) -> Option<tokio::time::Interval> {
+    every.map(|every| {
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    })
 }
 
 async fn tick(timer: &mut Option<tokio::time::Interval>) {

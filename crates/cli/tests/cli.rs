@@ -829,3 +829,51 @@ fn an_outage_is_reported_and_given_up_on() {
         "{stderr}"
     );
 }
+
+/// `sim serve --pd-port`: a simulator killed and started again on the same port is found
+/// again by a running watch, whose resolved ts moves on past the restart. With `--chaos` and
+/// `--status-every`, the simulator injects faults and says so on stderr.
+#[test]
+fn a_watch_reconnects_to_a_restarted_simulator_on_its_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["sim", "serve", "--stores", "2", "--regions", "4", "--pd-port"])
+            .arg(port.to_string())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sim serve")
+    };
+    let mut first = serve(&[]);
+    let pd = format!("127.0.0.1:{port}");
+    let mut watch = Command::new(BIN)
+        .args(["watch", "--pd", &pd, "--table", "100", "--timeout", "20", "--give-up-after", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut next_resolved = || loop {
+        let line = lines.next().expect("a line").expect("utf-8");
+        if line.contains("\"kind\":\"resolved\"") {
+            return field(&line, "ts").parse::<u64>().expect("ts");
+        }
+    };
+    next_resolved();
+    let _ = first.kill();
+    let _ = first.wait();
+    let restarted_at = compose(now_ms(), 0);
+    let mut second = serve(&["--chaos", "--status-every", "1"]);
+    while next_resolved() <= restarted_at {}
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // The banner, then a status line a second.
+    let mut status = BufReader::new(second.stderr.take().expect("stderr")).lines();
+    let line = status.nth(1).expect("a status line").expect("utf-8");
+    assert!(line.contains("transactions committed") && line.contains("faults"), "{line}");
+    let pid = second.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    assert!(second.wait().expect("wait").success());
+}

@@ -51,6 +51,10 @@ pub struct ClusterConfig {
     pub gc_life_time: Option<Duration>,
     /// How often the GC worker runs.
     pub gc_interval: Duration,
+    /// PD's port on 127.0.0.1 (`None`: an ephemeral one). A fixed port lets a restarted
+    /// simulator come back where clients look for it; the stores' ports stay ephemeral (clients
+    /// learn them from PD).
+    pub pd_port: Option<u16>,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +70,7 @@ impl Default for ClusterConfig {
             max_pending_scans: 10_000,
             gc_life_time: None,
             gc_interval: Duration::from_secs(1),
+            pd_port: None,
         }
     }
 }
@@ -122,7 +127,10 @@ impl Cluster {
     /// Starts PD and the stores and, if configured, the resolved-ts tickers.
     pub async fn start(config: ClusterConfig) -> std::io::Result<Self> {
         let stores = config.stores.max(1);
-        let pd_listener = bind_local().await?;
+        let pd_listener = match config.pd_port {
+            Some(port) => TcpListener::bind(("127.0.0.1", port)).await?,
+            None => bind_local().await?,
+        };
         let pd_addr = pd_listener.local_addr()?;
         let mut listeners = BTreeMap::new();
         for id in 1..=stores as u64 {

@@ -13,7 +13,7 @@ use kvfeed_span::table::table_span;
 use tokio::task::JoinHandle;
 
 use super::faults::{run_faults, stop_faults};
-use super::settings::{Args, CATCH_UP, LAG_SAMPLE};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
 use crate::Failure;
 use crate::layout;
 
@@ -51,9 +51,11 @@ pub(super) async fn run(
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
+    let mut steps = 0u64;
     while Instant::now() < deadline {
         timer.tick().await;
         workload.step(&cluster);
+        steps += 1;
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
             for watcher in &watchers {
@@ -91,7 +93,7 @@ pub(super) async fn run(
 
     let commits = cluster.committed_rows();
     let reports: Vec<Report> = watchers.iter().map(|w| w.report(&commits, true)).collect();
-    let ok = summarize(args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck);
+    let ok = summarize(args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck, steps);
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
     }
@@ -109,6 +111,7 @@ struct Progress {
     tables: Vec<ProgressBar>,
     started: Instant,
     duration: u64,
+    plain: PlainProgress,
 }
 
 impl Progress {
@@ -120,7 +123,14 @@ impl Progress {
             .iter()
             .map(|_| multi.add(ProgressBar::new_spinner().with_style(style.clone())))
             .collect();
-        Self { multi, header, tables, started: Instant::now(), duration }
+        Self {
+            multi,
+            header,
+            tables,
+            started: Instant::now(),
+            duration,
+            plain: PlainProgress::new(),
+        }
     }
 
     fn update(&self, client: &Client, watchers: &[Arc<Watcher>], faults: &AtomicU64, phase: &str) {
@@ -142,12 +152,14 @@ impl Progress {
             bar.tick();
         }
         let rate = if elapsed > 0.0 { rows as f64 / elapsed } else { 0.0 };
-        self.header.set_message(format!(
+        let line = format!(
             "{phase} {:.0}/{} s | regions {initialized}/{regions} initialized | {rows} rows ({rate:.0}/s) | faults {}",
             elapsed,
             self.duration,
             faults.load(Ordering::Relaxed)
-        ));
+        );
+        self.plain.offer(&line);
+        self.header.set_message(line);
         self.header.tick();
     }
 
@@ -166,6 +178,7 @@ fn summarize(
     reports: &[Report],
     faults: u64,
     stuck: bool,
+    steps: u64,
 ) -> bool {
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
     let violations = sum(|r| {
@@ -183,16 +196,7 @@ fn summarize(
         watchers.iter().filter_map(|w| w.failure().map(|f| format!("{}: {f}", w.name))).collect();
     // The client delivers each row once: a duplicate fails the verdict too.
     let ok = reports.iter().all(|r| r.ok() && r.duplicated == 0) && !stuck && failures.is_empty();
-    println!(
-        "kvfeed demo: {} stores, {} regions, {} tables, {} txn/s for {} s, chaos {} (seed {})",
-        args.stores,
-        args.regions,
-        args.tables,
-        args.rate,
-        args.duration,
-        if args.chaos { "on" } else { "off" },
-        args.seed
-    );
+    println!("{}", summary_header(args, &plural(args.tables, "table"), steps));
     println!("  rows written       {}", sum(|r| r.expected));
     println!("  rows delivered     {}", sum(|r| r.delivered));
     println!("  duplicates         {}", sum(|r| r.duplicated));

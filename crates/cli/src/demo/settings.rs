@@ -1,6 +1,9 @@
-//! The arguments of `kvfeed demo` and the timings both of its runs use.
+//! The arguments of `kvfeed demo`, the timings both of its runs use, and what both print: the
+//! summary's first line and the plain progress line for a stderr that is not a terminal.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 /// Arguments of `kvfeed demo`.
 #[derive(Debug, clap::Args)]
@@ -43,3 +46,49 @@ pub(super) const CATCH_UP: Duration = Duration::from_secs(60);
 pub(super) const LAG_SAMPLE: Duration = Duration::from_millis(100);
 /// Time between faults with `--chaos`.
 pub(super) const FAULT_EVERY: Duration = Duration::from_millis(700);
+
+/// `n` and `word`, with an `s` unless `n` is 1.
+pub(super) fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// The summary's first line: the layout, the transaction rate asked and achieved (`steps`
+/// transactions run), chaos and seed.
+pub(super) fn summary_header(args: &Args, tables: &str, steps: u64) -> String {
+    let achieved = steps as f64 / args.duration.max(1) as f64;
+    format!(
+        "kvfeed demo: {}, {}, {tables}, {achieved:.0} txn/s achieved ({} asked) for {} s, chaos {} (seed {})",
+        plural(args.stores, "store"),
+        plural(args.regions, "region"),
+        args.rate,
+        args.duration,
+        if args.chaos { "on" } else { "off" },
+        args.seed
+    )
+}
+
+/// Seconds between plain progress lines when stderr is not a terminal (a log file).
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The progress display for logs: when stderr is not a terminal (where the live display is not
+/// drawn), the header line printed every [`PLAIN_EVERY`].
+#[derive(Debug)]
+pub(super) struct PlainProgress {
+    enabled: bool,
+    last: Cell<Option<Instant>>,
+}
+
+impl PlainProgress {
+    pub(super) fn new() -> Self {
+        Self { enabled: !std::io::stderr().is_terminal(), last: Cell::new(None) }
+    }
+
+    /// Prints `line` if stderr is not a terminal and the last one is old enough.
+    pub(super) fn offer(&self, line: &str) {
+        if !self.enabled || self.last.get().is_some_and(|at| at.elapsed() < PLAIN_EVERY) {
+            return;
+        }
+        self.last.set(Some(Instant::now()));
+        eprintln!("{line}");
+    }
+}

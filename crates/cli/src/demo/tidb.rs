@@ -16,7 +16,7 @@ use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
 
 use super::faults::{run_faults, stop_faults};
-use super::settings::{Args, CATCH_UP, LAG_SAMPLE};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
 use crate::Failure;
 use crate::layout;
 
@@ -62,10 +62,12 @@ pub(super) async fn run(
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
+    let mut steps = 0u64;
     let mut lags = Vec::new();
     while Instant::now() < deadline {
         timer.tick().await;
         workload.step(&cluster);
+        steps += 1;
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
             lags.push(lag_ms(decoded.resolved()));
@@ -101,6 +103,7 @@ pub(super) async fn run(
         &lags,
         faults.load(Ordering::Relaxed),
         stuck,
+        steps,
     );
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
@@ -127,6 +130,7 @@ struct Progress {
     tables: Vec<(String, ProgressBar)>,
     started: Instant,
     duration: u64,
+    plain: PlainProgress,
 }
 
 impl Progress {
@@ -140,7 +144,14 @@ impl Progress {
                 (name.clone(), multi.add(ProgressBar::new_spinner().with_style(style.clone())))
             })
             .collect();
-        Self { multi, header, tables, started: Instant::now(), duration }
+        Self {
+            multi,
+            header,
+            tables,
+            started: Instant::now(),
+            duration,
+            plain: PlainProgress::new(),
+        }
     }
 
     fn update(
@@ -160,7 +171,7 @@ impl Progress {
         }
         let rows = decoded.rows();
         let rate = if elapsed > 0.0 { rows as f64 / elapsed } else { 0.0 };
-        self.header.set_message(format!(
+        let line = format!(
             "{phase} {elapsed:.0}/{} s | {} regions | {rows} rows decoded ({rate:.0}/s) | DDL {} run, {} seen | resolved-ts lag {} ms | faults {}",
             self.duration,
             cluster.region_count(),
@@ -168,7 +179,9 @@ impl Progress {
             decoded.ddl(),
             lag_ms(decoded.resolved()),
             faults.load(Ordering::Relaxed)
-        ));
+        );
+        self.plain.offer(&line);
+        self.header.set_message(line);
         self.header.tick();
     }
 
@@ -191,6 +204,7 @@ fn summarize(
     lags: &[u64],
     faults: u64,
     stuck: bool,
+    steps: u64,
 ) -> bool {
     let mut lags = lags.to_vec();
     lags.sort_unstable();
@@ -199,15 +213,12 @@ fn summarize(
     let failure = decoded.failure();
     let ok = report.is_clean() && !stuck && failure.is_none();
     println!(
-        "kvfeed demo: {} stores, {} regions, {} TiDB tables ({}), {} txn/s for {} s, chaos {} (seed {})",
-        args.stores,
-        args.regions,
-        names.len(),
-        names.join(", "),
-        args.rate,
-        args.duration,
-        if args.chaos { "on" } else { "off" },
-        args.seed
+        "{}",
+        summary_header(
+            args,
+            &format!("{} ({})", plural(names.len(), "TiDB table"), names.join(", ")),
+            steps
+        )
     );
     println!("  rows written       {}", report.rows_expected);
     println!("  rows delivered     {}", report.rows_delivered);
