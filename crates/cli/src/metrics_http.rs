@@ -34,10 +34,8 @@ pub(crate) async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Re
             let Ok((mut socket, _)) = listener.accept().await else { continue };
             let endpoints = Arc::clone(&endpoints);
             tokio::spawn(async move {
-                // The request line is in the first read of a GET.
-                let mut buffer = [0u8; 2048];
-                let read = socket.read(&mut buffer).await.unwrap_or(0);
-                let (status, body) = answer(&endpoints, request_path(&buffer[..read]));
+                let head = read_head(&mut socket).await;
+                let (status, body) = answer(&endpoints, request_path(&head));
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -50,6 +48,23 @@ pub(crate) async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Re
         }
     });
     Ok(bound)
+}
+
+/// The request head: read until its blank line (a client may send it in pieces; closing with
+/// part of it unread would reset the connection under the answer), at most 8 KiB and 5 s.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let mut buffer = [0u8; 1024];
+    let read = async {
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    head
 }
 
 /// The path of a request head (`GET /metrics HTTP/1.1` -> `/metrics`), without a query.

@@ -37,19 +37,20 @@ pub(crate) fn write_event(
         }
         (Format::Json, Event::Resolved(ts)) => writeln!(out, r#"{{"kind":"resolved","ts":{ts}}}"#),
         (Format::Text, Event::Row(row)) => {
-            let old = row.old_value.as_deref().map_or_else(|| "-".to_owned(), hex);
+            let old = row.old_value.as_deref().map_or_else(|| "-".to_owned(), |v| bytes_text(v));
+            let value = if row.op == Op::Delete { "-".to_owned() } else { bytes_text(&row.value) };
             writeln!(
                 out,
-                "{:<6} key={} value={} old={} start_ts={} commit_ts={}",
+                "{:<8} {:<28} commit {} {}  value={value} old={old}",
                 op_name(row.op),
-                hex(&row.key),
-                hex(&row.value),
-                old,
-                row.start_ts,
+                key_text(&row.key),
                 row.commit_ts,
+                tso_time(row.commit_ts),
             )
         }
-        (Format::Text, Event::Resolved(ts)) => writeln!(out, "resolved {ts}"),
+        (Format::Text, Event::Resolved(ts)) => {
+            writeln!(out, "{:<8} {:<28} resolved {ts} {}", "resolved", "", tso_time(*ts))
+        }
         (Format::Json, Event::Snapshot(row)) => writeln!(
             out,
             r#"{{"kind":"snapshot","key":"{}","value":"{}"}}"#,
@@ -59,10 +60,16 @@ pub(crate) fn write_event(
         (Format::Json, Event::SnapshotDone(ts)) => {
             writeln!(out, r#"{{"kind":"snapshot_done","ts":{ts}}}"#)
         }
-        (Format::Text, Event::Snapshot(row)) => {
-            writeln!(out, "snapshot key={} value={}", hex(&row.key), hex(&row.value))
+        (Format::Text, Event::Snapshot(row)) => writeln!(
+            out,
+            "{:<8} {:<28} value={}",
+            "snapshot",
+            key_text(&row.key),
+            bytes_text(&row.value)
+        ),
+        (Format::Text, Event::SnapshotDone(ts)) => {
+            writeln!(out, "{:<8} {:<28} snapshot {ts} {}", "done", "", tso_time(*ts))
         }
-        (Format::Text, Event::SnapshotDone(ts)) => writeln!(out, "snapshot_done {ts}"),
         // A kind of event newer than this output format: nothing to print for it.
         (_, _) => Ok(()),
     }
@@ -73,6 +80,58 @@ fn op_name(op: Op) -> &'static str {
         Op::Put => "put",
         Op::Delete => "delete",
     }
+}
+
+/// A raw key for people: TiDB record keys as `t{table}_r{handle}`, index keys as
+/// `t{table}_i{index}_` and the rest in hex, other keys as text when printable, else hex.
+fn key_text(key: &[u8]) -> String {
+    if let Some((table, handle)) = kvfeed_span::table::record_handle_of(key) {
+        return format!("t{table}_r{handle}");
+    }
+    if let Some(table) = kvfeed_span::table::table_id_of(key) {
+        let rest = &key[9..];
+        return match rest {
+            [b'_', b'i', index @ ..] if index.len() >= 8 => {
+                let id = kvfeed_span::table::decode_int(index[..8].try_into().unwrap_or([0; 8]));
+                format!("t{table}_i{id}_{}", hex(&index[8..]))
+            }
+            [b'_', b'r', handle @ ..] => format!("t{table}_r{}", hex(handle)),
+            _ => format!("t{table}_{}", hex(rest)),
+        };
+    }
+    bytes_text(key)
+}
+
+/// Bytes for people: printable ASCII as a quoted string, anything else as hex.
+fn bytes_text(bytes: &[u8]) -> String {
+    if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}", String::from_utf8_lossy(bytes))
+    } else {
+        hex(bytes)
+    }
+}
+
+/// A TSO's wall-clock time, `(2026-12-04 21:13:51.870 UTC)`.
+fn tso_time(ts: u64) -> String {
+    let ms = ts >> 18;
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_date(days);
+    let (h, m, s, frac) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
+    format!("({year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{frac:03} UTC)")
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Lower-case hex of `bytes`.
@@ -148,6 +207,32 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn text_lines_decode_keys_and_show_wall_clock_times() {
+        let key = Bytes::from(kvfeed_span::table::record_key(100, 219));
+        let ts = (1_796_418_831_870u64 << 18) | 5;
+        let row = RowEvent::new(Op::Put, key, Bytes::from_static(b"v12-.."), None, ts - 1, ts);
+        let mut out = Vec::new();
+        write_event(&mut out, Format::Text, &Event::Row(row)).unwrap();
+        write_event(&mut out, Format::Text, &Event::Resolved(ts)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "put      t100_r219                    commit {ts} (2026-12-04 21:13:51.870 UTC)  value=\"v12-..\" old=-"
+            )
+        );
+        assert!(
+            lines[1].starts_with("resolved ")
+                && lines[1].ends_with("(2026-12-04 21:13:51.870 UTC)")
+        );
+        assert_eq!(key_text(b"\x01\x02"), "0102");
+        assert_eq!(key_text(b"abc"), "\"abc\"");
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
     }
 
     #[test]

@@ -726,7 +726,8 @@ fn completions_and_version() {
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -738,13 +739,23 @@ fn http_get(port: u16, path: &str) -> Option<(String, String)> {
 #[test]
 fn metrics_and_health_paths() {
     let served = Served::start(&[]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Port 0: the kernel picks a free one, and the watch logs it (-v).
     let mut child = Command::new(BIN)
-        .args(["watch", "--pd", &served.pd, "--table", "100", "--metrics-addr", &port.to_string()])
+        .args(["-v", "watch", "--pd", &served.pd, "--table", "100", "--metrics-addr", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn watch");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = stderr.lines();
+    let port: u16 = loop {
+        let line = log.next().expect("a log line").expect("utf-8");
+        if let Some((_, bound)) = line.split_once("serving metrics bound=") {
+            break bound.trim().rsplit_once(':').expect("HOST:PORT").1.parse().expect("a port");
+        }
+    };
+    // The rest of the log is drained, so the watch never blocks on a full pipe.
+    std::thread::spawn(move || log.for_each(drop));
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     // Once a resolved line is out, the watch is ready.
     let mut line = String::new();
