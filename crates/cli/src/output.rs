@@ -37,7 +37,7 @@ pub(crate) fn write_event(
         }
         (Format::Json, Event::Resolved(ts)) => writeln!(out, r#"{{"kind":"resolved","ts":{ts}}}"#),
         (Format::Text, Event::Row(row)) => {
-            let old = row.old_value.as_deref().map_or_else(|| "-".to_owned(), |v| bytes_text(v));
+            let old = row.old_value.as_deref().map_or_else(|| "-".to_owned(), bytes_text);
             let value = if row.op == Op::Delete { "-".to_owned() } else { bytes_text(&row.value) };
             writeln!(
                 out,
