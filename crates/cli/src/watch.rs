@@ -177,40 +177,103 @@ async fn watch(
     } else {
         client.subscribe(span.clone(), start_ts).await
     };
-    let mut subscription = subscription.map_err(start_failure)?;
+    let subscription = subscription.map_err(start_failure)?;
     tracing::info!(?span, start_ts, "watching");
+    print(client, args, printed, Feed::Raw(subscription)).await
+}
+
+/// What a watch prints from: a raw subscription, or TiDB tables by name.
+enum Feed {
+    Raw(kvfeed::Subscription),
+    /// Boxed: a watcher is several times a subscription's size.
+    Tables(Box<Watcher>),
+}
+
+/// One printable item of a feed: its line (`None`: nothing to print, or filtered out) and the
+/// ts up to which everything is printed once it is (a resolved ts, a snapshot's end).
+struct Item {
+    line: Option<Vec<u8>>,
+    complete_up_to: Option<u64>,
+}
+
+impl Feed {
+    /// The next item; `Err` when the feed failed or ended.
+    async fn next(&mut self, args: &Args) -> Result<Item, Failure> {
+        match self {
+            Self::Raw(subscription) => {
+                let event = match subscription.recv().await {
+                    Some(Ok(event)) => event,
+                    Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
+                    None => return Err(Failure::runtime("the subscription ended")),
+                };
+                let shown = match &event {
+                    Event::Row(row) => args.shows(row.op == kvfeed::Op::Delete),
+                    Event::Resolved(_) => !args.no_resolved,
+                    _ => true,
+                };
+                let mut line = Vec::with_capacity(256);
+                if shown {
+                    // Writing into memory cannot fail.
+                    let _ = write_event(&mut line, args.format, &event);
+                }
+                // Everything at or below either is printed: a snapshot done is a checkpoint too.
+                let complete_up_to = match event {
+                    Event::Resolved(ts) | Event::SnapshotDone(ts) => Some(ts),
+                    _ => None,
+                };
+                Ok(Item { line: shown.then_some(line), complete_up_to })
+            }
+            Self::Tables(watcher) => {
+                let event = match watcher.recv().await {
+                    Some(Ok(event)) => event,
+                    Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
+                    None => return Err(Failure::runtime("the watch ended")),
+                };
+                let shown = match &event {
+                    TableEvent::Insert(_) | TableEvent::Update(_) => args.shows(false),
+                    TableEvent::Delete(_) => args.shows(true),
+                    TableEvent::Resolved(_) => !args.no_resolved,
+                    _ => true,
+                };
+                let line = shown.then(|| format!("{}\n", event.to_json_line()).into_bytes());
+                let complete_up_to = match event {
+                    TableEvent::Resolved(ts) => Some(ts),
+                    _ => None,
+                };
+                Ok(Item { line, complete_up_to })
+            }
+        }
+    }
+}
+
+/// Prints `feed` to stdout until it fails, stdout closes, a signal comes, or
+/// `--until-resolved` is reached; reports stalls on the way (`--status-every`).
+async fn print(
+    client: &Client,
+    args: &Args,
+    printed: &mut Printed<'_>,
+    mut feed: Feed,
+) -> Result<(), Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let interrupted = crate::signal::shutdown();
     let mut status = status_timer(args);
     tokio::pin!(interrupted);
     loop {
-        let event = tokio::select! {
-            event = subscription.recv() => event,
+        let item = tokio::select! {
+            item = feed.next(args) => item?,
             _ = &mut interrupted => return Ok(()),
             _ = status.tick() => {
                 printed.check_progress(client, args).await?;
                 continue;
             }
         };
-        let event = match event {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
-            None => return Err(Failure::runtime("the subscription ended")),
-        };
-        let shown = match &event {
-            Event::Row(row) => args.shows(row.op == kvfeed::Op::Delete),
-            Event::Resolved(_) => !args.no_resolved,
-            _ => true,
-        };
-        if shown
-            && write_line(&mut out, args, |buffer| write_event(buffer, args.format, &event))
-                .is_err()
+        if let Some(line) = item.line
+            && write_line(&mut out, args, &line).is_err()
         {
             return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
         }
-        // Everything at or below either is printed: a snapshot done is a checkpoint too.
-        if let Event::Resolved(ts) | Event::SnapshotDone(ts) = event
+        if let Some(ts) = item.complete_up_to
             && printed.complete_up_to(&mut out, args, ts)?
         {
             return Ok(());
@@ -235,19 +298,12 @@ impl Args {
     }
 }
 
-/// Writes one line made by `make`, with its top-level timestamps as strings under
-/// `--ts-as-string`.
-fn write_line(
-    out: &mut impl Write,
-    args: &Args,
-    make: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let mut line = Vec::with_capacity(256);
-    make(&mut line)?;
+/// Writes one line, with its top-level timestamps as strings under `--ts-as-string`.
+fn write_line(out: &mut impl Write, args: &Args, line: &[u8]) -> std::io::Result<()> {
     if args.ts_as_string && args.format == Format::Json {
-        line = quote_timestamps(&line).into_bytes();
+        return out.write_all(quote_timestamps(line).as_bytes());
     }
-    out.write_all(&line)
+    out.write_all(line)
 }
 
 /// The line with the numbers of its top-level `"start_ts"` and `"commit_ts"` fields (and the
@@ -389,46 +445,11 @@ async fn watch_tables(
     if args.until_resolved.is_some_and(|until| until <= start_ts) {
         return Ok(());
     }
-    let mut watcher =
-        Watcher::start(client, tables, start_ts).await.map_err(|error| match error {
-            WatchError::Client(error) => start_failure(error),
-            other => Failure::runtime(other.to_string()),
-        })?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let interrupted = crate::signal::shutdown();
-    let mut status = status_timer(args);
-    tokio::pin!(interrupted);
-    loop {
-        let event = tokio::select! {
-            event = watcher.recv() => event,
-            _ = &mut interrupted => return Ok(()),
-            _ = status.tick() => {
-                printed.check_progress(client, args).await?;
-                continue;
-            }
-        };
-        let event = match event {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
-            None => return Err(Failure::runtime("the watch ended")),
-        };
-        let shown = match &event {
-            TableEvent::Insert(_) | TableEvent::Update(_) => args.shows(false),
-            TableEvent::Delete(_) => args.shows(true),
-            TableEvent::Resolved(_) => !args.no_resolved,
-            _ => true,
-        };
-        let line = |buffer: &mut Vec<u8>| writeln!(buffer, "{}", event.to_json_line());
-        if shown && write_line(&mut out, args, line).is_err() {
-            return Ok(()); // stdout closed: nothing more to do.
-        }
-        if let TableEvent::Resolved(ts) = event
-            && printed.complete_up_to(&mut out, args, ts)?
-        {
-            return Ok(());
-        }
-    }
+    let watcher = Watcher::start(client, tables, start_ts).await.map_err(|error| match error {
+        WatchError::Client(error) => start_failure(error),
+        other => Failure::runtime(other.to_string()),
+    })?;
+    print(client, args, printed, Feed::Tables(Box::new(watcher))).await
 }
 
 #[cfg(test)]

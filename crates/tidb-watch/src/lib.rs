@@ -164,9 +164,12 @@ impl Watcher {
                     self.release().await
                 }
                 Some(Ok(_)) => Ok(()),
-                Some(Err(error)) => Err(WatchError::Client(error)),
+                // A source stopped a moment ago may still have sent its end: not ours any more.
+                Some(Err(error)) if self.readers.contains_key(&source) => {
+                    Err(WatchError::Client(error))
+                }
                 None if self.readers.contains_key(&source) => Err(WatchError::Ended),
-                None => Ok(()),
+                Some(Err(_)) | None => Ok(()),
             };
             if let Err(error) = result {
                 self.failed = true;
