@@ -25,19 +25,19 @@ pub(crate) struct ConnectArgs {
     )]
     pub(crate) pd: Vec<String>,
     /// The cluster id to expect (refuse any other cluster).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, env = "KVFEED_CLUSTER_ID", value_name = "ID")]
     cluster_id: Option<u64>,
     /// Seconds to wait for PD.
-    #[arg(long, default_value_t = 10, value_name = "S")]
+    #[arg(long, env = "KVFEED_TIMEOUT", default_value_t = 10, value_name = "S")]
     timeout: u64,
     /// CA certificate (PEM) for TLS to PD and TiKV.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "KVFEED_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    #[arg(long, env = "KVFEED_CERT", value_name = "FILE", requires_all = ["key", "ca"])]
     cert: Option<PathBuf>,
     /// Client private key (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"])]
+    #[arg(long, env = "KVFEED_KEY", value_name = "FILE", requires_all = ["cert", "ca"])]
     key: Option<PathBuf>,
     /// Talk to TiKV stores of any version. By default only versions from 7.1.0-alpha up to
     /// 10.0.0 (excluded) are, as TiCDC; regions on other stores wait for an upgrade.
@@ -46,14 +46,14 @@ pub(crate) struct ConnectArgs {
     /// The name of the PD service GC safe point held while reading (`kvfeed-NAME`); a
     /// restarted command that gives the same name takes its predecessor's over. Default: a
     /// name unique to the process.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, env = "KVFEED_GC_SERVICE_NAME", value_name = "NAME")]
     gc_service_name: Option<String>,
     /// Seconds the GC safe point outlives a command that was killed. At least 120.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     gc_ttl: u64,
     /// MiB the client may hold on the way (decoded events, pages read ahead, rows not yet
     /// printed); reading from TiKV pauses beyond it. At least 1.
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    #[arg(long, env = "KVFEED_MEMORY_QUOTA", default_value_t = 1024, value_name = "MIB")]
     memory_quota: usize,
 }
 

@@ -53,7 +53,7 @@ pub(crate) struct Args {
     #[arg(long)]
     ts_as_string: bool,
     /// Serve Prometheus metrics on PORT (127.0.0.1) or HOST:PORT.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "KVFEED_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<String>,
     /// Seconds a region's incremental scan may go without ending before the region is
     /// deregistered and requested again (a wedged store). At least 1.

@@ -888,3 +888,21 @@ fn a_watch_reconnects_to_a_restarted_simulator_on_its_port() {
     assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
     assert!(second.wait().expect("wait").success());
 }
+
+#[test]
+fn environment_variables_stand_for_flags() {
+    // KVFEED_MEMORY_QUOTA=0 is refused as --memory-quota 0 is; an explicit flag wins.
+    let output = Command::new(BIN)
+        .args(["watch", "--table", "1"])
+        .env("KVFEED_PD", "127.0.0.1:9")
+        .env("KVFEED_MEMORY_QUOTA", "0")
+        .output()
+        .expect("run kvfeed");
+    assert_fails(&output, 2, "--memory-quota must be at least 1");
+    let output = Command::new(BIN)
+        .args(["watch", "--table", "1", "--pd", "pd-host"])
+        .env("KVFEED_PD", "127.0.0.1:9")
+        .output()
+        .expect("run kvfeed");
+    assert_fails(&output, 2, "--pd \"pd-host\": no port");
+}
