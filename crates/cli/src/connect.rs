@@ -179,10 +179,7 @@ fn check_pd_address(address: &str) -> Result<(), String> {
     if address.trim().is_empty() {
         return Err(bad("an empty address (give HOST:PORT)"));
     }
-    if address.starts_with("https://") {
-        return Err(bad("https:// needs TLS: give --ca FILE and the address without https://"));
-    }
-    let rest = address.strip_prefix("http://").unwrap_or(address).trim_end_matches('/');
+    let rest = strip_scheme(address);
     let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port (give HOST:PORT)"))?;
     match port.parse::<u32>() {
         Ok(1..=65535) => {}
@@ -203,6 +200,25 @@ fn check_pd_address(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `HOST:PORT` of a PD address given with or without `http://` / `https://`.
+fn strip_scheme(address: &str) -> &str {
+    let rest = address.strip_prefix("https://").or_else(|| address.strip_prefix("http://"));
+    rest.unwrap_or(address).trim_end_matches('/')
+}
+
+/// The system's CA bundle: `SSL_CERT_FILE`, or where Debian/Ubuntu, Fedora/RHEL, openSUSE and
+/// Alpine keep it.
+fn system_ca_bundle() -> Option<PathBuf> {
+    let named = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let known = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    named.into_iter().chain(known.iter().map(PathBuf::from)).find(|path| path.is_file())
+}
+
 /// Reads a TLS file and checks that it holds a PEM block of `what`.
 fn check_pem(file: &std::path::Path, what: &str) -> Result<(), Failure> {
     let text = std::fs::read(file).map_err(|error| {
@@ -217,7 +233,25 @@ fn check_pem(file: &std::path::Path, what: &str) -> Result<(), Failure> {
 
 impl ConnectArgs {
     fn tls(&self) -> Result<Option<TlsConfig>, Failure> {
-        let Some(ca) = &self.ca else { return Ok(None) };
+        let https = self.pd.iter().filter(|a| a.starts_with("https://")).count();
+        if https > 0 && https < self.pd.len() {
+            return Err(Failure::usage("--pd: give every address with https:// or none"));
+        }
+        let system;
+        let ca = match &self.ca {
+            Some(ca) => ca,
+            None if https > 0 => {
+                // https:// means TLS, never silent plaintext: with the system's CA bundle.
+                system = system_ca_bundle().ok_or_else(|| {
+                    Failure::usage(
+                        "https:// PD addresses need a CA: give --ca FILE (no system CA bundle \
+                         found; SSL_CERT_FILE names one)",
+                    )
+                })?;
+                &system
+            }
+            None => return Ok(None),
+        };
         check_pem(ca, "certificate")?;
         if let Some(cert) = &self.cert {
             check_pem(cert, "certificate")?;
@@ -259,7 +293,7 @@ impl ConnectArgs {
         if self.gc_service_name.as_ref().is_some_and(String::is_empty) {
             return Err(Failure::usage("--gc-service-name must not be empty"));
         }
-        let mut config = Config::new(self.pd.iter().cloned());
+        let mut config = Config::new(self.pd.iter().map(|a| strip_scheme(a).to_owned()));
         config.cluster_id = self.cluster_id;
         config.gc_service_name.clone_from(&self.gc_service_name);
         config.gc_ttl = Duration::from_secs(self.gc_ttl);
@@ -311,7 +345,7 @@ impl ConnectArgs {
 async fn resolvable(addresses: &[String], timeout: Duration) -> Result<(), Failure> {
     let mut unresolved = Vec::new();
     for address in addresses {
-        let target = address.strip_prefix("http://").unwrap_or(address).trim_end_matches('/');
+        let target = strip_scheme(address);
         let found = tokio::time::timeout(timeout, tokio::net::lookup_host(target)).await;
         if let Ok(Ok(mut addresses)) = found
             && addresses.next().is_some()

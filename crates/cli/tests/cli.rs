@@ -634,7 +634,7 @@ fn unusable_arguments_are_refused_at_once() {
         (&["--pd", "pd-host:65536", "--table", "1"], "the port must be 1 to 65535"),
         (&["--pd", "pd-host:x", "--table", "1"], "the port is not a number"),
         (&["--pd", "bad host!:1", "--table", "1"], "not a host name or IP address"),
-        (&["--pd", "https://pd:2379", "--table", "1"], "https:// needs TLS"),
+        (&["--pd", "https://pd:2379,pd2:2379", "--table", "1"], "every address with https://"),
     ];
     for (args, needle) in cases {
         assert_fails(&watch(args), 2, needle);
@@ -905,4 +905,23 @@ fn environment_variables_stand_for_flags() {
         .output()
         .expect("run kvfeed");
     assert_fails(&output, 2, "--pd \"pd-host\": no port");
+}
+
+/// `https://` means TLS, never silent plaintext: against the plaintext simulator it fails,
+/// with `--ca` and with the system's CA bundle alike.
+#[test]
+fn https_is_tls_and_never_plaintext() {
+    let served = Served::start(&[]);
+    let https = format!("https://{}", served.pd);
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../regioncache/tests/data/ca.pem");
+    for extra in [&["--ca", ca][..], &[][..]] {
+        let mut args = vec!["watch", "--pd", &https, "--table", "100", "--timeout", "2"];
+        args.extend(extra);
+        let output = kvfeed(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // Without a system bundle on the machine the second is a usage error instead.
+        assert!(matches!(output.status.code(), Some(1 | 2)), "{extra:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing read over plaintext: {extra:?}");
+    }
+    served.interrupt();
 }
