@@ -357,9 +357,6 @@ async fn resolvable(addresses: &[String], timeout: Duration) -> Result<(), Failu
     Err(Failure::runtime(format!("cannot resolve {}", unresolved.join(", "))))
 }
 
-/// The bits of a TSO below its physical milliseconds.
-const TSO_LOGICAL_BITS: u32 = 18;
-
 /// How far ahead of PD's clock a `--start-ts` may be (a few seconds of clock skew).
 const START_TS_AHEAD: Duration = Duration::from_secs(10);
 
@@ -371,8 +368,8 @@ pub(crate) async fn read_ts(client: &Client, ts: Option<u64>) -> Result<u64, Fai
         .await
         .map_err(|error| Failure::runtime(format!("no timestamp from PD: {error}")))?;
     let Some(ts) = ts else { return Ok(now) };
-    let ahead_ms = u64::try_from(START_TS_AHEAD.as_millis()).unwrap_or(u64::MAX);
-    if ts > now.saturating_add(ahead_ms << TSO_LOGICAL_BITS) {
+    let ahead_ms = i64::try_from(START_TS_AHEAD.as_millis()).unwrap_or(i64::MAX);
+    if ts > now.saturating_add(kvfeed_sim::compose(ahead_ms, 0)) {
         return Err(Failure::usage(format!(
             "--start-ts {ts} is ahead of PD's current ts {now} by more than {} s",
             START_TS_AHEAD.as_secs()

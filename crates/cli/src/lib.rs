@@ -14,4 +14,4 @@ mod decoded;
 mod watcher;
 
 pub use decoded::DecodedWatcher;
-pub use watcher::Watcher;
+pub use watcher::{Watcher, tso_age_ms};

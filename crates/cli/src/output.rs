@@ -113,7 +113,7 @@ fn bytes_text(bytes: &[u8]) -> String {
 
 /// A TSO's wall-clock time, `(2026-12-04 21:13:51.870 UTC)`.
 fn tso_time(ts: u64) -> String {
-    let ms = ts >> 18;
+    let ms = u64::try_from(kvfeed_sim::physical_of(ts)).unwrap_or(0);
     let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
     let (year, month, day) = civil_date(days);
     let (h, m, s, frac) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kvfeed::{Client, Event};
+use kvfeed_cli::tso_age_ms;
 use kvfeed_span::Span;
 use kvfeed_tidb_watch::{TableEvent, TableName, WatchError, Watcher};
 
@@ -370,9 +371,7 @@ impl Printed<'_> {
         let last = if ts == 0 {
             "no resolved ts yet".to_owned()
         } else {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            let now_ms = now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            format!("last resolved ts {ts} (age {} s)", now_ms.saturating_sub(ts >> 18) / 1000)
+            format!("last resolved ts {ts} (age {} s)", tso_age_ms(ts) / 1000)
         };
         let pd = tokio::time::timeout(Duration::from_secs(1), client.current_ts()).await;
         let pd = if matches!(pd, Ok(Ok(_))) { "PD answers" } else { "PD unreachable" };
@@ -389,8 +388,7 @@ impl Printed<'_> {
     }
 }
 
-/// The timer `check_progress` runs on: every `--status-every` seconds (a tenth of a second
-/// ahead of it, so a stall is seen when it reaches the limit, not a period later).
+/// The timer `check_progress` runs on: every `--status-every` seconds, from one period on.
 fn status_timer(args: &Args) -> tokio::time::Interval {
     let every = Duration::from_secs(args.status_every.max(1));
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -423,9 +421,7 @@ fn endpoints(client: &Client, printed: &Arc<AtomicU64>) -> crate::metrics_http::
     let resolved = Arc::clone(printed);
     let ready = Box::new(move || {
         let ts = resolved.load(Ordering::Acquire);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        let now_ms = now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        ts > 0 && now_ms.saturating_sub(ts >> 18) <= READY_LAG.as_millis() as u64
+        ts > 0 && u128::from(tso_age_ms(ts)) <= READY_LAG.as_millis()
     });
     crate::metrics_http::Endpoints { metrics, ready }
 }

@@ -15,6 +15,14 @@ use kvfeed_sim::{
 use kvfeed_span::Span;
 use tokio::task::JoinHandle;
 
+/// How far a TSO timestamp is behind the wall clock, in ms (0 for one ahead of it): TSO
+/// physical time is Unix time in milliseconds, in PD's clock as in the simulator's.
+pub fn tso_age_ms(ts: u64) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let now = u64::try_from(now).unwrap_or(u64::MAX);
+    now.saturating_sub(u64::try_from(physical_of(ts)).unwrap_or(0))
+}
+
 /// One subscription's reader and log.
 #[derive(Debug)]
 pub struct Watcher {
@@ -123,10 +131,7 @@ impl Watcher {
     /// Records the current resolved-ts lag behind the wall clock (the simulated TSO follows
     /// it); returns it in ms.
     pub fn sample_lag(&self) -> u64 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let now = u64::try_from(now).unwrap_or(0);
-        let physical = u64::try_from(physical_of(self.resolved())).unwrap_or(0);
-        let lag = now.saturating_sub(physical);
+        let lag = tso_age_ms(self.resolved());
         lock(&self.lags).push(lag);
         lag
     }

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
-use kvfeed_cli::DecodedWatcher;
-use kvfeed_sim::{Cluster, FaultSchedule, TidbReport, TidbWorkload, physical_of};
+use kvfeed_cli::{DecodedWatcher, tso_age_ms};
+use kvfeed_sim::{Cluster, FaultSchedule, TidbReport, TidbWorkload};
 use kvfeed_span::table::record_key;
 use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
@@ -70,7 +70,7 @@ pub(super) async fn run(
         steps += 1;
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
-            lags.push(lag_ms(decoded.resolved()));
+            lags.push(tso_age_ms(decoded.resolved()));
         }
         if redraw.elapsed() >= Duration::from_millis(250) {
             redraw = Instant::now();
@@ -113,13 +113,6 @@ pub(super) async fn run(
     } else {
         Err(Failure::runtime("the verifier found violations (see the summary)"))
     }
-}
-
-/// How far `resolved` is behind the wall clock (the simulated TSO follows it), in ms.
-fn lag_ms(resolved: u64) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let now = u64::try_from(now).unwrap_or(0);
-    now.saturating_sub(u64::try_from(physical_of(resolved)).unwrap_or(0))
 }
 
 /// The live display on stderr: a header and each table's last decoded row (drawn only when
@@ -177,7 +170,7 @@ impl Progress {
             cluster.region_count(),
             workload.ddl_count(),
             decoded.ddl(),
-            lag_ms(decoded.resolved()),
+            tso_age_ms(decoded.resolved()),
             faults.load(Ordering::Relaxed)
         );
         self.plain.offer(&line);
