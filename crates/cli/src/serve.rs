@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kvfeed_sim::{Cluster, CommittedRow, FaultSchedule, Op, TidbStep, TidbWorkload, TxnOutcome};
-use kvfeed_span::table::record_key;
+use kvfeed_sim::{Cluster, CommittedRow, Op, TidbStep, TidbWorkload, TxnOutcome};
 
 use crate::Failure;
+use crate::faults;
 use crate::layout;
 use crate::output::hex;
 
@@ -130,16 +130,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer
     });
-    let mut schedule = args.chaos.then(|| {
-        let keys: Vec<Vec<u8>> = tables
-            .iter()
-            .flat_map(|&t| (0..layout::KEYS_PER_TABLE).map(move |h| record_key(t, h)))
-            .collect();
-        let schedule = FaultSchedule::new(args.seed, keys);
-        // TiDB rows must stay decodable: no fault commits values of its own there.
-        if args.tidb { schedule.without_foreign_commits() } else { schedule }
-    });
-    let mut fault_timer = repeating(schedule.is_some().then_some(FAULT_EVERY));
+    let mut schedule = args.chaos.then(|| faults::schedule(args.seed, &tables, args.tidb));
+    let mut fault_timer = repeating(schedule.is_some().then_some(faults::FAULT_EVERY));
     let mut status_timer =
         repeating((args.status_every > 0).then(|| Duration::from_secs(args.status_every)));
     let started = std::time::Instant::now();
@@ -163,11 +155,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
             }
             () = tick(&mut fault_timer) => {
                 if let Some(schedule) = &mut schedule {
-                    let fault = schedule.next_fault(&cluster);
-                    if cluster.apply_fault(&fault).await.is_ok() {
-                        faults += 1;
-                        tracing::info!(?fault, "fault injected");
-                    }
+                    faults += u64::from(faults::inject_next(&cluster, schedule).await);
                 }
             }
             () = tick(&mut status_timer) => {
@@ -202,9 +190,6 @@ fn write_lines(path: &std::path::Path, values: &[serde_json::Value]) -> std::io:
     }
     out.flush()
 }
-
-/// Time between faults with `--chaos` (the demo's pace).
-const FAULT_EVERY: Duration = Duration::from_millis(700);
 
 /// A timer firing every `every` from one period on, or none.
 fn repeating(every: Option<Duration>) -> Option<tokio::time::Interval> {

@@ -1,9 +1,8 @@
 //! `kvfeed demo`: a simulated cluster, a seeded workload, faults with `--chaos`, a subscriber of
 //! every table, live progress on stderr, and the verifier's verdict at the end. By default the
 //! tables are TiDB tables watched decoded ([`tidb`]); `--raw` writes and checks raw keys
-//! ([`raw`]). [`settings`] holds the arguments, [`faults`] the fault loop both share.
+//! ([`raw`]). [`settings`] holds the arguments; the faults of `--chaos` are [`crate::faults`].
 
-mod faults;
 mod raw;
 mod settings;
 mod tidb;

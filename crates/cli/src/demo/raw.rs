@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
 use kvfeed_cli::Watcher;
-use kvfeed_sim::{Cluster, FaultSchedule, Report};
+use kvfeed_sim::{Cluster, Report};
 use kvfeed_span::table::table_span;
 use tokio::task::JoinHandle;
 
-use super::faults::{run_faults, stop_faults};
 use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
 use crate::Failure;
+use crate::faults::{self, stop_faults};
 use crate::layout;
 
 pub(super) async fn run(
@@ -44,8 +44,8 @@ pub(super) async fn run(
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let chaos = args.chaos.then(|| {
         let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
-        let keys = layout::workload(args.seed, &tables, layout::VALUE_LEN).key_space();
-        tokio::spawn(run_faults(cluster, faults, FaultSchedule::new(args.seed, keys), deadline))
+        let schedule = faults::schedule(args.seed, &tables, false);
+        tokio::spawn(faults::run_faults(cluster, faults, schedule, deadline))
     });
     let mut workload = layout::workload(args.seed, &tables, layout::VALUE_LEN);
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);

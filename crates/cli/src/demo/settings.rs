@@ -44,8 +44,6 @@ pub(crate) struct Args {
 pub(super) const CATCH_UP: Duration = Duration::from_secs(60);
 /// Time between resolved-ts lag samples.
 pub(super) const LAG_SAMPLE: Duration = Duration::from_millis(100);
-/// Time between faults with `--chaos`.
-pub(super) const FAULT_EVERY: Duration = Duration::from_millis(700);
 
 /// `n` and `word`, with an `s` unless `n` is 1.
 pub(super) fn plural(n: usize, word: &str) -> String {

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
 use kvfeed_cli::{DecodedWatcher, tso_age_ms};
-use kvfeed_sim::{Cluster, FaultSchedule, TidbReport, TidbWorkload};
-use kvfeed_span::table::record_key;
+use kvfeed_sim::{Cluster, TidbReport, TidbWorkload};
 use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
 
-use super::faults::{run_faults, stop_faults};
 use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
 use crate::Failure;
+use crate::faults::{self, stop_faults};
 use crate::layout;
 
 /// Characters of a table's sample line shown in the progress display.
@@ -50,14 +49,8 @@ pub(super) async fn run(
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let chaos = args.chaos.then(|| {
         let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
-        let keys: Vec<Vec<u8>> = tables
-            .iter()
-            .flat_map(|&t| (0..layout::KEYS_PER_TABLE).map(move |h| record_key(t, h)))
-            .collect();
-        // Locks on the tables' rows, but none that lock resolution commits: every value stays
-        // one the workload wrote (and the decoder can read).
-        let schedule = FaultSchedule::new(args.seed, keys).without_foreign_commits();
-        tokio::spawn(run_faults(cluster, faults, schedule, deadline))
+        let schedule = faults::schedule(args.seed, &tables, true);
+        tokio::spawn(faults::run_faults(cluster, faults, schedule, deadline))
     });
     let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
