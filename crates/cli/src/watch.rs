@@ -202,34 +202,27 @@ impl Feed {
     async fn next(&mut self, args: &Args) -> Result<Item, Failure> {
         match self {
             Self::Raw(subscription) => {
-                let event = match subscription.recv().await {
-                    Some(Ok(event)) => event,
-                    Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
-                    None => return Err(Failure::runtime("the subscription ended")),
-                };
+                let event = received(subscription.recv().await, "the subscription ended")?;
                 let shown = match &event {
                     Event::Row(row) => args.shows(row.op == kvfeed::Op::Delete),
                     Event::Resolved(_) => !args.no_resolved,
                     _ => true,
                 };
-                let mut line = Vec::with_capacity(256);
-                if shown {
+                let line = shown.then(|| {
+                    let mut line = Vec::with_capacity(256);
                     // Writing into memory cannot fail.
                     let _ = write_event(&mut line, args.format, &event);
-                }
+                    line
+                });
                 // Everything at or below either is printed: a snapshot done is a checkpoint too.
                 let complete_up_to = match event {
                     Event::Resolved(ts) | Event::SnapshotDone(ts) => Some(ts),
                     _ => None,
                 };
-                Ok(Item { line: shown.then_some(line), complete_up_to })
+                Ok(Item { line, complete_up_to })
             }
             Self::Tables(watcher) => {
-                let event = match watcher.recv().await {
-                    Some(Ok(event)) => event,
-                    Some(Err(error)) => return Err(Failure::runtime(error.to_string())),
-                    None => return Err(Failure::runtime("the watch ended")),
-                };
+                let event = received(watcher.recv().await, "the watch ended")?;
                 let shown = match &event {
                     TableEvent::Insert(_) | TableEvent::Update(_) => args.shows(false),
                     TableEvent::Delete(_) => args.shows(true),
@@ -244,6 +237,18 @@ impl Feed {
                 Ok(Item { line, complete_up_to })
             }
         }
+    }
+}
+
+/// A stream's next event, its error, or its end (`ended`) as a failure.
+fn received<T, E: std::fmt::Display>(
+    next: Option<Result<T, E>>,
+    ended: &str,
+) -> Result<T, Failure> {
+    match next {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(error)) => Err(Failure::runtime(error.to_string())),
+        None => Err(Failure::runtime(ended)),
     }
 }
 
