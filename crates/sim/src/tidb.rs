@@ -37,7 +37,7 @@ use serde_json::{Map, Value as JsonValue, json};
 
 use crate::cluster::Cluster;
 use crate::mvcc::Mutation;
-use crate::workload::SplitMix64;
+use crate::workload::{SplitMix64, TxnOutcome, run_txn};
 
 /// The database of the workload's tables.
 pub const TIDB_DB: &str = "demo";
@@ -267,20 +267,14 @@ impl TidbWorkload {
         if mutations.is_empty() {
             return None;
         }
-        if self.rng.chance(self.config.one_pc_percent) {
-            return cluster.commit_1pc(mutations).ok();
-        }
-        let start_ts = cluster.prewrite(mutations, 3_000).ok()?;
-        if self.rng.chance(self.config.rollback_percent) {
-            let _ = cluster.rollback(start_ts);
-            return None;
-        }
-        match cluster.commit(start_ts) {
-            Ok(commit_ts) => Some(commit_ts),
-            Err(_) => {
-                let _ = cluster.rollback(start_ts);
-                None
+        let one_pc = self.rng.chance(self.config.one_pc_percent);
+        // Drawn for two-phase transactions only (the seed's sequence of draws is the workload).
+        let rollback = !one_pc && self.rng.chance(self.config.rollback_percent);
+        match run_txn(cluster, mutations, one_pc, rollback) {
+            TxnOutcome::OnePc { commit_ts } | TxnOutcome::Committed { commit_ts, .. } => {
+                Some(commit_ts)
             }
+            TxnOutcome::RolledBack { .. } | TxnOutcome::Conflict => None,
         }
     }
 

@@ -161,20 +161,7 @@ impl Workload {
         let mutations = self.next_mutations();
         let one_pc = self.rng.chance(self.config.one_pc_percent);
         let rollback = self.rng.chance(self.config.rollback_percent);
-        let result: Result<TxnOutcome, TxnError> = if one_pc {
-            cluster.commit_1pc(&mutations).map(|commit_ts| TxnOutcome::OnePc { commit_ts })
-        } else {
-            cluster.prewrite(&mutations, 3_000).and_then(|start_ts| {
-                if rollback {
-                    cluster.rollback(start_ts).map(|()| TxnOutcome::RolledBack { start_ts })
-                } else {
-                    cluster
-                        .commit(start_ts)
-                        .map(|commit_ts| TxnOutcome::Committed { start_ts, commit_ts })
-                }
-            })
-        };
-        result.unwrap_or(TxnOutcome::Conflict)
+        run_txn(cluster, &mutations, one_pc, rollback)
     }
 
     /// Runs `count` transactions at about `per_second` (0: as fast as possible).
@@ -197,6 +184,34 @@ impl Workload {
         }
         out
     }
+}
+
+/// Runs one transaction of `mutations` on `cluster`: in one phase, or prewritten (TTL 3 s) and
+/// then committed or, with `rollback`, rolled back. A commit refused after the prewrite (a
+/// resolver rolled the primary back) rolls back the locks left, as a client would.
+pub(crate) fn run_txn(
+    cluster: &Cluster,
+    mutations: &[Mutation],
+    one_pc: bool,
+    rollback: bool,
+) -> TxnOutcome {
+    let result: Result<TxnOutcome, TxnError> = if one_pc {
+        cluster.commit_1pc(mutations).map(|commit_ts| TxnOutcome::OnePc { commit_ts })
+    } else {
+        cluster.prewrite(mutations, 3_000).and_then(|start_ts| {
+            if rollback {
+                cluster.rollback(start_ts).map(|()| TxnOutcome::RolledBack { start_ts })
+            } else {
+                cluster
+                    .commit(start_ts)
+                    .map(|commit_ts| TxnOutcome::Committed { start_ts, commit_ts })
+                    .inspect_err(|_| {
+                        let _ = cluster.rollback(start_ts);
+                    })
+            }
+        })
+    };
+    result.unwrap_or(TxnOutcome::Conflict)
 }
 
 #[cfg(test)]
