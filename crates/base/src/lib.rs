@@ -36,6 +36,6 @@ struct ReadmeDoctests;
 
 pub use backoff::{Backoff, Jitter, mix};
 pub use sync::{get_mut, lock, read, write};
-#[cfg(feature = "tls")]
-pub use tls::tonic_tls;
 pub use tls::{ClientIdentity, TlsConfig, TlsError};
+#[cfg(feature = "tls")]
+pub use tls::{tls_handshake_failure, tonic_tls};

@@ -78,9 +78,61 @@ pub fn tonic_tls(config: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig
     Ok(tls)
 }
 
+/// The TLS failure in a connection error's chain, as one line, if the error is one: a
+/// handshake that failed (a certificate the CA does not vouch for, a server that answered in
+/// plain text, an alert from the peer) rather than a connection that could not be made.
+#[cfg(feature = "tls")]
+pub fn tls_handshake_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        // tokio-rustls hands rustls' error over inside an `io::Error`.
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        let rustls = error
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| inner.and_then(|inner| inner.downcast_ref::<rustls::Error>()));
+        if let Some(failure) = rustls {
+            return Some(describe(failure));
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// A rustls error in words, with a hint where the usual cause is known.
+#[cfg(feature = "tls")]
+fn describe(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("{error} (does the server speak plain text? then drop https://)")
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            format!("{error} (is --ca the CA that signed the server's certificate?)")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(all(test, feature = "tls"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handshake_failure_is_found_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let failure = tls_handshake_failure(&Transport(io)).expect("found");
+        assert!(failure.starts_with("invalid peer certificate: UnknownIssuer"), "{failure}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_handshake_failure(&Transport(refused)), None);
+    }
 
     #[test]
     fn a_missing_file_is_named() {

@@ -123,6 +123,14 @@ impl SpanArgs {
         }
     }
 
+    /// The name of a raw read of `--table ID` in the metrics: `t100`, as its keys print.
+    pub(crate) fn table_id_name(&self) -> Option<String> {
+        match self.table.as_slice() {
+            [id] => id.trim().parse::<i64>().ok().map(|id| format!("t{id}")),
+            _ => None,
+        }
+    }
+
     /// The span of `--table ID` or `--span` (what raw reads take).
     pub(crate) fn span(&self) -> Result<Span, Failure> {
         match self.target()? {

@@ -24,6 +24,31 @@ pub(crate) struct Endpoints {
     pub(crate) ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
+/// The process's own series (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds` and the rest of Prometheus' standard set), where the platform has them
+/// (Linux); empty elsewhere.
+pub(crate) struct ProcessMetrics(prometheus::Registry);
+
+impl ProcessMetrics {
+    pub(crate) fn new() -> Self {
+        let registry = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            // A fresh registry: nothing to collide with.
+            let _ = registry.register(Box::new(collector));
+        }
+        Self(registry)
+    }
+
+    /// The series in Prometheus' text format.
+    pub(crate) fn text(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.0.gather(), &mut text);
+        text
+    }
+}
+
 /// Binds `addr` and serves `endpoints` until the process ends; returns the bound address.
 pub(crate) async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -88,6 +113,17 @@ fn answer(endpoints: &Endpoints, path: &str) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_process_series_are_there() {
+        let text = ProcessMetrics::new().text();
+        for series in
+            ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds "]
+        {
+            assert!(text.lines().any(|l| l.starts_with(series)), "{series} in {text}");
+        }
+    }
 
     #[test]
     fn paths_are_routed() {

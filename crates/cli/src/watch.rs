@@ -134,18 +134,24 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     }
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
     let (client, runner) = args.connect.connect(config).await?;
-    // The last resolved ts printed (0: none yet), for `/readyz` and the metrics.
+    // The last resolved ts printed (0: none yet), for `/readyz` and the metrics, and the rows.
     let printed = Arc::new(AtomicU64::new(0));
+    let rows = Arc::new(RowsPrinted::default());
     if let Some(addr) = metrics_addr {
-        let bound = crate::metrics_http::serve(addr, endpoints(&client, &printed))
+        let bound = crate::metrics_http::serve(addr, endpoints(&client, &printed, &rows))
             .await
             .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
         tracing::info!(%bound, "serving metrics");
     }
-    let mut sink =
-        Printed { checkpoint: checkpoint.as_mut(), resolved: &printed, since: Instant::now() };
+    let mut sink = Printed {
+        checkpoint: checkpoint.as_mut(),
+        resolved: &printed,
+        rows: &rows,
+        since: Instant::now(),
+    };
+    let name = args.what.table_id_name();
     let result = match target {
-        Target::Span(span) => watch(&client, span, &args, resume_from, &mut sink).await,
+        Target::Span(span) => watch(&client, span, name, &args, resume_from, &mut sink).await,
         Target::Tables(tables) => {
             watch_tables(&client, &tables, &args, resume_from, &mut sink).await
         }
@@ -161,6 +167,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
 async fn watch(
     client: &Client,
     span: Span,
+    name: Option<String>,
     args: &Args,
     resume_from: Option<u64>,
     printed: &mut Printed<'_>,
@@ -179,6 +186,9 @@ async fn watch(
         client.subscribe(span.clone(), start_ts).await
     };
     let subscription = subscription.map_err(start_failure)?;
+    if let Some(name) = name {
+        client.name_subscription(subscription.id(), &name);
+    }
     tracing::info!(?span, start_ts, "watching");
     print(client, args, printed, Feed::Raw(subscription)).await
 }
@@ -194,7 +204,58 @@ enum Feed {
 /// ts up to which everything is printed once it is (a resolved ts, a snapshot's end).
 struct Item {
     line: Option<Vec<u8>>,
+    /// What a row line is (counted in `kvfeed_watch_rows_total`).
+    op: Option<RowOp>,
     complete_up_to: Option<u64>,
+}
+
+/// The kinds of row lines a watch prints, by which `kvfeed_watch_rows_total` counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowOp {
+    Put,
+    Delete,
+    Insert,
+    Update,
+    Snapshot,
+    Ddl,
+}
+
+impl RowOp {
+    const ALL: [Self; 6] =
+        [Self::Put, Self::Delete, Self::Insert, Self::Update, Self::Snapshot, Self::Ddl];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Put => "put",
+            Self::Delete => "delete",
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Snapshot => "snapshot",
+            Self::Ddl => "ddl",
+        }
+    }
+}
+
+/// Row lines printed, by [`RowOp`] (indexed by its position in [`RowOp::ALL`]).
+#[derive(Debug, Default)]
+struct RowsPrinted([AtomicU64; RowOp::ALL.len()]);
+
+impl RowsPrinted {
+    fn count(&self, op: RowOp) {
+        self.0[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text of the counter.
+    fn render(&self) -> String {
+        let mut text = "# HELP kvfeed_watch_rows_total Row lines printed, by op.\n\
+                        # TYPE kvfeed_watch_rows_total counter\n"
+            .to_owned();
+        for op in RowOp::ALL {
+            let count = self.0[op as usize].load(Ordering::Relaxed);
+            text.push_str(&format!("kvfeed_watch_rows_total{{op=\"{}\"}} {count}\n", op.label()));
+        }
+        text
+    }
 }
 
 impl Feed {
@@ -214,12 +275,18 @@ impl Feed {
                     let _ = write_event(&mut line, args.format, &event);
                     line
                 });
+                let op = match &event {
+                    Event::Row(row) if row.op == kvfeed::Op::Delete => Some(RowOp::Delete),
+                    Event::Row(_) => Some(RowOp::Put),
+                    Event::Snapshot(_) => Some(RowOp::Snapshot),
+                    _ => None,
+                };
                 // Everything at or below either is printed: a snapshot done is a checkpoint too.
                 let complete_up_to = match event {
                     Event::Resolved(ts) | Event::SnapshotDone(ts) => Some(ts),
                     _ => None,
                 };
-                Ok(Item { line, complete_up_to })
+                Ok(Item { line, op, complete_up_to })
             }
             Self::Tables(watcher) => {
                 let event = received(watcher.recv().await, "the watch ended")?;
@@ -230,11 +297,15 @@ impl Feed {
                     _ => true,
                 };
                 let line = shown.then(|| format!("{}\n", event.to_json_line()).into_bytes());
-                let complete_up_to = match event {
-                    TableEvent::Resolved(ts) => Some(ts),
-                    _ => None,
+                let (op, complete_up_to) = match event {
+                    TableEvent::Insert(_) => (Some(RowOp::Insert), None),
+                    TableEvent::Update(_) => (Some(RowOp::Update), None),
+                    TableEvent::Delete(_) => (Some(RowOp::Delete), None),
+                    TableEvent::Ddl(_) => (Some(RowOp::Ddl), None),
+                    TableEvent::Resolved(ts) => (None, Some(ts)),
+                    _ => (None, None),
                 };
-                Ok(Item { line, complete_up_to })
+                Ok(Item { line, op, complete_up_to })
             }
         }
     }
@@ -274,10 +345,13 @@ async fn print(
                 continue;
             }
         };
-        if let Some(line) = item.line
-            && write_line(&mut out, args, &line).is_err()
-        {
-            return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
+        if let Some(line) = item.line {
+            if write_line(&mut out, args, &line).is_err() {
+                return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
+            }
+            if let Some(op) = item.op {
+                printed.rows.count(op);
+            }
         }
         if let Some(ts) = item.complete_up_to
             && printed.complete_up_to(&mut out, args, ts)?
@@ -339,6 +413,7 @@ fn quote_timestamps(line: &[u8]) -> String {
 struct Printed<'a> {
     checkpoint: Option<&'a mut CheckpointFile>,
     resolved: &'a AtomicU64,
+    rows: &'a RowsPrinted,
     /// When the last resolved ts was printed (or the watch started).
     since: Instant,
 }
@@ -405,19 +480,26 @@ fn status_timer(args: &Args) -> tokio::time::Interval {
 /// start ts also means every region was initialized).
 const READY_LAG: Duration = Duration::from_secs(15);
 
-/// What `--metrics-addr` serves: the client's metrics with the build and the printed resolved
-/// ts, and readiness.
-fn endpoints(client: &Client, printed: &Arc<AtomicU64>) -> crate::metrics_http::Endpoints {
-    let (client, resolved) = (client.clone(), Arc::clone(printed));
+/// What `--metrics-addr` serves: the client's metrics, the process's, the build, the printed
+/// resolved ts and rows, and readiness.
+fn endpoints(
+    client: &Client,
+    printed: &Arc<AtomicU64>,
+    rows: &Arc<RowsPrinted>,
+) -> crate::metrics_http::Endpoints {
+    let (client, resolved, rows) = (client.clone(), Arc::clone(printed), Arc::clone(rows));
+    let process = crate::metrics_http::ProcessMetrics::new();
     let metrics = Box::new(move || {
         format!(
-            "{}# HELP kvfeed_build_info The kvfeed command's version and commit.\n\
+            "{}{}{}# HELP kvfeed_build_info The kvfeed command's version and commit.\n\
              # TYPE kvfeed_build_info gauge\n\
              kvfeed_build_info{{version=\"{}\",commit=\"{}\"}} 1\n\
              # HELP kvfeed_watch_resolved_ts The last resolved ts printed (0: none yet).\n\
              # TYPE kvfeed_watch_resolved_ts gauge\n\
              kvfeed_watch_resolved_ts {}\n",
             client.metrics_text(),
+            process.text(),
+            rows.render(),
             env!("CARGO_PKG_VERSION"),
             env!("KVFEED_COMMIT"),
             resolved.load(Ordering::Acquire)

@@ -382,6 +382,15 @@ impl Client {
         self.inner.keeper.service_id()
     }
 
+    /// Names a subscription in the metrics (the `name` label of its series, by default its
+    /// span's raw bounds in hex): a table name, say. An unknown id is ignored.
+    pub fn name_subscription(&self, id: SubscriptionId, name: &str) {
+        if let Some(sub) = self.sub(id) {
+            let old = sub.rename(name);
+            self.inner.shared.metrics.forget_subscription(sub.id, &old);
+        }
+    }
+
     /// Stops a subscription. Idempotent; an unknown id is ignored. Returns at once: the
     /// subscription's stream ends once every region is released and deregistered from TiKV.
     pub fn unsubscribe(&self, id: SubscriptionId) {
@@ -489,7 +498,7 @@ fn end_all_streams(shared: &Shared, cause: &Error) -> Vec<SubRef> {
         }
         state.sender = None;
         state.delivered = None;
-        shared.metrics.forget_subscription(sub.id);
+        shared.metrics.forget_subscription(sub.id, &sub.name());
     }
     subs
 }

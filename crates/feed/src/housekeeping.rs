@@ -39,6 +39,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut gauges_at, mut forget_at, mut report_at) =
         (Duration::ZERO, Duration::ZERO, shared.config.slow_region_interval);
+    // The stores whose gauges are exported, so that a forgotten store's are removed.
+    let mut stores_shown = Vec::new();
     loop {
         timer.tick().await;
         let now = shared.now();
@@ -48,6 +50,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if now >= gauges_at {
             gauges_at = now + GAUGE_INTERVAL;
             refresh_gauges(&shared);
+            refresh_store_gauges(&shared, &mut stores_shown).await;
         }
         if now >= forget_at {
             forget_at = now + FORGET_INTERVAL;
@@ -67,6 +70,28 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// Removes the series just set under `name` if the subscription was renamed meanwhile
+/// (`Client::name_subscription` removes the old name's series, but may have run before).
+fn forget_if_renamed(shared: &Shared, sub: &crate::subscription::Sub, name: &Arc<str>) {
+    if !Arc::ptr_eq(&sub.name(), name) {
+        shared.metrics.forget_subscription(sub.id, name);
+    }
+}
+
+/// The per-store gauges (connections, streams, regions) from the transport.
+async fn refresh_store_gauges(shared: &Shared, shown: &mut Vec<u64>) {
+    let stores = shared.transport.stores();
+    for gone in shown.iter().filter(|id| !stores.contains(id)) {
+        shared.metrics.forget_store(*gone);
+    }
+    for &store in &stores {
+        if let Some(stats) = shared.transport.store_stats(store).await {
+            shared.metrics.set_store(&stats);
+        }
+    }
+    *shown = stores;
+}
+
 /// Lag and region gauges, the quota gauge, and the automatic lock-resolution trigger.
 fn refresh_gauges(shared: &Shared) {
     let used = shared.buffered_bytes();
@@ -84,10 +109,13 @@ fn refresh_gauges(shared: &Shared) {
             let state = sub.state();
             (state.lock.resolved_ts(), state.lock.len())
         };
-        let label = sub.id.to_string();
+        let (id, name) = (sub.id.to_string(), sub.name());
+        let labels = [id.as_str(), &name];
         let lag_ms = physical_ms(tso).saturating_sub(physical_ms(resolved));
-        shared.metrics.resolved_ts_lag.with_label_values(&[&label]).set(to_i64(lag_ms));
-        shared.metrics.regions.with_label_values(&[&label]).set(to_i64(regions as u64));
+        shared.metrics.resolved_ts.with_label_values(&labels).set(to_i64(resolved));
+        shared.metrics.resolved_ts_lag.with_label_values(&labels).set(to_i64(lag_ms));
+        shared.metrics.regions.with_label_values(&labels).set(to_i64(regions as u64));
+        forget_if_renamed(shared, &sub, &name);
         if let Some(fence) = shared.config.lock_resolve_fence
             && u128::from(lag_ms) > fence.as_millis()
         {
@@ -122,11 +150,13 @@ fn report_slow_regions(shared: &Shared) {
             (state.lock.slowest(), state.lock.lagging(threshold, SLOW_REGION_COUNT_LIMIT))
         };
         let slow = lagging.regions.len();
+        let (id, name) = (sub.id.to_string(), sub.name());
         shared
             .metrics
             .slow_regions
-            .with_label_values(&[&sub.id.to_string()])
+            .with_label_values(&[id.as_str(), &name])
             .set(to_i64(slow as u64));
+        forget_if_renamed(shared, &sub, &name);
         if let Some(slowest) = slowest {
             let lag_ms = physical_ms(tso).saturating_sub(physical_ms(slowest.resolved_ts));
             if lag_ms > slow_ms {

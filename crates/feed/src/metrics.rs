@@ -7,6 +7,10 @@ use prometheus::{
     Registry,
 };
 
+/// The labels of the per-subscription series: its id and its name (the span, as hex, unless
+/// named with [`Client::name_subscription`](crate::Client::name_subscription)).
+const SUBSCRIPTION_LABELS: [&str; 2] = ["subscription", "name"];
+
 /// The client's metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -21,12 +25,21 @@ pub(crate) struct Metrics {
     pub(crate) region_requests: IntCounter,
     /// Regions per resolved-ts batch.
     pub(crate) batch_resolved_size: Histogram,
+    /// The resolved ts per subscription (every row at or below it was delivered).
+    pub(crate) resolved_ts: IntGaugeVec,
     /// Resolved-ts lag behind PD's clock, per subscription, in milliseconds.
     pub(crate) resolved_ts_lag: IntGaugeVec,
     /// Locked regions per subscription.
     pub(crate) regions: IntGaugeVec,
     /// Regions whose resolved ts lags beyond the slow-region threshold, per subscription.
     pub(crate) slow_regions: IntGaugeVec,
+    /// Pooled connections per store.
+    pub(crate) store_connections: IntGaugeVec,
+    /// Running CDC streams per store and mode (`multiplexed`, `per_subscription`): 0 while a
+    /// store with regions to serve is being reconnected.
+    pub(crate) store_streams: IntGaugeVec,
+    /// Regions registered on a store's streams.
+    pub(crate) store_regions: IntGaugeVec,
     /// Lock resolution: time queued (`wait`) and time running (`run`), in seconds.
     pub(crate) lock_resolve_duration: HistogramVec,
     /// Bytes of delivered rows not yet read by subscribers.
@@ -68,21 +81,31 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).expect("valid buckets")),
         )
         .expect("valid metric");
-        let resolved_ts_lag = IntGaugeVec::new(
-            opts("resolved_ts_lag_ms", "Resolved-ts lag behind PD's clock per subscription (ms)"),
-            &["subscription"],
-        )
-        .expect("valid metric");
-        let regions = IntGaugeVec::new(
-            opts("region_count", "Locked regions per subscription"),
-            &["subscription"],
-        )
-        .expect("valid metric");
-        let slow_regions = IntGaugeVec::new(
-            opts("slow_region_count", "Regions lagging beyond the slow threshold per subscription"),
-            &["subscription"],
-        )
-        .expect("valid metric");
+        let per_subscription = |name: &str, help: &str| {
+            IntGaugeVec::new(opts(name, help), &SUBSCRIPTION_LABELS).expect("valid metric")
+        };
+        let per_store = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(opts(name, help), labels).expect("valid metric")
+        };
+        let resolved_ts = per_subscription("resolved_ts", "The resolved ts per subscription");
+        let resolved_ts_lag = per_subscription(
+            "resolved_ts_lag_ms",
+            "Resolved-ts lag behind PD's clock per subscription (ms)",
+        );
+        let regions = per_subscription("region_count", "Locked regions per subscription");
+        let slow_regions = per_subscription(
+            "slow_region_count",
+            "Regions lagging beyond the slow threshold per subscription",
+        );
+        let store_connections =
+            per_store("store_connection_count", "Pooled connections per store", &["store"]);
+        let store_streams = per_store(
+            "store_stream_count",
+            "Running CDC streams per store (0 while reconnecting)",
+            &["store", "mode"],
+        );
+        let store_regions =
+            per_store("store_region_count", "Regions registered per store", &["store"]);
         let lock_resolve_duration = HistogramVec::new(
             HistogramOpts::from(opts(
                 "lock_resolve_duration_seconds",
@@ -114,9 +137,13 @@ impl Metrics {
             region_errors,
             region_requests,
             batch_resolved_size,
+            resolved_ts,
             resolved_ts_lag,
             regions,
             slow_regions,
+            store_connections,
+            store_streams,
+            store_regions,
             lock_resolve_duration,
             quota_used,
             duplicates_dropped,
@@ -127,15 +154,19 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(self.pull_events.clone()),
             Box::new(self.send_events.clone()),
             Box::new(self.region_errors.clone()),
             Box::new(self.region_requests.clone()),
             Box::new(self.batch_resolved_size.clone()),
+            Box::new(self.resolved_ts.clone()),
             Box::new(self.resolved_ts_lag.clone()),
             Box::new(self.regions.clone()),
             Box::new(self.slow_regions.clone()),
+            Box::new(self.store_connections.clone()),
+            Box::new(self.store_streams.clone()),
+            Box::new(self.store_regions.clone()),
             Box::new(self.lock_resolve_duration.clone()),
             Box::new(self.quota_used.clone()),
             Box::new(self.duplicates_dropped.clone()),
@@ -147,11 +178,36 @@ impl Metrics {
         }
     }
 
-    /// Drops the per-subscription series of a subscription that ended.
-    pub(crate) fn forget_subscription(&self, id: u64) {
-        let label = id.to_string();
-        for vec in [&self.resolved_ts_lag, &self.regions, &self.slow_regions] {
-            let _ = vec.remove_label_values(&[&label]);
+    /// Drops the per-subscription series of a subscription (under its name `name`).
+    pub(crate) fn forget_subscription(&self, id: u64, name: &str) {
+        let labels = [id.to_string(), name.to_owned()];
+        let labels = [labels[0].as_str(), labels[1].as_str()];
+        for vec in [&self.resolved_ts, &self.resolved_ts_lag, &self.regions, &self.slow_regions] {
+            let _ = vec.remove_label_values(&labels);
+        }
+    }
+
+    /// Sets the gauges of a store from its stats.
+    pub(crate) fn set_store(&self, stats: &kvfeed_transport::StoreStats) {
+        let store = stats.store_id.to_string();
+        let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+        self.store_connections.with_label_values(&[&store]).set(gauge(stats.connections));
+        self.store_regions.with_label_values(&[&store]).set(gauge(stats.regions));
+        for (mode, count) in [
+            ("multiplexed", stats.multiplexed_streams),
+            ("per_subscription", stats.per_subscription_streams),
+        ] {
+            self.store_streams.with_label_values(&[&store, mode]).set(gauge(count));
+        }
+    }
+
+    /// Drops the series of a store the client forgot.
+    pub(crate) fn forget_store(&self, store_id: u64) {
+        let store = store_id.to_string();
+        let _ = self.store_connections.remove_label_values(&[&store]);
+        let _ = self.store_regions.remove_label_values(&[&store]);
+        for mode in ["multiplexed", "per_subscription"] {
+            let _ = self.store_streams.remove_label_values(&[&store, mode]);
         }
     }
 }

@@ -261,7 +261,7 @@ impl Scheduler {
         self.shared.spawn(async move {
             shared.transport.deregister_everywhere(sub.id).await;
             shared.registry.remove(sub.id);
-            shared.metrics.forget_subscription(sub.id);
+            shared.metrics.forget_subscription(sub.id, &sub.name());
             // The cached regions of its span that no other subscription covers go too.
             let span = sub.state().lock.span().clone();
             let live: Vec<Span> = shared

@@ -266,6 +266,8 @@ pub(crate) struct Sub {
     /// below it was read. The GC safe point is held here, not at the published resolved ts,
     /// which a slow reader may be far behind.
     pub(crate) read_checkpoint: Arc<AtomicU64>,
+    /// The name its metrics carry: the span as hex until the user names it.
+    name: Mutex<Arc<str>>,
     /// Set once by unsubscribe or failure; never cleared.
     stopped: AtomicBool,
     /// Wakes tasks waiting on behalf of the subscription (admission, backoff) when it stops.
@@ -304,6 +306,7 @@ impl Sub {
         quota: Option<usize>,
         delivered: Option<DeliveredRows>,
     ) -> Self {
+        let name = Mutex::new(Arc::from(span_name(&span)));
         let state = SubState {
             lock: RangeLock::new(span, start_ts),
             parked: HashMap::new(),
@@ -318,6 +321,7 @@ impl Sub {
             id,
             start_ts,
             read_checkpoint: Arc::new(AtomicU64::new(start_ts)),
+            name,
             quota: quota.map(SubQuota::new),
             stopped: AtomicBool::new(false),
             stop_signal: watch::Sender::new(false),
@@ -329,6 +333,16 @@ impl Sub {
     /// consistent before anything that could panic.
     pub(crate) fn state(&self) -> MutexGuard<'_, SubState> {
         kvfeed_base::lock(&self.state)
+    }
+
+    /// The name its metrics carry.
+    pub(crate) fn name(&self) -> Arc<str> {
+        Arc::clone(&kvfeed_base::lock(&self.name))
+    }
+
+    /// Renames it; returns the name it had.
+    pub(crate) fn rename(&self, name: &str) -> Arc<str> {
+        core::mem::replace(&mut *kvfeed_base::lock(&self.name), Arc::from(name))
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -376,6 +390,23 @@ impl SubState {
     pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
         self.sender.as_ref().is_some_and(|sender| sender.send(delivery).is_ok())
     }
+}
+
+/// A span's default metric name: its raw bounds as lowercase hex, `start..end` (an empty side
+/// for an unbounded one), as the CLI's `--span-raw` takes them.
+fn span_name(span: &Span) -> String {
+    use core::fmt::Write;
+    let mut name = String::new();
+    for (i, bound) in [span.start(), span.end()].into_iter().enumerate() {
+        if i == 1 {
+            name.push_str("..");
+        }
+        let raw = bound.decode().map(|raw| raw.as_bytes().to_vec());
+        for byte in raw.as_deref().unwrap_or(bound.as_bytes()) {
+            let _ = write!(name, "{byte:02x}");
+        }
+    }
+    name
 }
 
 /// Shared handle to a subscription record.

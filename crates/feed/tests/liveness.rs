@@ -261,7 +261,8 @@ async fn publication_goes_on_through_a_pd_outage() {
 
 /// The slow-region gauge of a subscription, if exported.
 fn slow_regions(client: &kvfeed::Client, sub: kvfeed::SubscriptionId) -> Option<i64> {
-    let needle = format!("kvfeed_kvclient_slow_region_count{{subscription=\"{}\"}} ", sub.get());
+    let labels = format!("{{name=\"t100\",subscription=\"{}\"}} ", sub.get());
+    let needle = format!("kvfeed_kvclient_slow_region_count{labels}");
     client
         .metrics_text()
         .lines()
@@ -271,7 +272,8 @@ fn slow_regions(client: &kvfeed::Client, sub: kvfeed::SubscriptionId) -> Option<
 /// Issue 18 item 6: the slow-region report and the lock-resolution trigger find lagging
 /// regions through the range lock's min tree (no walk over every region under the
 /// subscription's mutex); the report counts the regions held back (by a lock nobody resolves),
-/// and the gauge falls back to 0 once the lock is committed.
+/// and the gauge falls back to 0 once the lock is committed. The per-subscription series carry
+/// the subscription's name, and each store's streams and regions are exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slow_region_report_counts_the_regions_held_back() {
     let h = start_with(
@@ -293,6 +295,32 @@ async fn the_slow_region_report_counts_the_regions_held_back() {
     let mut sub = h.client.subscribe(span.clone(), start_ts).await.unwrap();
     let mut log = Log::default();
     log.until_resolved(&mut sub, h.cluster.now_ts()).await;
+    // Its series are named by its span's raw bounds until it is given a name.
+    let series = |name: &str| {
+        format!(
+            "kvfeed_kvclient_resolved_ts{{name=\"{name}\",subscription=\"{}\"}} ",
+            sub.id().get()
+        )
+    };
+    let exported = |needle: &str| h.client.metrics_text().lines().any(|l| l.starts_with(needle));
+    let by_span = series("7480000000000000645f72..7480000000000000645f73");
+    eventually("the series named by the span", || exported(&by_span)).await;
+    h.client.name_subscription(sub.id(), "t100");
+    eventually("renamed", || exported(&series("t100")) && !exported(&by_span)).await;
+    eventually("each store's streams and regions", || {
+        let text = h.client.metrics_text();
+        (1..=2).all(|store| {
+            let streams = format!(
+                "kvfeed_kvclient_store_stream_count{{mode=\"multiplexed\",store=\"{store}\"}} "
+            );
+            let regions = format!("kvfeed_kvclient_store_region_count{{store=\"{store}\"}} ");
+            let counted = |needle: &str| {
+                text.lines().any(|l| l.strip_prefix(needle).is_some_and(|n| n != "0"))
+            };
+            counted(&streams) && counted(&regions)
+        })
+    })
+    .await;
     let held = h.cluster.prewrite(&[Mutation::put(record_key(100, 55), "held")], 600_000).unwrap();
     // The simulator, like TiKV, sends one ts per batch of regions (the batch's minimum), so a
     // few regions batched with the locked one are held back with it.

@@ -208,7 +208,10 @@ impl Conn {
                 Err(Error::Unavailable { message, .. }) => Error::Unavailable { method, message },
                 Err(error) => error,
             };
-            if !error.is_retryable() || retry >= self.config.retries {
+            // Before PD ever answered, a failed handshake is a configuration problem.
+            let misconfigured =
+                matches!(error, Error::TlsHandshake { .. }) && self.cluster_id.get().is_none();
+            if !error.is_retryable() || misconfigured || retry >= self.config.retries {
                 return Err(error);
             }
             retry += 1;
@@ -310,7 +313,7 @@ impl Conn {
             }
         }
         Err(match last {
-            Error::Unavailable { .. } | Error::Timeout { .. } => last,
+            Error::Unavailable { .. } | Error::TlsHandshake { .. } | Error::Timeout { .. } => last,
             other => Error::Unavailable { method: "GetMembers", message: other.to_string() },
         })
     }
@@ -374,9 +377,15 @@ impl Conn {
         if let Some(channel) = lock(&self.channels).get(addr) {
             return Ok(channel.clone());
         }
-        let channel = self.endpoint(addr)?.connect().await.map_err(|e| Error::Unavailable {
-            method: "connect",
-            message: format!("{addr}: {}", error_chain(&e)),
+        let channel = self.endpoint(addr)?.connect().await.map_err(|e| {
+            #[cfg(feature = "tls")]
+            if let Some(reason) = kvfeed_base::tls_handshake_failure(&e) {
+                return Error::TlsHandshake { addr: addr.to_owned(), reason };
+            }
+            Error::Unavailable {
+                method: "connect",
+                message: format!("{addr}: {}", error_chain(&e)),
+            }
         })?;
         lock(&self.channels).insert(addr.to_owned(), channel.clone());
         Ok(channel)
@@ -414,7 +423,6 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
     rest[..digits].parse().ok()
 }
 
-/// An error and its sources, joined (tonic's transport errors hide the cause in the chain).
 /// A gRPC status as one short line: its message and the innermost cause (`tcp connect error:
 /// Connection refused (os error 111)`), never tonic's Debug rendering of the source.
 fn status_text(status: &tonic::Status) -> String {
@@ -435,12 +443,17 @@ fn status_text(status: &tonic::Status) -> String {
     text
 }
 
+/// An error and its sources, joined (tonic's transport errors hide the cause in the chain).
 fn error_chain(error: &dyn core::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // Wrappers often repeat their cause's text; say it once.
+        let cause = s.to_string();
+        if !text.ends_with(cause.as_str()) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text

@@ -39,6 +39,16 @@ pub enum Error {
         /// The last failure seen.
         message: String,
     },
+    /// The TLS handshake with a PD member failed (a certificate the CA does not vouch for, a
+    /// server speaking plain text). Retried like [`Error::Unavailable`] once PD has answered;
+    /// before that (at connect time) it is a configuration problem and returned at once.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    TlsHandshake {
+        /// The member's address.
+        addr: String,
+        /// What rustls reported.
+        reason: String,
+    },
     /// The call did not complete within the configured timeout, after the configured retries.
     #[error("PD {method} timed out")]
     Timeout {
@@ -125,7 +135,13 @@ impl Error {
     /// Whether trying again later may succeed without any change on the caller's side: PD was
     /// unavailable or slow.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. } | Self::Closed)
+        matches!(
+            self,
+            Self::Unavailable { .. }
+                | Self::TlsHandshake { .. }
+                | Self::Timeout { .. }
+                | Self::Closed
+        )
     }
 }
 

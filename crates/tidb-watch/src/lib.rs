@@ -226,6 +226,15 @@ impl Watcher {
             Source::Table(id) => table_span(id),
         };
         let mut subscription = self.client.subscribe(span, from_ts).await?;
+        // Its metrics carry the table's name.
+        let name = match source {
+            Source::Jobs => "mysql.tidb_ddl_job".to_owned(),
+            Source::Table(id) => self
+                .sequencer
+                .watched_name(id)
+                .map_or_else(|| format!("t{id}"), ToString::to_string),
+        };
+        self.client.name_subscription(subscription.id(), &name);
         let sender = self.sender.clone();
         let reader = tokio::spawn(async move {
             loop {

@@ -83,6 +83,21 @@ async fn decoded_rows_match_what_was_written_across_ddl() {
     assert!(report.is_clean(), "{:#?}", &report.violations[..report.violations.len().min(10)]);
     assert!(workload.ddl_count() >= 10, "the run had DDL: {}", workload.ddl_count());
     assert!(report.rows_expected > 300 && report.ddl_expected >= 5, "{report:?}");
+    // The subscriptions' metrics are named after their tables (gauges refresh every second).
+    let mut wanted: Vec<String> = workload.table_names().iter().map(|n| n.to_string()).collect();
+    wanted.push("mysql.tidb_ddl_job".to_owned());
+    let named = |text: &str| {
+        wanted.iter().all(|name| {
+            text.contains(&format!("kvfeed_kvclient_resolved_ts{{name=\"{name}\",subscription="))
+        })
+    };
+    for _ in 0..100 {
+        if named(&client.metrics_text()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(named(&client.metrics_text()), "{wanted:?} in {}", client.metrics_text());
     drop(watcher);
     client.shutdown();
     let _ = runner.await;

@@ -294,6 +294,12 @@ impl Sequencer {
         self.names.iter().map(|(id, name)| (*id, &**name))
     }
 
+    /// The watched name holding a physical table, as of the last released event (and of a
+    /// [`Output::Subscribe`] just returned).
+    pub fn watched_name(&self, physical_id: i64) -> Option<&TableName> {
+        self.names.get(&physical_id).map(|name| &**name)
+    }
+
     /// The catalog, as of the last released event.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

@@ -303,6 +303,46 @@ async fn mutual_tls() {
     assert!(matches!(error, Error::Unavailable { .. } | Error::Timeout { .. }), "{error:?}");
 }
 
+/// A failed handshake is named as one and, before PD ever answered, returned without the
+/// retries a down PD gets: a server certificate the CA does not vouch for, and plain text.
+#[tokio::test]
+async fn a_tls_handshake_failure_is_named_at_once() {
+    use kvfeed_regioncache::TlsConfig;
+    use kvfeed_sim::ServerTls;
+
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let tls = ServerTls {
+        cert_pem: include_bytes!("../data/server.pem").to_vec(),
+        key_pem: include_bytes!("../data/server.key").to_vec(),
+        client_ca_pem: None,
+    };
+    let fake = ScriptedPd::start_tls(1, CLUSTER, tls).await.unwrap();
+    let plain = ScriptedPd::start(1, CLUSTER).await.unwrap();
+    // A leaf certificate as the CA: the server's certificate does not chain to it.
+    let cases = [
+        (fake.urls(), "client.pem", "invalid peer certificate"),
+        (plain.addrs().iter().map(|a| format!("https://{a}")).collect(), "ca.pem", "plain text"),
+    ];
+    for (urls, ca, expected) in cases {
+        let mut with_tls = config(urls);
+        // Were the failure retried, this would take minutes.
+        with_tls.retries = 1000;
+        with_tls.tls = Some(TlsConfig {
+            ca_file: data.join(ca),
+            client_identity: None,
+            domain_name: Some("localhost".to_owned()),
+        });
+        match PdClient::connect(with_tls).await {
+            Err(error @ Error::TlsHandshake { .. }) => {
+                let text = error.to_string();
+                assert!(text.starts_with("TLS handshake with 127.0.0.1:"), "{text}");
+                assert!(text.contains(expected), "{text}");
+            }
+            other => panic!("expected a handshake failure, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_missing_tls_file_is_a_typed_error_naming_it() {
     let mut with_tls = config(["127.0.0.1:1".to_owned()]);
