@@ -1,9 +1,8 @@
 //! The simulator's faults as `demo --chaos` and `sim serve --chaos` inject them: a schedule
-//! seeded by `--seed` over the tables' rows, one fault every [`FAULT_EVERY`].
+//! seeded by `--seed` over the tables' rows, one fault every [`FAULT_EVERY`] (the demo counts
+//! it in ticks of its workload clock, `sim serve` on a timer).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvfeed_sim::{Cluster, FaultSchedule};
 use kvfeed_span::table::record_key;
@@ -49,20 +48,5 @@ pub(crate) async fn stop_faults(cluster: &Cluster, chaos: Option<tokio::task::Jo
     for store in cluster.store_ids() {
         cluster.set_server_busy(store, 0);
         cluster.set_congested(store, 0);
-    }
-}
-
-/// Applies a fault of the schedule every `FAULT_EVERY` until the deadline; counts the applied.
-pub(crate) async fn run_faults(
-    cluster: Arc<Cluster>,
-    applied: Arc<AtomicU64>,
-    mut schedule: FaultSchedule,
-    deadline: Instant,
-) {
-    while Instant::now() + FAULT_EVERY < deadline {
-        tokio::time::sleep(FAULT_EVERY).await;
-        if inject_next(&cluster, &mut schedule).await {
-            applied.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

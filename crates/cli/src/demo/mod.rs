@@ -1,8 +1,10 @@
 //! `kvfeed demo`: a simulated cluster, a seeded workload, faults with `--chaos`, a subscriber of
 //! every table, live progress on stderr, and the verifier's verdict at the end. By default the
 //! tables are TiDB tables watched decoded ([`tidb`]); `--raw` writes and checks raw keys
-//! ([`raw`]). [`settings`] holds the arguments; the faults of `--chaos` are [`crate::faults`].
+//! ([`raw`]). [`settings`] holds the arguments; [`drive`] runs the workload and the faults of
+//! `--chaos` ([`crate::faults`]) on a seeded tick schedule.
 
+mod drive;
 mod raw;
 mod settings;
 mod tidb;

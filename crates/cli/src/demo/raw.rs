@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
 use kvfeed_cli::Watcher;
-use kvfeed_sim::{Cluster, Report};
-use kvfeed_span::table::table_span;
+use kvfeed_sim::{Cluster, Report, Workload};
+use kvfeed_span::table::{table_id_of, table_span};
 use tokio::task::JoinHandle;
 
-use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
+use super::drive::{drive, fingerprint};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, Summary, plural, summary_header};
 use crate::Failure;
-use crate::faults::{self, stop_faults};
+use crate::faults;
 use crate::layout;
 
 pub(super) async fn run(
@@ -40,22 +41,11 @@ pub(super) async fn run(
     }
 
     let progress = Progress::new(&watchers, args.duration);
-    let faults = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let chaos = args.chaos.then(|| {
-        let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
-        let schedule = faults::schedule(args.seed, &tables, false);
-        tokio::spawn(faults::run_faults(cluster, faults, schedule, deadline))
-    });
+    let faults = AtomicU64::new(0);
+    let schedule = args.chaos.then(|| faults::schedule(args.seed, &tables, false));
     let mut workload = layout::workload(args.seed, &tables, layout::VALUE_LEN);
-    let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
-    let mut steps = 0u64;
-    while Instant::now() < deadline {
-        timer.tick().await;
-        workload.step(&cluster);
-        steps += 1;
+    let each_tick = |_: &_| {
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
             for watcher in &watchers {
@@ -66,8 +56,9 @@ pub(super) async fn run(
             redraw = Instant::now();
             progress.update(&client, &watchers, &faults, "running");
         }
-    }
-    stop_faults(&cluster, chaos).await;
+    };
+    let step = |workload: &mut Workload, cluster: &Cluster| workload.step(cluster);
+    let driven = drive(args, &cluster, &mut workload, step, schedule, &faults, each_tick).await;
 
     // Every subscription must catch up with the end of the workload.
     let final_ts = cluster.now_ts();
@@ -93,7 +84,10 @@ pub(super) async fn run(
 
     let commits = cluster.committed_rows();
     let reports: Vec<Report> = watchers.iter().map(|w| w.report(&commits, true)).collect();
-    let ok = summarize(args, &watchers, &reports, faults.load(Ordering::Relaxed), stuck, steps);
+    let fingerprint =
+        fingerprint(&commits, |key| table_id_of(key).is_some_and(|table| tables.contains(&table)));
+    let summary = Summary { faults: faults.load(Ordering::Relaxed), stuck, driven, fingerprint };
+    let ok = summarize(args, &watchers, &reports, &summary);
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
     }
@@ -172,14 +166,7 @@ impl Progress {
 }
 
 /// Prints the summary on stdout; returns whether every invariant held.
-fn summarize(
-    args: &Args,
-    watchers: &[Arc<Watcher>],
-    reports: &[Report],
-    faults: u64,
-    stuck: bool,
-    steps: u64,
-) -> bool {
+fn summarize(args: &Args, watchers: &[Arc<Watcher>], reports: &[Report], run: &Summary) -> bool {
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
     let violations = sum(|r| {
         r.out_of_span
@@ -195,16 +182,18 @@ fn summarize(
     let failures: Vec<String> =
         watchers.iter().filter_map(|w| w.failure().map(|f| format!("{}: {f}", w.name))).collect();
     // The client delivers each row once: a duplicate fails the verdict too.
-    let ok = reports.iter().all(|r| r.ok() && r.duplicated == 0) && !stuck && failures.is_empty();
-    println!("{}", summary_header(args, &plural(args.tables, "table"), steps));
+    let ok =
+        reports.iter().all(|r| r.ok() && r.duplicated == 0) && !run.stuck && failures.is_empty();
+    println!("{}", summary_header(args, &plural(args.tables, "table"), &run.driven));
     println!("  rows written       {}", sum(|r| r.expected));
     println!("  rows delivered     {}", sum(|r| r.delivered));
     println!("  duplicates         {}", sum(|r| r.duplicated));
     println!("  missing            {}", sum(|r| r.missing));
     println!("  violations         {violations}");
     println!("  resolved-ts lag    p50 {} ms, p99 {} ms", percentile(50), percentile(99));
-    println!("  faults injected    {faults}");
-    if stuck {
+    println!("  faults injected    {}", run.faults);
+    println!("  fingerprint        {:016x}", run.fingerprint);
+    if run.stuck {
         println!("  caught up          NO: a resolved ts did not reach the end of the workload");
     }
     for failure in &failures {

@@ -5,6 +5,8 @@ use std::cell::Cell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use super::drive::Driven;
+
 /// Arguments of `kvfeed demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -27,7 +29,9 @@ pub(crate) struct Args {
     /// congested stores, abandoned locks.
     #[arg(long)]
     pub(crate) chaos: bool,
-    /// Seed of the workload and the fault schedule.
+    /// Seed of the workload and the fault schedule: the same seed runs the same transactions
+    /// and faults in the same order (without `--chaos`, the same rows: compare the summary's
+    /// fingerprint).
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Write raw keys and values instead of TiDB tables, and check every raw row (the demo
@@ -50,16 +54,29 @@ pub(super) fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
-/// The summary's first line: the layout, the transaction rate asked and achieved (`steps`
-/// transactions run), chaos and seed.
-pub(super) fn summary_header(args: &Args, tables: &str, steps: u64) -> String {
-    let achieved = steps as f64 / args.duration.max(1) as f64;
+/// What both demos' summaries report beside the verifier's findings.
+#[derive(Debug)]
+pub(super) struct Summary {
+    /// Faults that applied.
+    pub(super) faults: u64,
+    /// Whether the subscribers failed to catch up with the end of the workload.
+    pub(super) stuck: bool,
+    pub(super) driven: Driven,
+    /// [`fingerprint`](super::drive::fingerprint) of the rows committed.
+    pub(super) fingerprint: u64,
+}
+
+/// The summary's first line: the layout, the transactions run and the rate asked and achieved
+/// (they took longer than `--duration` where the machine could not keep up), chaos and seed.
+pub(super) fn summary_header(args: &Args, tables: &str, driven: &Driven) -> String {
+    let achieved = driven.steps as f64 / driven.elapsed.as_secs_f64().max(0.001);
     format!(
-        "kvfeed demo: {}, {}, {tables}, {achieved:.0} txn/s achieved ({} asked) for {} s, chaos {} (seed {})",
+        "kvfeed demo: {}, {}, {tables}, {} in {:.1} s ({achieved:.0} txn/s achieved, {} asked), chaos {} (seed {})",
         plural(args.stores, "store"),
         plural(args.regions, "region"),
+        plural(usize::try_from(driven.steps).unwrap_or(usize::MAX), "transaction"),
+        driven.elapsed.as_secs_f64(),
         args.rate,
-        args.duration,
         if args.chaos { "on" } else { "off" },
         args.seed
     )

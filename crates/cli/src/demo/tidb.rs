@@ -11,12 +11,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kvfeed::Client;
 use kvfeed_cli::{DecodedWatcher, tso_age_ms};
 use kvfeed_sim::{Cluster, TidbReport, TidbWorkload};
+use kvfeed_span::table::table_id_of;
+use kvfeed_tidb::key::DDL_JOB_TABLE_ID;
 use kvfeed_tidb_watch::{TableName, Watcher};
 use tokio::task::JoinHandle;
 
-use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, plural, summary_header};
+use super::drive::{drive, fingerprint};
+use super::settings::{Args, CATCH_UP, LAG_SAMPLE, PlainProgress, Summary, plural, summary_header};
 use crate::Failure;
-use crate::faults::{self, stop_faults};
+use crate::faults;
 use crate::layout;
 
 /// Characters of a table's sample line shown in the progress display.
@@ -45,32 +48,22 @@ pub(super) async fn run(
     let (decoded, reader) = DecodedWatcher::spawn(watcher, names.clone(), start_ts);
 
     let progress = Progress::new(&names, args.duration);
-    let faults = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let chaos = args.chaos.then(|| {
-        let (cluster, faults) = (Arc::clone(&cluster), Arc::clone(&faults));
-        let schedule = faults::schedule(args.seed, &tables, true);
-        tokio::spawn(faults::run_faults(cluster, faults, schedule, deadline))
-    });
-    let mut timer = tokio::time::interval(Duration::from_secs(1) / args.rate);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let faults = AtomicU64::new(0);
+    let schedule = args.chaos.then(|| faults::schedule(args.seed, &tables, true));
     let (mut redraw, mut sampled) = (Instant::now(), Instant::now());
-    let mut steps = 0u64;
     let mut lags = Vec::new();
-    while Instant::now() < deadline {
-        timer.tick().await;
-        workload.step(&cluster);
-        steps += 1;
+    let each_tick = |workload: &TidbWorkload| {
         if sampled.elapsed() >= LAG_SAMPLE {
             sampled = Instant::now();
             lags.push(tso_age_ms(decoded.resolved()));
         }
         if redraw.elapsed() >= Duration::from_millis(250) {
             redraw = Instant::now();
-            progress.update(&cluster, &decoded, &workload, &faults, "running");
+            progress.update(&cluster, &decoded, workload, &faults, "running");
         }
-    }
-    stop_faults(&cluster, chaos).await;
+    };
+    let step = |workload: &mut TidbWorkload, cluster: &Cluster| workload.step(cluster);
+    let driven = drive(args, &cluster, &mut workload, step, schedule, &faults, each_tick).await;
     let final_ts = cluster.now_ts();
     let caught_up = async {
         while decoded.resolved() < final_ts && decoded.failure().is_none() {
@@ -87,17 +80,12 @@ pub(super) async fn run(
     let _ = runner.await;
 
     let report = decoded.report(workload.expected());
-    let ok = summarize(
-        args,
-        &names,
-        &decoded,
-        &report,
-        &workload,
-        &lags,
-        faults.load(Ordering::Relaxed),
-        stuck,
-        steps,
-    );
+    // The tables' rows, not the DDL job rows (they carry timestamps).
+    let fingerprint = fingerprint(&cluster.committed_rows(), |key| {
+        table_id_of(key).is_some_and(|table| table != DDL_JOB_TABLE_ID)
+    });
+    let summary = Summary { faults: faults.load(Ordering::Relaxed), stuck, driven, fingerprint };
+    let ok = summarize(args, &names, &decoded, &report, &workload, &lags, &summary);
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
     }
@@ -180,7 +168,6 @@ impl Progress {
 }
 
 /// Prints the summary on stdout; returns whether every check held.
-#[allow(clippy::too_many_arguments)]
 fn summarize(
     args: &Args,
     names: &[String],
@@ -188,22 +175,20 @@ fn summarize(
     report: &TidbReport,
     workload: &TidbWorkload,
     lags: &[u64],
-    faults: u64,
-    stuck: bool,
-    steps: u64,
+    run: &Summary,
 ) -> bool {
     let mut lags = lags.to_vec();
     lags.sort_unstable();
     let percentile =
         |p: usize| lags.get(lags.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
     let failure = decoded.failure();
-    let ok = report.is_clean() && !stuck && failure.is_none();
+    let ok = report.is_clean() && !run.stuck && failure.is_none();
     println!(
         "{}",
         summary_header(
             args,
             &format!("{} ({})", plural(names.len(), "TiDB table"), names.join(", ")),
-            steps
+            &run.driven
         )
     );
     println!("  rows written       {}", report.rows_expected);
@@ -219,8 +204,9 @@ fn summarize(
     println!("  column mismatches  {}", report.mismatched);
     println!("  violations         {}", report.out_of_order);
     println!("  resolved-ts lag    p50 {} ms, p99 {} ms", percentile(50), percentile(99));
-    println!("  faults injected    {faults}");
-    if stuck {
+    println!("  faults injected    {}", run.faults);
+    println!("  fingerprint        {:016x}", run.fingerprint);
+    if run.stuck {
         println!("  caught up          NO: the resolved ts did not reach the end of the workload");
     }
     if let Some(failure) = failure {
