@@ -9,6 +9,7 @@ mod checkpoint;
 mod connect;
 mod decode;
 mod demo;
+mod destination;
 mod faults;
 mod layout;
 mod logging;

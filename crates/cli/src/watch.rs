@@ -1,7 +1,6 @@
 //! `kvfeed watch`: subscribe one span of a real (or simulated) cluster and print its events, or
 //! TiDB tables by name and print their decoded rows and DDL.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +14,7 @@ use kvfeed_tidb_watch::{TableEvent, TableName, WatchError, Watcher};
 use crate::Failure;
 use crate::checkpoint::CheckpointFile;
 use crate::connect::{ConnectArgs, SpanArgs, Target, read_ts, start_failure};
+use crate::destination::{Destination, Stopped};
 use crate::output::{Format, write_event};
 
 /// Arguments of `kvfeed watch`.
@@ -53,6 +53,16 @@ pub(crate) struct Args {
     /// JavaScript) lose precision above 2^53, and TiDB timestamps are above it.
     #[arg(long)]
     ts_as_string: bool,
+    /// Print to FILE instead of stdout (appending to it if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Rotate `--output` once it would grow past SIZE (bytes, or with K, M, G): FILE becomes
+    /// FILE.1, FILE.1 becomes FILE.2, and so on, between two lines.
+    #[arg(long, value_name = "SIZE", requires = "output", value_parser = crate::destination::parse_size)]
+    rotate_size: Option<u64>,
+    /// How many rotated files to keep (FILE.1 ..); older ones are removed.
+    #[arg(long, default_value_t = 5, value_name = "N", requires = "rotate_size")]
+    rotate_keep: usize,
     /// Serve Prometheus metrics on PORT (127.0.0.1) or HOST:PORT.
     #[arg(long, env = "KVFEED_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<String>,
@@ -133,6 +143,9 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         config.spill_dir = Some(dir.clone());
     }
     config.region_stuck_timeout = Some(Duration::from_secs(args.region_stuck_timeout));
+    // Before connecting: an output that cannot be written is found at once.
+    let out = Destination::open(args.output.as_deref(), args.rotate_size, args.rotate_keep)
+        .map_err(Failure::usage)?;
     let (client, runner) = args.connect.connect(config).await?;
     // The last resolved ts printed (0: none yet), for `/readyz` and the metrics, and the rows.
     let printed = Arc::new(AtomicU64::new(0));
@@ -144,6 +157,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         tracing::info!(%bound, "serving metrics");
     }
     let mut sink = Printed {
+        out,
         checkpoint: checkpoint.as_mut(),
         resolved: &printed,
         rows: &rows,
@@ -323,7 +337,7 @@ fn received<T, E: std::fmt::Display>(
     }
 }
 
-/// Prints `feed` to stdout until it fails, stdout closes, a signal comes, or
+/// Prints `feed` to stdout (or `--output`) until it fails, stdout closes, a signal comes, or
 /// `--until-resolved` is reached; reports stalls on the way (`--status-every`).
 async fn print(
     client: &Client,
@@ -331,8 +345,6 @@ async fn print(
     printed: &mut Printed<'_>,
     mut feed: Feed,
 ) -> Result<(), Failure> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     let interrupted = crate::signal::shutdown();
     let mut status = status_timer(args);
     tokio::pin!(interrupted);
@@ -346,15 +358,17 @@ async fn print(
             }
         };
         if let Some(line) = item.line {
-            if write_line(&mut out, args, &line).is_err() {
-                return Ok(()); // stdout closed (e.g. piped into `head`): nothing more to do.
+            match write_line(&mut printed.out, args, &line) {
+                Ok(()) => {}
+                Err(Stopped::Closed) => return Ok(()),
+                Err(Stopped::Failed(message)) => return Err(Failure::runtime(message)),
             }
             if let Some(op) = item.op {
                 printed.rows.count(op);
             }
         }
         if let Some(ts) = item.complete_up_to
-            && printed.complete_up_to(&mut out, args, ts)?
+            && printed.complete_up_to(args, ts)?
         {
             return Ok(());
         }
@@ -379,11 +393,11 @@ impl Args {
 }
 
 /// Writes one line, with its top-level timestamps as strings under `--ts-as-string`.
-fn write_line(out: &mut impl Write, args: &Args, line: &[u8]) -> std::io::Result<()> {
+fn write_line(out: &mut Destination, args: &Args, line: &[u8]) -> Result<(), Stopped> {
     if args.ts_as_string && args.format == Format::Json {
-        return out.write_all(quote_timestamps(line).as_bytes());
+        return out.write_line(quote_timestamps(line).as_bytes());
     }
-    out.write_all(line)
+    out.write_line(line)
 }
 
 /// The line with the numbers of its top-level `"start_ts"` and `"commit_ts"` fields (and the
@@ -409,8 +423,10 @@ fn quote_timestamps(line: &[u8]) -> String {
     text
 }
 
-/// Where a printed resolved ts goes: the checkpoint file, and the watch's own record.
+/// Where printed lines go, and a printed resolved ts: the checkpoint file, and the watch's own
+/// record.
 struct Printed<'a> {
+    out: Destination,
     checkpoint: Option<&'a mut CheckpointFile>,
     resolved: &'a AtomicU64,
     rows: &'a RowsPrinted,
@@ -422,14 +438,12 @@ impl Printed<'_> {
     /// After the line of a resolved ts `ts`: flushes the output, saves the checkpoint and
     /// records `ts`; returns whether the watch is done (stdout closed, or `--until-resolved`
     /// reached).
-    fn complete_up_to(
-        &mut self,
-        out: &mut impl Write,
-        args: &Args,
-        ts: u64,
-    ) -> Result<bool, Failure> {
-        if out.flush().is_err() {
-            return Ok(true);
+    fn complete_up_to(&mut self, args: &Args, ts: u64) -> Result<bool, Failure> {
+        // A checkpoint must not get ahead of what is on disk.
+        match self.out.flush(self.checkpoint.is_some()) {
+            Ok(()) => {}
+            Err(Stopped::Closed) => return Ok(true),
+            Err(Stopped::Failed(message)) => return Err(Failure::runtime(message)),
         }
         if let Some(file) = self.checkpoint.as_deref_mut() {
             file.printed(ts)?;

@@ -244,6 +244,66 @@ fn watch_against_sim_serve_delivers_what_the_verifier_expects() {
     assert!(report.expected > 100, "three seconds at 200 txn/s wrote rows: {report:?}");
 }
 
+/// `--output FILE --rotate-size 4K --rotate-keep 1000`: the lines go to the files instead of
+/// stdout, each file stays within the size, and together, oldest first, they are the exact
+/// feed; an unwritable `--output` is refused before connecting.
+#[test]
+fn output_to_rotated_files() {
+    let dir = std::env::temp_dir().join(format!("kvfeed-e2e-output-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let commits_file = dir.join("commits.jsonl");
+    let served = Served::start(&["--commits", commits_file.to_str().unwrap()]);
+    let (start_ts, until) = (compose(now_ms(), 0), compose(now_ms() + 2000, 0));
+    let out = dir.join("feed.jsonl");
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        &served.pd,
+        "--table",
+        "100",
+        "--start-ts",
+        &start_ts.to_string(),
+        "--until-resolved",
+        &until.to_string(),
+        "--output",
+        out.to_str().unwrap(),
+        "--rotate-size",
+        "4K",
+        "--rotate-keep",
+        "1000",
+    ]);
+    assert!(output.status.success(), "watch: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+    served.interrupt();
+    let rotated = (1..).take_while(|n| dir.join(format!("feed.jsonl.{n}")).exists()).count();
+    assert!(rotated >= 2, "rotated: {rotated} files");
+    let mut text = String::new();
+    for n in (1..=rotated).rev() {
+        let file = std::fs::read_to_string(dir.join(format!("feed.jsonl.{n}"))).unwrap();
+        assert!(file.len() <= 4096 && file.ends_with('\n'), "whole lines within the size");
+        text.push_str(&file);
+    }
+    text.push_str(&std::fs::read_to_string(&out).unwrap());
+    let (log, last_resolved) = parse_watch(&text);
+    assert!(last_resolved >= until);
+    let commits = commits_of(&commits_file);
+    let report = verify_up_to(&commits, &table_span(100), start_ts, &log, last_resolved);
+    assert!(report.ok(), "{report:#?}");
+    assert!(report.expected > 50, "{report:?}");
+    let output = kvfeed(&[
+        "watch",
+        "--pd",
+        "127.0.0.1:9",
+        "--table",
+        "100",
+        "--output",
+        dir.join("no/such/dir/feed").to_str().unwrap(),
+    ]);
+    assert_fails(&output, 2, "cannot write");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn commits_of(file: &std::path::Path) -> Vec<CommittedRow> {
     std::fs::read_to_string(file)
         .expect("commit log")
