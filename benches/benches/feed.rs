@@ -31,7 +31,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kvfeed::{PrewriteCache, RegionRows, RowEvent};
 use kvfeed_benches::criterion_config as config;
 use kvfeed_benches::frames::{ROWS_PER_ITER, frames, prost_rows};
-use kvfeed_benches::original_rangelock::OriginalRangeLock;
+use kvfeed_benches::go_rangelock::{GoRangeLock, LockResult};
 use kvfeed_benches::row_key;
 use kvfeed_rangelock::RangeLock;
 use kvfeed_span::Span;
@@ -194,7 +194,10 @@ fn resolved_batch(c: &mut Criterion) {
     const REGIONS: u64 = 10_000;
     let mut lock = RangeLock::new(Span::full(), 1);
     let mut rows: hashbrown_free::Regions = hashbrown_free::Regions::new();
-    let mut original = OriginalRangeLock::new(1);
+    let mut handles = Vec::new();
+    let key = |i: u64| row_key(i).as_bytes().to_vec();
+    let mut model = GoRangeLock::new(&key(0), &key(REGIONS), 1);
+    let mut entries = Vec::new();
     for id in 0..REGIONS {
         let start = if id == 0 { kvfeed_span::EncodedKey::default() } else { row_key(id) };
         let end =
@@ -202,37 +205,41 @@ fn resolved_batch(c: &mut Criterion) {
         let span = Span::new(start.clone(), end.clone()).expect("ordered keys");
         let _ = lock.lock(&span, id + 1, 1).expect("inside the span");
         lock.mark_initialized(id + 1);
+        handles.push(lock.handle(id + 1).expect("locked"));
         let mut region = RegionRows::new(span, 0, 1);
         region.apply([initialized()], &CACHE, &mut Vec::new()).expect("initialized");
         rows.insert((1, id + 1), region);
-        original.lock(start.as_bytes(), end.as_bytes(), id + 1, 1);
+        match model.lock(&key(id), &key(id + 1), id + 1, 1) {
+            LockResult::Success(entry) => entries.push(entry),
+            _ => panic!("free range"),
+        }
     }
     let batch: Vec<u64> = (1..=REGIONS).collect();
     let mut group = c.benchmark_group("feed/resolved_batch_10k");
     group.throughput(Throughput::Elements(REGIONS));
     let mut ts = 10;
-    group.bench_function("RegionRows + RangeLock::advance_batch", |b| {
+    group.bench_function("RegionRows + RangeLock::advance_handles", |b| {
         let mut advanced = Vec::with_capacity(REGIONS as usize);
         b.iter(|| {
             ts += 1;
             advanced.clear();
             for &region in &batch {
                 if rows.get_mut(&(1, region)).is_some_and(|r| r.advance(ts)) {
-                    advanced.push(region);
+                    advanced.push(handles[region as usize - 1]);
                 }
             }
-            lock.advance_batch(advanced.iter().copied(), ts);
+            lock.advance_handles(advanced.iter().copied(), ts);
             black_box(lock.resolved_ts())
         });
     });
     let mut ts = 10;
-    group.bench_function("baseline original (update + full scan)", |b| {
+    group.bench_function("baseline Go model (bare advance + ResolvedTs walk)", |b| {
         b.iter(|| {
             ts += 1;
-            for &region in &batch {
-                original.advance(region, ts);
+            for entry in &entries {
+                entry.state().advance(ts);
             }
-            black_box(original.resolved_ts())
+            black_box(model.resolved_ts())
         });
     });
     group.finish();

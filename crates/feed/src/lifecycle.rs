@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use kvfeed_rangelock::RegionHandle;
 use kvfeed_regioncache::{RegionVerId, RpcContext};
 use kvfeed_span::Span;
 use kvfeed_transport::{EventCharge, RegionEvent, StreamError, TransportError};
@@ -33,6 +34,10 @@ pub(crate) struct Owned {
     pub(crate) span: Span,
     /// Where the next registration starts: the region's resolved ts.
     pub(crate) checkpoint_ts: u64,
+    /// The locked range in the subscription's range lock, taken when it was locked and kept
+    /// until it is unlocked: the worker advances the region through it (no region-id lookup);
+    /// a handle of an earlier lock of the slot is refused by the lock.
+    pub(crate) handle: RegionHandle,
 }
 
 /// A message to a region worker.

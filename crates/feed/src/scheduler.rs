@@ -305,11 +305,18 @@ impl Scheduler {
         match state.lock.lock(&request.span, region_id, request.region.epoch.version) {
             Ok(LockOutcome::Locked { checkpoint_ts }) => {
                 state.locks += 1;
+                let Some(handle) = state.lock.handle(region_id) else {
+                    // The lock just said the region holds the range: this is a bug.
+                    tracing::error!(subscription = sub.id, region = region_id, "no lock handle");
+                    self.shared.metrics.internal_errors.inc();
+                    return;
+                };
                 let owned = Owned {
                     sub: Arc::clone(sub),
                     region: request.region,
                     span: request.span,
                     checkpoint_ts,
+                    handle,
                 };
                 out.push(FollowUp::Request(owned, Duration::ZERO));
             }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hashbrown::HashMap;
+use kvfeed_rangelock::RegionHandle;
 use kvfeed_regioncache::{Peer as CachePeer, PeerRole, RpcContext};
 use kvfeed_transport::{
     Events, RegionError, RegionEvent, Row, RowKind, StreamEvent, TransportError,
@@ -71,6 +72,8 @@ enum End {
 struct Entry {
     rows: RegionRows,
     ctx: RpcContext,
+    /// The region's range in the lock, from the lock to the unlock (`Owned::handle`).
+    handle: RegionHandle,
     seq: u64,
     /// The register call returned.
     registered: bool,
@@ -199,7 +202,7 @@ struct Worker {
     /// registered again since, is skipped when it comes due.
     scans: VecDeque<WatchedScan>,
     /// Reused buffer of the regions a resolved-ts batch advanced.
-    advanced: Vec<u64>,
+    advanced: Vec<(u64, RegionHandle)>,
     /// Reused buffer of rows to deliver.
     rows: Vec<RowEvent>,
 }
@@ -267,7 +270,7 @@ impl Worker {
         ctx: RpcContext,
         permit: OwnedSemaphorePermit,
     ) {
-        let Owned { sub, region, span, checkpoint_ts } = owned;
+        let Owned { sub, region, span, checkpoint_ts, handle } = owned;
         debug_assert_eq!(region, ctx.region, "the context names the locked region version");
         // A region requested again keeps its range locked: its new scan has not ended, and the
         // lock must say so (stats, lock resolution).
@@ -279,6 +282,7 @@ impl Worker {
         let entry = Box::new(Entry {
             rows,
             ctx,
+            handle,
             seq,
             registered: false,
             end,
@@ -381,9 +385,10 @@ impl Worker {
 
     /// Hands a region that left its worker to the scheduler, deciding what comes next.
     fn finish(&mut self, sub: SubRef, entry: Entry, end: End) {
-        let Entry { rows, ctx, .. } = entry;
+        let Entry { rows, ctx, handle, .. } = entry;
         let checkpoint_ts = rows.resolved_ts();
-        let owned = Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts };
+        let owned =
+            Owned { sub, region: ctx.region, span: rows.into_span(), checkpoint_ts, handle };
         let shared = &self.shared;
         let (end, deregister) = match end {
             End::Retry { .. } | End::AwaitQuota if owned.sub.is_stopped() => {
@@ -662,7 +667,7 @@ impl Worker {
                 && entry.end.is_none()
                 && entry.rows.advance(ts)
             {
-                advanced.push(*region);
+                advanced.push((*region, entry.handle));
             }
         }
         if advanced.is_empty() {
@@ -671,11 +676,11 @@ impl Worker {
         let subscription = Arc::clone(&entries.sub);
         let shared = &self.shared;
         let mut state = subscription.state();
-        state.lock.advance_batch(advanced.iter().copied(), ts);
+        state.lock.advance_handles(advanced.iter().map(|&(_, handle)| handle), ts);
         if ts < state.lock_target {
             let (now, target) = (shared.now(), state.lock_target);
-            for region in advanced.iter() {
-                shared.resolve_requests.request(now, *region, target);
+            for &(region, _) in advanced.iter() {
+                shared.resolve_requests.request(now, region, target);
             }
         }
         shared.publish(&subscription, &mut state);

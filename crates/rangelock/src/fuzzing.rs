@@ -100,6 +100,13 @@ pub enum Op {
         /// The ts.
         ts: u8,
     },
+    /// Advance through several handles taken (each index modulo their number) in one batch.
+    AdvanceHandles {
+        /// Which handles.
+        handles: Vec<u8>,
+        /// The ts.
+        ts: u8,
+    },
     /// Stop the lock.
     Stop,
 }
@@ -451,6 +458,25 @@ impl Both {
                         "step {step}: advance {handle:?}"
                     );
                 }
+            }
+            Op::AdvanceHandles { handles, ts } => {
+                if self.handles.is_empty() {
+                    return;
+                }
+                let ts = u64::from(*ts);
+                let batch: Vec<(RegionHandle, u64)> = handles
+                    .iter()
+                    .map(|n| self.handles[usize::from(*n) % self.handles.len()])
+                    .collect();
+                let expected = batch
+                    .iter()
+                    .filter(|(_, id)| self.model.advance_entry(*id, ts) == Advance::Advanced)
+                    .count();
+                assert_eq!(
+                    self.lock.advance_handles(batch.iter().map(|(handle, _)| *handle), ts),
+                    expected,
+                    "step {step}: advance handles"
+                );
             }
             Op::Stop => {
                 let stopped = self.lock.stop();

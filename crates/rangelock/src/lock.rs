@@ -211,11 +211,16 @@ struct Slot {
     /// The piece's resolved ts; `u64::MAX` for a free slot.
     ts: u64,
     kind: SlotKind,
-    /// Bumped each time the slot is locked, so a [`RegionHandle`] of an earlier lock is refused.
-    generation: u16,
+    /// Bumped each time the slot is locked, so a [`RegionHandle`] of an earlier lock is refused
+    /// (32 bits: a handle would have to outlive four billion locks of its slot to be taken for
+    /// a later one).
+    generation: u32,
     region_id: u64,
     version: u64,
 }
+
+// Two slots to a cache line, never one across two.
+const _: () = assert!(core::mem::size_of::<Slot>() == 32);
 
 impl Slot {
     const FREE: Self =
@@ -236,7 +241,7 @@ impl Timestamped for Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegionHandle {
     slot: u32,
-    generation: u16,
+    generation: u32,
 }
 
 /// The range lock of one subscription. See the crate docs for the model and how to share it.
@@ -630,12 +635,30 @@ impl RangeLock {
     }
 
     /// [`RangeLock::advance_batch`] through handles. Returns how many regions advanced.
+    ///
+    /// Handles are taken [`PIPELINE`] at a time and the lines each one's update reads first (its
+    /// slot and the min-tree node above it) requested for the whole group before any is read,
+    /// so that regions spread over a large span cost overlapping misses, not one after another.
     pub fn advance_handles(
         &mut self,
         handles: impl IntoIterator<Item = RegionHandle>,
         ts: u64,
     ) -> usize {
-        handles.into_iter().filter(|&h| self.advance_handle(h, ts) == Advance::Advanced).count()
+        let mut handles = handles.into_iter();
+        let mut advanced = 0;
+        loop {
+            let mut group = [RegionHandle { slot: 0, generation: 0 }; PIPELINE];
+            let len = group.iter_mut().zip(handles.by_ref()).map(|(at, h)| *at = h).count();
+            for handle in &group[..len] {
+                self.slots.prefetch_update(handle.slot);
+            }
+            for &handle in &group[..len] {
+                advanced += usize::from(self.advance_handle(handle, ts) == Advance::Advanced);
+            }
+            if len < PIPELINE {
+                return advanced;
+            }
+        }
     }
 
     fn advance_slot(&mut self, slot: u32, ts: u64) -> Advance {
