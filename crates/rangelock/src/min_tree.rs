@@ -90,6 +90,34 @@ impl<T: Timestamped> MinTree<T> {
         result
     }
 
+    /// Raises leaf `i`'s ts from `old` to `ts` (`set` writes it): the advance of a region. An
+    /// ancestor's minimum can only change if it was `old`, so the walk up stops at the first
+    /// one that was not, or that keeps `old` through another child; at the bottom the sibling
+    /// leaf is read directly (it shares the leaf's cache line).
+    #[inline]
+    pub(crate) fn raise(&mut self, i: u32, old: u64, ts: u64, set: impl FnOnce(&mut T)) {
+        let i = i as usize;
+        set(&mut self.leaves[i]);
+        debug_assert!(self.leaves[i].ts() == ts && ts > old);
+        let mut n = (self.cap + i) / 2;
+        if self.inner[n] != old {
+            return;
+        }
+        let sibling = self.leaves.get(i ^ 1).map_or(u64::MAX, T::ts);
+        let mut min = ts.min(sibling);
+        while min != old {
+            self.inner[n] = min;
+            if n == 1 {
+                return;
+            }
+            n /= 2;
+            if self.inner[n] != old {
+                return;
+            }
+            min = self.inner[2 * n].min(self.inner[2 * n + 1]);
+        }
+    }
+
     fn child(&self, n: usize) -> u64 {
         if n >= self.cap {
             self.leaves.get(n - self.cap).map_or(u64::MAX, T::ts)
