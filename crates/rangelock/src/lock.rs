@@ -439,7 +439,7 @@ impl RangeLock {
 
     /// A new slot for an unlocked piece holding `ts`.
     fn alloc_unlocked(&mut self, ts: u64) -> u32 {
-        let unlocked = |generation| Slot { ts, kind: SlotKind::Unlocked, generation, ..Slot::FREE };
+        let unlocked = |generation| Slot { ts, kind: SlotKind::Unlocked, generation };
         match self.free.pop() {
             Some(slot) => {
                 self.slots.update(slot, |entry| *entry = unlocked(entry.generation));
@@ -531,8 +531,7 @@ impl RangeLock {
         self.initialized -= usize::from(entry.kind == SlotKind::Locked { initialized: true });
         let resolved_ts = self.slots.update(slot, |entry| {
             let ts = resolved_ts.unwrap_or(entry.ts);
-            *entry =
-                Slot { ts, kind: SlotKind::Unlocked, generation: entry.generation, ..Slot::FREE };
+            *entry = Slot { ts, kind: SlotKind::Unlocked, generation: entry.generation };
             ts
         });
         let indexed = self.regions.remove(region_id);
