@@ -223,18 +223,7 @@ fn watch_against_sim_serve_delivers_what_the_verifier_expects() {
     served.interrupt();
 
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let mut log = Vec::new();
-    let mut last_resolved = 0;
-    for line in stdout.lines() {
-        match field(line, "kind") {
-            "row" => log.push(FeedEvent::Row(row_of(line))),
-            "resolved" => {
-                last_resolved = field(line, "ts").parse().expect("ts");
-                log.push(FeedEvent::Resolved(last_resolved));
-            }
-            other => panic!("unknown kind {other}"),
-        }
-    }
+    let (log, last_resolved) = parse_watch(&stdout);
     assert!(last_resolved >= until, "watch exits once the resolved ts reaches --until-resolved");
     let commits = commits_of(&commits_file);
     let _ = std::fs::remove_file(&commits_file);

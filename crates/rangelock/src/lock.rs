@@ -655,7 +655,7 @@ impl RangeLock {
 
     /// [`RangeLock::advance_batch`] through handles. Returns how many regions advanced.
     ///
-    /// Handles are taken [`PIPELINE`] at a time and the lines each one's update reads first (its
+    /// Handles are taken 16 at a time and the lines each one's update reads first (its
     /// slot and the min-tree node above it) requested for the whole group before any is read,
     /// so that regions spread over a large span cost overlapping misses, not one after another.
     pub fn advance_handles(
