@@ -141,6 +141,25 @@ fn report_build(n: u64, ranges: &[Span], go: &GoRanges) {
         model_time.as_secs_f64(),
         model_heap as f64 / n as f64,
     );
+    // Where kvfeed's bytes are, by part, per range (as allocated; the counting allocator's
+    // figure above is the same bytes, measured from outside).
+    let memory = lock.memory();
+    let per = |bytes: usize| bytes as f64 / n as f64;
+    println!(
+        "rangelock/memory/{n}: {:.1} B/range = piece leaves {:.1} + piece inner {:.1} + key \
+         handles {:.1} + key bytes {:.1} + slots {:.1} + owners {:.1} + min tree {:.1} + region \
+         index {:.1} + other {:.1}",
+        per(memory.total()),
+        per(memory.piece_leaves),
+        per(memory.piece_inner),
+        per(memory.key_handles),
+        per(memory.key_bytes),
+        per(memory.slots),
+        per(memory.owners),
+        per(memory.min_tree),
+        per(memory.region_index),
+        per(memory.other),
+    );
     black_box((lock, model));
 }
 

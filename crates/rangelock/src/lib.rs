@@ -72,8 +72,8 @@ pub mod fuzzing;
 mod tests;
 
 pub use lock::{
-    Advance, Lagging, LockError, LockOutcome, LockedRange, RangeLock, RegionHandle, RegionTs,
-    Stats, Stopped, Ticket, UnlockError, Unlocked,
+    Advance, Lagging, LockError, LockOutcome, LockedRange, Memory, RangeLock, RegionHandle,
+    RegionTs, Stats, Stopped, Ticket, UnlockError, Unlocked,
 };
 
 /// The README's example, compiled and run as a doctest.

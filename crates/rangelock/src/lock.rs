@@ -188,6 +188,46 @@ pub struct Stats {
     pub holes: Vec<(Span, u64)>,
 }
 
+/// Where a lock's heap bytes are ([`RangeLock::memory`]), as allocated (vectors' spare capacity
+/// included; the allocator's own overhead not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// The piece index's bottom level: its nodes' tags, values and headers.
+    pub piece_leaves: usize,
+    /// The piece index's levels above.
+    pub piece_inner: usize,
+    /// The per-node boxes of keys: each key's handle, holding a key of up to
+    /// [`EncodedKey::INLINE`] bytes (a TiDB record key) inside.
+    pub key_handles: usize,
+    /// The bytes of longer keys, stored apart from their handles.
+    pub key_bytes: usize,
+    /// The slots: each piece's resolved ts, kind and generation.
+    pub slots: usize,
+    /// The holders of locked slots: region id and version.
+    pub owners: usize,
+    /// The min tree's inner nodes.
+    pub min_tree: usize,
+    /// The region id index.
+    pub region_index: usize,
+    /// The free slot list, and the waiting requests' tickets.
+    pub other: usize,
+}
+
+impl Memory {
+    /// All of it.
+    pub fn total(&self) -> usize {
+        self.piece_leaves
+            + self.piece_inner
+            + self.key_handles
+            + self.key_bytes
+            + self.slots
+            + self.owners
+            + self.min_tree
+            + self.region_index
+            + self.other
+    }
+}
+
 /// How many regions a batch advance looks up together (see [`RangeLock::advance_batch`]): enough
 /// to keep the CPU's outstanding misses busy.
 const PIPELINE: usize = 16;
@@ -758,6 +798,26 @@ impl RangeLock {
         let SlotKind::Locked { initialized } = entry.kind else { return None };
         let region_id = self.owners[slot as usize].region_id;
         Some(RegionTs { region_id, resolved_ts: entry.ts, initialized })
+    }
+
+    /// Where the lock's heap bytes are, by part: `O(n / 32)` (one visit per index node).
+    pub fn memory(&self) -> Memory {
+        let pieces = self.pieces.heap_bytes();
+        let (slots, min_tree) = self.slots.heap_bytes();
+        let waiting = self.waiters.capacity() * core::mem::size_of::<(u32, Vec<u64>)>()
+            + self.waiters.values().map(|w| w.capacity() * 8).sum::<usize>()
+            + self.tickets.capacity() * core::mem::size_of::<(u64, u32)>();
+        Memory {
+            piece_leaves: pieces.leaves,
+            piece_inner: pieces.inner,
+            key_handles: pieces.key_boxes,
+            key_bytes: pieces.key_bytes,
+            slots,
+            owners: self.owners.capacity() * core::mem::size_of::<Owner>(),
+            min_tree,
+            region_index: self.regions.heap_bytes(),
+            other: self.free.capacity() * 4 + waiting,
+        }
     }
 
     /// Slowest and fastest regions and the holes with their ts. `O(n)`: for periodic reports.

@@ -33,6 +33,14 @@ impl<T: Timestamped> MinTree<T> {
         Self { inner: vec![u64::MAX; cap], leaves: Vec::with_capacity(leaves), cap }
     }
 
+    /// Heap bytes: the leaves' vector and the inner nodes, as allocated.
+    pub(crate) fn heap_bytes(&self) -> (usize, usize) {
+        (
+            self.leaves.capacity() * core::mem::size_of::<T>(),
+            self.inner.capacity() * core::mem::size_of::<u64>(),
+        )
+    }
+
     /// The minimum over all leaves (`u64::MAX` when there is none).
     pub(crate) fn min(&self) -> u64 {
         self.inner[1]

@@ -341,7 +341,45 @@ pub(crate) struct Pieces {
     len: usize,
 }
 
+/// The heap bytes of a piece index, by part (see [`Pieces::heap_bytes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PiecesBytes {
+    /// The nodes of the bottom level (tags, values, headers), as allocated.
+    pub(crate) leaves: usize,
+    /// The nodes of the levels above.
+    pub(crate) inner: usize,
+    /// The boxes of keys, one per node (a key of up to `EncodedKey::INLINE` bytes inside).
+    pub(crate) key_boxes: usize,
+    /// The bytes of longer keys (and fences), stored apart.
+    pub(crate) key_bytes: usize,
+}
+
 impl Pieces {
+    /// Where the index's heap bytes are: `O(nodes)`.
+    pub(crate) fn heap_bytes(&self) -> PiecesBytes {
+        let mut bytes = PiecesBytes::default();
+        for (level, nodes) in self.levels.iter().enumerate() {
+            let allocated = nodes.nodes.capacity() * core::mem::size_of::<Node>()
+                + nodes.free.capacity() * core::mem::size_of::<u32>();
+            if level == 0 {
+                bytes.leaves += allocated;
+            } else {
+                bytes.inner += allocated;
+            }
+            // Keys up to `EncodedKey::INLINE` bytes live in their handles; longer ones apart.
+            let apart = |key: &EncodedKey| {
+                let len = key.as_bytes().len();
+                if len > EncodedKey::INLINE { len } else { 0 }
+            };
+            for node in &nodes.nodes {
+                bytes.key_boxes += core::mem::size_of::<[EncodedKey; NODE_CAP]>();
+                bytes.key_bytes += apart(&node.fence) + node.keys.iter().map(apart).sum::<usize>();
+            }
+        }
+        bytes.inner += self.levels.capacity() * core::mem::size_of::<Level>();
+        bytes
+    }
+
     /// One piece covering `span`, holding `slot`.
     pub(crate) fn new(span: Span, slot: u32) -> Self {
         let root = Self::root_node(&span, slot);

@@ -73,6 +73,11 @@ impl RegionIndex {
         self.seed = (self.entries.as_ptr() as usize as u64).wrapping_mul(SPREAD).rotate_left(29);
     }
 
+    /// Heap bytes of the table, as allocated.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * core::mem::size_of::<Entry>()
+    }
+
     /// Number of regions.
     pub(crate) fn len(&self) -> usize {
         self.len

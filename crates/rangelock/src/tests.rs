@@ -695,3 +695,33 @@ fn batch_advances_agree_with_single_advances() {
         lock.check_invariants().unwrap();
     }
 }
+
+/// The memory breakdown accounts for what the lock holds: every key's bytes, a slot and an
+/// owner per piece, a region index entry per region, and it grows with the ranges.
+#[test]
+fn the_memory_breakdown_counts_every_part() {
+    // Keys longer than a handle holds: their bytes are counted apart.
+    let key = |i: u64| EncodedKey::from_encoded(format!("key-{i:040}"));
+    let build = |n: u64| {
+        let mut lock = RangeLock::new(Span::full(), 5);
+        for i in 0..n {
+            let range = Span::new(key(i + 1), key(i + 2)).unwrap();
+            assert!(matches!(lock.lock(&range, i, 1), Ok(LockOutcome::Locked { .. })));
+        }
+        lock
+    };
+    let (small, large) = (build(1_000).memory(), build(10_000).memory());
+    // 10,000 ranges: a start key of 44 bytes each (plus the pieces before and after, and the
+    // fences, which repeat a node's first key).
+    const { assert!(EncodedKey::INLINE < 44) };
+    assert!(large.key_bytes >= 10_000 * 44 && large.key_bytes < 10_000 * 44 * 11 / 10);
+    assert!(large.key_handles >= 10_000 * core::mem::size_of::<EncodedKey>());
+    assert!(large.slots >= 10_001 * 16 && large.owners >= 10_001 * 16);
+    assert!(large.region_index >= 10_000 * 16 * 4 / 3);
+    assert!(large.min_tree >= 10_001 * 8);
+    assert!(large.piece_leaves >= 10_000 * 16);
+    // (Tables and vectors grow by doubling: about tenfold, not exactly.)
+    assert!(large.total() > 5 * small.total() && large.total() < 20 * small.total());
+    let parts = [large.piece_leaves, large.piece_inner, large.key_handles, large.key_bytes];
+    assert!(large.total() >= parts.iter().sum::<usize>() + large.slots + large.owners);
+}
