@@ -540,6 +540,7 @@ impl RangeLock {
         // on what is locked where (a wrong or outdated leaf only costs a descent).
         let finger = match self.regions.get_with_hint(region_id) {
             Some((slot, leaf_hint)) => {
+                self.pieces.prefetch_leaf(leaf_hint);
                 prefetch(self.slots.leaf_ptr(slot));
                 prefetch(self.owners.as_ptr().wrapping_add(slot as usize));
                 leaf_hint
