@@ -681,16 +681,11 @@ impl RangeLock {
     /// [`RangeLock::advance`] through a handle: no region-id lookup.
     #[inline]
     pub fn advance_handle(&mut self, handle: RegionHandle, ts: u64) -> Advance {
-        let Some(&entry) = self.slots.get(handle.slot) else { return Advance::NotLocked };
-        match entry.kind {
-            _ if entry.generation != handle.generation => Advance::NotLocked,
-            SlotKind::Locked { initialized: true } if ts > entry.ts => {
-                self.slots.raise(handle.slot, entry.ts, ts, |slot| slot.ts = ts);
-                Advance::Advanced
+        match self.slots.get(handle.slot) {
+            Some(entry) if entry.generation == handle.generation => {
+                self.advance_slot(handle.slot, ts)
             }
-            SlotKind::Locked { initialized: true } => Advance::NotHigher,
-            SlotKind::Locked { initialized: false } => Advance::NotInitialized,
-            SlotKind::Free | SlotKind::Unlocked => Advance::NotLocked,
+            _ => Advance::NotLocked,
         }
     }
 
@@ -731,8 +726,7 @@ impl RangeLock {
         if ts <= entry.ts {
             return Advance::NotHigher;
         }
-        let old = entry.ts;
-        self.slots.raise(slot, old, ts, |entry| entry.ts = ts);
+        self.slots.update(slot, |entry| entry.ts = ts);
         Advance::Advanced
     }
 
@@ -805,19 +799,20 @@ impl RangeLock {
     pub fn memory(&self) -> Memory {
         let pieces = self.pieces.heap_bytes();
         let (slots, min_tree) = self.slots.heap_bytes();
-        let waiting = self.waiters.capacity() * core::mem::size_of::<(u32, Vec<u64>)>()
-            + self.waiters.values().map(|w| w.capacity() * 8).sum::<usize>()
-            + self.tickets.capacity() * core::mem::size_of::<(u64, u32)>();
+        use core::mem::size_of;
+        let waiting = self.waiters.capacity() * size_of::<(u32, Vec<u64>)>()
+            + self.waiters.values().map(|w| w.capacity() * size_of::<u64>()).sum::<usize>()
+            + self.tickets.capacity() * size_of::<(u64, u32)>();
         Memory {
             piece_leaves: pieces.leaves,
             piece_inner: pieces.inner,
             key_handles: pieces.key_boxes,
             key_bytes: pieces.key_bytes,
             slots,
-            owners: self.owners.capacity() * core::mem::size_of::<Owner>(),
+            owners: self.owners.capacity() * size_of::<Owner>(),
             min_tree,
             region_index: self.regions.heap_bytes(),
-            other: self.free.capacity() * 4 + waiting,
+            other: self.free.capacity() * size_of::<u32>() + waiting,
         }
     }
 

@@ -92,21 +92,21 @@ impl<T: Timestamped> MinTree<T> {
         let leaf = &mut self.leaves[i as usize];
         let before = leaf.ts();
         let result = change(leaf);
-        if leaf.ts() != before {
+        let after = leaf.ts();
+        if after > before {
+            self.raised(i as usize, before, after);
+        } else if after != before {
             self.propagate(i as usize);
         }
         result
     }
 
-    /// Raises leaf `i`'s ts from `old` to `ts` (`set` writes it): the advance of a region. An
-    /// ancestor's minimum can only change if it was `old`, so the walk up stops at the first
-    /// one that was not, or that keeps `old` through another child; at the bottom the sibling
-    /// leaf is read directly (it shares the leaf's cache line).
+    /// After leaf `i`'s ts rose from `old` to `ts` (a region advancing, the common update): an
+    /// ancestor's minimum can only change if it was `old`, so the walk up stops at the first one
+    /// that was not, or that keeps `old` through another child; at the bottom the sibling leaf
+    /// is read directly (it shares the leaf's cache line).
     #[inline]
-    pub(crate) fn raise(&mut self, i: u32, old: u64, ts: u64, set: impl FnOnce(&mut T)) {
-        let i = i as usize;
-        set(&mut self.leaves[i]);
-        debug_assert!(self.leaves[i].ts() == ts && ts > old);
+    fn raised(&mut self, i: usize, old: u64, ts: u64) {
         let mut n = (self.cap + i) / 2;
         if self.inner[n] != old {
             return;
