@@ -11,22 +11,13 @@ use std::time::{Duration, Instant};
 
 use kvfeed_sim::{Cluster, CommittedRow, FaultSchedule, Op};
 
-use super::settings::Args;
+use super::settings::{Args, Driven};
 use crate::faults::{self, FAULT_EVERY};
 
 /// One tick of the workload's clock.
 pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Ticks between faults (`FAULT_EVERY`, the pace `sim serve --chaos` keeps too).
 const FAULT_TICKS: u64 = (FAULT_EVERY.as_millis() / TICK.as_millis()) as u64;
-
-/// What a driven workload did.
-#[derive(Debug)]
-pub(super) struct Driven {
-    /// Transactions run (`--rate` x `--duration`).
-    pub(super) steps: u64,
-    /// How long they took.
-    pub(super) elapsed: Duration,
-}
 
 /// Transactions in tick `tick` at `rate` a second: the ticks of a second add up to `rate`.
 fn steps_in(tick: u64, rate: u64) -> u64 {

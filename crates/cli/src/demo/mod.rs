@@ -47,9 +47,18 @@ pub(crate) async fn run(args: Args) -> Result<(), Failure> {
         let client = client.clone();
         tokio::spawn(async move { client.run().await })
     };
-    if args.raw {
-        raw::run(&args, cluster, client, runner).await
+    // Each run prints its summary and says whether the verifier passed.
+    let ok = if args.raw {
+        raw::run(&args, Arc::clone(&cluster), client, runner).await?
     } else {
-        tidb::run(&args, cluster, client, runner).await
+        tidb::run(&args, Arc::clone(&cluster), client, runner).await?
+    };
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::runtime("the verifier found violations (see the summary)"))
     }
 }

@@ -5,8 +5,6 @@ use std::cell::Cell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use super::drive::Driven;
-
 /// Arguments of `kvfeed demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -52,6 +50,15 @@ pub(super) const LAG_SAMPLE: Duration = Duration::from_millis(100);
 /// `n` and `word`, with an `s` unless `n` is 1.
 pub(super) fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// What a driven workload did ([`drive`](super::drive::drive)).
+#[derive(Debug)]
+pub(super) struct Driven {
+    /// Transactions run (`--rate` x `--duration`).
+    pub(super) steps: u64,
+    /// How long they took.
+    pub(super) elapsed: Duration,
 }
 
 /// What both demos' summaries report beside the verifier's findings.
